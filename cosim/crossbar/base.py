@@ -1,0 +1,100 @@
+"""The crossbar backend protocol shared by every backend (ARCHITECTURE.md).
+
+A backend holds one weight matrix W (rows = inputs on word lines, columns = outputs) as a
+physical array and turns a batch of inputs at one timestep into synaptic currents:
+
+* ``program(weights)`` stores W (as device states for physical backends);
+* ``backend(x)`` returns the current in weight units, shape (..., C), for x of shape
+  (..., R); for the ideal backend this is exactly x @ W;
+* ``effective_weights`` is the (R, C) matrix the array realises after mapping (quantisation,
+  variability); training passes gradients straight through it;
+* ``fresh(index)`` returns an unprogrammed backend with the same settings, so a network can
+  give each of its weight matrices (and delay slices) an array of its own.
+
+The network calls ``forward`` (unchecked, hot path); users call ``backend(x)`` (checked).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as check
+
+__all__ = ["Crossbar"]
+
+
+class Crossbar:
+    """Base class of crossbar backends; subclasses implement ``_program`` and ``forward``."""
+
+    name = "crossbar"
+
+    def __init__(self):
+        self._weights = None
+
+    # -- settings ----------------------------------------------------------------------------
+    def get_params(self) -> dict:
+        """Constructor arguments of this backend (scikit-learn style)."""
+        return {}
+
+    def fresh(self, index: int = 0) -> "Crossbar":
+        """An unprogrammed backend with the same settings; ``index`` decorrelates seeds."""
+        params = self.get_params()
+        if "seed" in params and params["seed"] is not None and index:
+            params["seed"] = int(np.random.SeedSequence([int(params["seed"]), index])
+                                 .generate_state(1)[0])
+        return type(self)(**params)
+
+    # -- protocol ----------------------------------------------------------------------------
+    def program(self, weights) -> None:
+        """Store the weight matrix (R inputs, C outputs) on the array."""
+        weights = check.as_float_array("weights", weights, ndim=2)
+        if 0 in weights.shape:
+            raise ValueError(f"weights must not be empty, got shape {weights.shape}")
+        self._program(weights)
+        self._weights = weights.copy()
+
+    def _program(self, weights: np.ndarray) -> None:
+        raise NotImplementedError
+
+    @property
+    def programmed(self) -> bool:
+        return self._weights is not None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        self._require_programmed()
+        return self._weights.shape
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The weights last given to ``program`` (a copy)."""
+        self._require_programmed()
+        return self._weights.copy()
+
+    @property
+    def effective_weights(self) -> np.ndarray:
+        """The (R, C) matrix the array realises without wire resistance."""
+        return self.weights
+
+    def __call__(self, x) -> np.ndarray:
+        """Synaptic current in weight units for inputs x of shape (..., R)."""
+        self._require_programmed()
+        x = check.as_float_array("x", x)
+        if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
+            raise ValueError(f"x must have last dimension {self._weights.shape[0]} (array rows), "
+                             f"got shape {x.shape}")
+        lead = x.shape[:-1]
+        out = self.forward(x.reshape(-1, x.shape[-1]))
+        return out.reshape(*lead, out.shape[-1])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Unchecked (B, R) -> (B, C); the hot path the network uses."""
+        raise NotImplementedError
+
+    def _require_programmed(self):
+        if self._weights is None:
+            raise RuntimeError(f"{type(self).__name__} backend is not programmed: call program(W)")
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,217 @@
+"""BPTT: a hand-written reverse pass through every timestep of an SRNN (EQUATIONS.md §2-3).
+
+Forward (per step t, units in columns, z_{-1} = v_{-1} = b_{-1} = 0):
+
+    I_t  = Σ_d W_in^(d)ᵀ x_{t-d+1} + Σ_d W_rec^(d)ᵀ z_{t-d}
+    v'_t = α v_{t-1} + g I_t                      (g = 1-α for LIF/ALIF, α = g = 1 for IF)
+    b_t  = ρ b_{t-1} + (1-ρ) z_{t-1},   A_t = thr + β b_t
+    z_t  = H(v'_t - A_t)  (0 while refractory)
+    v_t  = v'_t (1 - z_t)  ["zero"]   or   v'_t - z_t A_t  ["subtract"]
+    y_t  = κ y_{t-1} + (1-κ)(W_outᵀ z_t + b_out),   logits = mean of y over the window
+    L    = mean over the batch of softmax cross-entropy(logits, label)
+           + c_reg · Σ_j (mean_{b,t} z_{b,t,j} - f_target)²
+
+Backward, in reverse time, with ψ_v = ∂z/∂v' and ψ_A = ∂z/∂A from the surrogate:
+
+    e_t   = ∂L/∂z_t = (readout) + Σ_d δI_{t+d} W_rec^(d) + (1-ρ) δb_{t+1} [+ reset path]
+    δv'_t = e_t ψ_v + δv_t ∂v_t/∂v'_t          δA_t = e_t ψ_A (- δv_t z_t for "subtract")
+    δb_t  = β δA_t + ρ δb_{t+1}                 δI_t = g δv'_t          δv_{t-1} = α δv'_t
+    ∂L/∂W_in^(d) = Σ_t x_{t-d+1}ᵀ δI_t,   ∂L/∂W_rec^(d) = Σ_t z_{t-d}ᵀ δI_t
+
+Refractory steps pass no gradient (z and v are held there). The reset is a constant in the
+backward pass (LSNN) unless ``reset_grad=True``, which adds ∂v_t/∂z_t · δv_t to e_t; with
+the smooth surrogate and ``reset_grad=True`` the result is the exact gradient, which is what
+the finite-difference test checks.
+
+Hardware-aware training: the backward pass multiplies by the *effective* weights of the
+arrays (what the crossbar realises after mapping) and hands the gradient straight through to
+the stored weights (straight-through estimator); the forward pass is the backend's own,
+IR drop included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import lfilter
+
+from .. import _validate as check
+
+__all__ = ["BPTT", "softmax_cross_entropy", "readout_backward", "RateRegularizer"]
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
+    """Mean cross-entropy of softmax(logits) and its gradient w.r.t. the logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_p = shifted - log_norm
+    batch = logits.shape[0]
+    loss = -log_p[np.arange(batch), labels].mean()
+    grad = np.exp(log_p)
+    grad[np.arange(batch), labels] -= 1.0
+    return float(loss), grad / batch
+
+
+@dataclass(frozen=True)
+class RateRegularizer:
+    """c · Σ_j (f_j - f_target)², f_j the mean firing rate of unit j over batch and time."""
+
+    strength: float = 0.0
+    target: float = 0.01
+
+    def __post_init__(self):
+        check.positive("rate_reg strength", self.strength, allow_zero=True)
+        check.positive("rate_reg target", self.target, allow_zero=True)
+
+    def loss_and_grad(self, z: np.ndarray):
+        if self.strength == 0:
+            return 0.0, None
+        rate = z.mean(axis=(0, 1))
+        diff = rate - self.target
+        grad = 2.0 * self.strength * diff / (z.shape[0] * z.shape[1])
+        return float(self.strength * np.sum(diff**2)), np.broadcast_to(grad, z.shape)
+
+
+def readout_backward(net, record, dlogits, w_out_eff):
+    """Gradient through the leaky readout: returns (∂L/∂W_out, ∂L/∂b_out, ∂L/∂z from readout)."""
+    batch, steps, _ = record.y.shape
+    window = steps if net.readout_window is None else min(net.readout_window, steps)
+    g_direct = np.zeros_like(record.y)
+    g_direct[:, steps - window:] = dlogits[:, None, :] / window
+    # y_t = κ y_{t-1} + (1-κ) u_t  ⇒  G_t = g_t + κ G_{t+1}: the same filter run backwards
+    g_total = lfilter([1.0], [1.0, -net.kappa], g_direct[:, ::-1], axis=1)[:, ::-1]
+    du = (1.0 - net.kappa) * g_total
+    z = record.z
+    d_out = z.reshape(-1, z.shape[2]).T @ du.reshape(-1, du.shape[2])
+    d_bias = du.sum(axis=(0, 1))
+    dz = du @ w_out_eff.T
+    return d_out, d_bias, dz
+
+
+def _neuron_coefficients(net):
+    neuron = net.neuron
+    alpha, gain = neuron.voltage_coefficients()
+    rho, beta = neuron.adaptation_coefficients()
+    return alpha, gain, rho, beta
+
+
+def input_gradients(net, x, d_current, z):
+    """∂L/∂W_in and ∂L/∂W_rec from δI (B, T, n_rec), summing each delay slice."""
+    n_in, n_rec = net.n_in, net.n_rec
+    flat_di = d_current.reshape(-1, n_rec)
+    if net.n_delay == 1:
+        d_in = x.reshape(-1, n_in).T @ flat_di
+        z_prev = np.concatenate([np.zeros_like(z[:, :1]), z[:, :-1]], axis=1)
+        d_rec = z_prev.reshape(-1, n_rec).T @ flat_di
+    else:
+        delays = net.delays
+        d_in = np.zeros((n_in, n_rec))
+        d_rec = np.zeros((n_rec, n_rec))
+        for d in range(1, net.n_delay + 1):
+            x_shift = _shift(x, d - 1)
+            z_shift = _shift(z, d)
+            d_in += np.where(delays["in"] == d, x_shift.reshape(-1, n_in).T @ flat_di, 0.0)
+            d_rec += np.where(delays["rec"] == d, z_shift.reshape(-1, n_rec).T @ flat_di, 0.0)
+    return d_in, d_rec * net.rec_mask
+
+
+def _shift(a, k):
+    """a[:, t - k] at position t (zeros before the start)."""
+    if k == 0:
+        return a
+    out = np.zeros_like(a)
+    out[:, k:] = a[:, :-k]
+    return out
+
+
+class BPTT:
+    """Backpropagation through time with the surrogate gradient of the network's neurons.
+
+    ``gradients(net, x, labels)`` runs the forward pass on the network's backends and returns
+    ``(loss, grads, record)`` with grads keyed "in", "rec", "out", "bias_out".
+    """
+
+    name = "bptt"
+
+    def __init__(self, rate_reg: RateRegularizer | None = None, reset_grad: bool = False,
+                 truncate: int | None = None):
+        self.rate_reg = rate_reg or RateRegularizer()
+        self.reset_grad = bool(reset_grad)
+        if truncate not in (None, 1):
+            raise ValueError(f"truncate must be None (full BPTT) or 1, got {truncate!r}")
+        # truncate=1 cuts every temporal path (v, z, b of the previous step are constants)
+        self.truncate = truncate
+
+    def gradients(self, net, x, labels):
+        record = net._run(x, trace=True)
+        loss, grads = self.backward(net, record, labels)
+        return loss, grads, record
+
+    def _common(self, net, record, labels):
+        loss, dlogits = softmax_cross_entropy(record.logits, labels)
+        reg_loss, reg_grad = self.rate_reg.loss_and_grad(record.z)
+        w_eff = net.effective_weights()
+        d_out, d_bias, dz = readout_backward(net, record, dlogits, w_eff["out"])
+        if reg_grad is not None:
+            dz = dz + reg_grad
+        return loss + reg_loss, d_out, d_bias, dz, w_eff
+
+    def backward(self, net, record, labels):
+        loss, d_out, d_bias, dz_readout, w_eff = self._common(net, record, labels)
+        alpha, gain, rho, beta = _neuron_coefficients(net)
+        surrogate = net.neuron.surrogate
+        subtract = net.neuron.reset == "subtract"
+        z, v_pre, thr, refr = record.z, record.v_pre, record.threshold, record.refractory
+        psi_v, psi_a = surrogate.grad(v_pre, thr)
+        if refr.any():
+            keep = ~refr
+            psi_v = psi_v * keep
+            psi_a = psi_a * keep
+        else:
+            keep = None
+        adaptive = bool(np.any(beta))
+        batch, steps, n = z.shape
+
+        if net.n_delay == 1:
+            rec_slices = [(1, w_eff["rec"])]
+        else:
+            rec_slices = [(d, np.where(net.delays["rec"] == d, w_eff["rec"], 0.0))
+                          for d in range(1, net.n_delay + 1)]
+        rec_t = [(d, np.ascontiguousarray(w.T)) for d, w in rec_slices]
+
+        d_current = np.zeros_like(z)
+        dv = np.zeros((batch, n))      # ∂L/∂v_t from the future
+        db = np.zeros((batch, n))      # ∂L/∂b_{t+1}
+        one_minus_rho = 1.0 - rho
+        temporal = self.truncate is None
+        if not temporal:
+            rec_t = []
+            adaptive = False
+        for t in range(steps - 1, -1, -1):
+            e = dz_readout[:, t]
+            for d, w_t in rec_t:
+                if t + d < steps:
+                    e = e + d_current[:, t + d] @ w_t
+            if adaptive and t + 1 < steps:
+                e = e + one_minus_rho * db
+            zt = z[:, t]
+            if self.reset_grad:
+                e = e - dv * (thr[:, t] if subtract else v_pre[:, t])
+            if subtract:
+                dvp = e * psi_v[:, t] + dv
+            else:
+                dvp = e * psi_v[:, t] + dv * (1.0 - zt)
+            if keep is not None:
+                dvp = dvp * keep[:, t]
+            if adaptive:
+                da = e * psi_a[:, t]
+                if subtract:
+                    da = da - dv * zt * (keep[:, t] if keep is not None else 1.0)
+                db = beta * da + rho * db
+            d_current[:, t] = gain * dvp
+            if temporal:
+                dv = alpha * dvp
+
+        d_in, d_rec = input_gradients(net, record.x, d_current, z)
+        return loss, {"in": d_in, "rec": d_rec, "out": d_out, "bias_out": d_bias}

@@ -1,0 +1,360 @@
+"""Model: ties a network, a learning rule and an optimiser; train / predict / evaluate / save / load.
+
+Gradient rules ("bptt", "bp") train an :class:`~cosim.network.SRNN` with Adam (or SGD) on
+mini-batches; rule "stdp" trains a :class:`~cosim.learning.stdp.DiehlCook` network without
+labels and assigns labels afterwards. Training with a physical crossbar backend
+(``SRNN(..., crossbar=Compact(...))``) is hardware-aware: the forward pass reads the arrays
+(IR drop included), the backward pass goes straight through their effective weights, and
+after every update the arrays are reprogrammed.
+
+A saved model is one ``.npz`` file (written to a temporary file and renamed): the weights,
+a JSON header with the hyper-parameters, neuron types, crossbar settings and the cosim
+version, and a SHA-256 over all of it so a corrupt file is detected on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from . import _validate as check
+from ._io import write_bytes
+from .errors import ModelFileError, TrainingDivergedError
+from .learning.bp import BP
+from .learning.bptt import BPTT, RateRegularizer
+from .learning.optim import make_optimizer
+from .network import SRNN
+
+__all__ = ["Model"]
+
+FORMAT = "cosim-model"
+FORMAT_VERSION = 1
+RULES = {"bptt": BPTT, "bp": BP}
+
+
+def _make_rule(rule):
+    if isinstance(rule, str):
+        key = check.choice("rule", rule, set(RULES) | {"stdp"})
+        if key == "stdp":
+            from .learning.stdp import STDPRule
+            return STDPRule()
+        return RULES[key]()
+    if hasattr(rule, "gradients") or hasattr(rule, "fit"):
+        return rule
+    raise TypeError(f"rule must be 'bptt', 'bp', 'stdp' or a rule object, got {type(rule).__name__}")
+
+
+class Model:
+    """A trainable spiking network.
+
+    Parameters
+    ----------
+    network : an :class:`SRNN` (rules "bptt", "bp") or a ``DiehlCook`` network (rule "stdp").
+    rule : "bptt", "bp", "stdp" or a rule object with ``gradients(net, x, labels)``.
+    lr : learning rate (Adam by default); cosine-annealed to 0 over the epochs of a
+        ``train`` call when ``schedule="cosine"``.
+    batch_size : mini-batch size.
+    seed : int or Generator for shuffling.
+    optimizer : "adam" or "sgd".
+    rate_reg, rate_target : firing-rate regularisation strength and target rate.
+    """
+
+    def __init__(self, network, rule="bptt", lr=1e-2, batch_size=32, seed=0, optimizer="adam",
+                 schedule="cosine", rate_reg=0.0, rate_target=0.01):
+        self.network = network
+        self.rule_name = rule if isinstance(rule, str) else getattr(rule, "name", type(rule).__name__)
+        self.rule = _make_rule(rule)
+        self.lr = check.positive("lr", lr)
+        self.batch_size = check.integer("batch_size", batch_size, minimum=1)
+        self.seed = seed
+        self.optimizer_name = check.choice("optimizer", optimizer, ("adam", "sgd"))
+        self.schedule = check.choice("schedule", schedule, ("cosine", "constant"))
+        self.rate_reg = RateRegularizer(rate_reg, rate_target)
+        if hasattr(self.rule, "rate_reg") and rate_reg:
+            self.rule.rate_reg = self.rate_reg
+        self._is_unsupervised = hasattr(self.rule, "fit")
+        if self._is_unsupervised:
+            if not hasattr(network, "assign_labels"):
+                raise TypeError("rule 'stdp' needs a DiehlCook network (cosim.learning.stdp)")
+        elif not isinstance(network, SRNN):
+            raise TypeError(f"rule {self.rule_name!r} needs an SRNN, got {type(network).__name__}")
+        self._rng = check.rng(seed)
+        self._optimizer = None
+
+    # -- input checks ------------------------------------------------------------------------
+    def _check_labels(self, y, n):
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(f"y must have shape ({n},), got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+                y = y.astype(np.int64)
+            else:
+                raise ValueError("y must hold integer class labels")
+        n_classes = self.n_classes
+        if y.min() < 0 or y.max() >= n_classes:
+            raise ValueError(f"y holds labels outside [0, {n_classes - 1}]")
+        return y.astype(np.int64)
+
+    @property
+    def n_classes(self) -> int:
+        return self.network.n_out if isinstance(self.network, SRNN) else self.network.n_classes
+
+    def _check_x(self, x):
+        if isinstance(self.network, SRNN):
+            return self.network.check_input(x)
+        return check.as_float_array("x", x, ndim=3)
+
+    # -- training ----------------------------------------------------------------------------
+    def train(self, x, y, epochs=10, progress=True, validation=None):
+        """Train; returns ``{"loss": [...], "accuracy": [...], "val_accuracy": [...]}`` per epoch.
+
+        ``x`` is a spike array (N, T, n_in) or an object with ``sample(epoch)`` returning one
+        (e.g. :class:`cosim.data.EncodedImages`, fresh spikes every epoch). ``validation``
+        is an optional ``(x_val, y_val)`` evaluated after each epoch.
+        """
+        epochs = check.integer("epochs", epochs, minimum=1)
+        resample = hasattr(x, "sample")
+        first = x.sample(0) if resample else x
+        first = self._check_x(first)
+        y = self._check_labels(y, first.shape[0])
+        if validation is not None:
+            x_val = self._check_x(validation[0])
+            y_val = self._check_labels(validation[1], x_val.shape[0])
+        if self._is_unsupervised:
+            return self._train_unsupervised(x, first, y, epochs, progress, validation)
+
+        from tqdm.auto import tqdm
+
+        net = self.network
+        if self._optimizer is None:
+            self._optimizer = make_optimizer(self.optimizer_name, self.lr)
+        history = {"loss": [], "accuracy": [], "val_accuracy": []}
+        n = first.shape[0]
+        n_batches = -(-n // self.batch_size)
+        bar = tqdm(total=epochs * n_batches, desc=f"train ({self.rule_name})", disable=not progress,
+                   unit="batch")
+        try:
+            for epoch in range(epochs):
+                xe = first if epoch == 0 else (self._check_x(x.sample(epoch)) if resample else first)
+                if self.schedule == "cosine":
+                    self._optimizer.lr = self.lr * 0.5 * (1.0 + np.cos(np.pi * epoch / epochs))
+                order = self._rng.permutation(n)
+                losses, correct = [], 0
+                for start in range(0, n, self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    loss, grads, record = self.rule.gradients(net, xe[idx], y[idx])
+                    if not np.isfinite(loss) or not all(np.all(np.isfinite(g)) for g in grads.values()):
+                        raise TrainingDivergedError(
+                            f"loss became {loss} in epoch {epoch + 1}; the weights of the last "
+                            f"good step were kept (try a smaller lr, now {self.lr})")
+                    self._apply(grads)
+                    losses.append(loss)
+                    correct += int(np.sum(record.logits.argmax(axis=1) == y[idx]))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                history["loss"].append(float(np.mean(losses)))
+                history["accuracy"].append(correct / n)
+                if validation is not None:
+                    history["val_accuracy"].append(self.evaluate(x_val, y_val))
+        finally:
+            bar.close()
+        return history
+
+    def _apply(self, grads):
+        net = self.network
+        params = net.weights
+        params["bias_out"] = net.bias_out.copy()
+        self._optimizer.step(params, grads)
+        bias = params.pop("bias_out")
+        for key, value in params.items():
+            if not np.all(np.isfinite(value)):
+                raise TrainingDivergedError(f"weights['{key}'] became non-finite; kept the last good weights")
+        net.set_weights(params, bias_out=bias)
+
+    def _train_unsupervised(self, x, first, y, epochs, progress, validation):
+        history = {"loss": [], "accuracy": [], "val_accuracy": []}
+        for epoch in range(epochs):
+            xe = first if epoch == 0 or not hasattr(x, "sample") else self._check_x(x.sample(epoch))
+            self.rule.fit(self.network, xe, progress=progress)
+            self.network.assign_labels(xe, y)
+            history["loss"].append(float("nan"))
+            history["accuracy"].append(self.network.evaluate(xe, y))
+            if validation is not None:
+                history["val_accuracy"].append(self.evaluate(*validation))
+        return history
+
+    # -- inference ---------------------------------------------------------------------------
+    def predict(self, x, batch_size=256) -> np.ndarray:
+        """Integer class labels (N,)."""
+        x = self._check_x(x)
+        if not isinstance(self.network, SRNN):
+            return self.network.predict(x)
+        out = [self.network._run(x[i:i + batch_size]).logits.argmax(axis=1)
+               for i in range(0, x.shape[0], batch_size)]
+        return np.concatenate(out).astype(np.int64)
+
+    def evaluate(self, x, y) -> float:
+        """Accuracy in [0, 1]."""
+        x = self._check_x(x)
+        y = self._check_labels(y, x.shape[0])
+        return float(np.mean(self.predict(x) == y))
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the model to one file atomically (temp file + rename)."""
+        path = Path(path)
+        arrays, header = self._state()
+        header.update({"format": FORMAT, "format_version": FORMAT_VERSION,
+                       "cosim_version": __version__})
+        header_bytes = json.dumps(header, sort_keys=True).encode()
+        digest = _digest(header_bytes, arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, __header__=np.frombuffer(header_bytes, dtype=np.uint8),
+                 __sha256__=np.frombuffer(digest.encode(), dtype=np.uint8), **arrays)
+        return write_bytes(path, buffer.getvalue())
+
+    def _state(self):
+        net = self.network
+        header = {"rule": self.rule_name if isinstance(self.rule_name, str) else "custom",
+                  "lr": self.lr, "batch_size": self.batch_size, "optimizer": self.optimizer_name,
+                  "schedule": self.schedule, "seed": self.seed if isinstance(self.seed, int) else None,
+                  "rate_reg": self.rate_reg.strength, "rate_target": self.rate_reg.target}
+        if isinstance(net, SRNN):
+            header["network"] = "SRNN"
+            header["network_config"] = net.get_config()
+            header["neuron_types"] = net.neuron_types.tolist()
+            header["crossbar"] = _crossbar_description(net.crossbar)
+            arrays = {f"w_{k}": v for k, v in net.weights.items()}
+            arrays["bias_out"] = net.bias_out
+            arrays["delay_in"] = net.delays["in"]
+            arrays["delay_rec"] = net.delays["rec"]
+        else:
+            state = net.get_state()
+            header["network"] = type(net).__name__
+            header["network_config"] = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+            arrays = {f"state_{k}": v for k, v in state.items() if isinstance(v, np.ndarray)}
+        return arrays, header
+
+    @classmethod
+    def load(cls, path, crossbar=None) -> "Model":
+        """Read a model written by :meth:`save`; ``crossbar`` overrides the saved backend."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                contents = {k: data[k] for k in data.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise ModelFileError(f"{path} is not a readable cosim model file ({exc})") from exc
+        if "__header__" not in contents or "__sha256__" not in contents:
+            raise ModelFileError(f"{path} is not a cosim model file (no cosim header)")
+        header_bytes = contents.pop("__header__").tobytes()
+        stored = contents.pop("__sha256__").tobytes().decode(errors="replace")
+        if _digest(header_bytes, contents) != stored:
+            raise ModelFileError(f"{path} is corrupt: its checksum does not match its contents")
+        header = json.loads(header_bytes)
+        if header.get("format") != FORMAT:
+            raise ModelFileError(f"{path} is not a cosim model file (format {header.get('format')!r})")
+        if header.get("format_version", 0) > FORMAT_VERSION:
+            raise ModelFileError(f"{path} was written by a newer cosim ({header.get('cosim_version')})")
+        network = _rebuild_network(header, contents, crossbar)
+        rule = header["rule"] if header["rule"] in set(RULES) | {"stdp"} else "bptt"
+        model = cls(network, rule=rule, lr=header["lr"], batch_size=header["batch_size"],
+                    seed=header.get("seed") or 0, optimizer=header["optimizer"],
+                    schedule=header["schedule"], rate_reg=header["rate_reg"],
+                    rate_target=header["rate_target"])
+        return model
+
+    def __repr__(self):
+        return f"Model({self.network!r}, rule={self.rule_name!r}, lr={self.lr})"
+
+
+def _digest(header_bytes: bytes, arrays: dict) -> str:
+    h = hashlib.sha256(header_bytes)
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        h.update(key.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _crossbar_description(backend) -> dict:
+    params = {}
+    for key, value in backend.get_params().items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            params[key] = value
+        elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
+            params[key] = list(value)
+        elif hasattr(value, "params"):
+            params[key] = {"device": type(value).__name__, **_jsonable(value.params)}
+    return {"name": backend.name, "params": params}
+
+
+def _jsonable(d):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.tolist()
+        elif isinstance(v, (np.floating, np.integer)):
+            out[k] = v.item()
+        else:
+            out[k] = v
+    return out
+
+
+def _rebuild_crossbar(desc):
+    from .crossbar import make_crossbar
+
+    backend = make_crossbar(desc["name"])
+    params = dict(desc.get("params") or {})
+    if not params:
+        return backend
+    device = params.get("device")
+    if isinstance(device, dict):
+        from .devices import Memtransistor
+
+        dev_params = {k: v for k, v in device.items() if k != "device"}
+        params["device"] = Memtransistor(**dev_params)
+    for key in ("g_range",):
+        if isinstance(params.get(key), list):
+            params[key] = tuple(params[key])
+    return type(backend)(**params)
+
+
+def _rebuild_network(header, contents, crossbar):
+    try:
+        if header["network"] == "SRNN":
+            cfg = header["network_config"]
+            from .neurons import make_neuron
+
+            nparams = dict(cfg["neuron_params"])
+            n = nparams.pop("n")
+            neuron = make_neuron(cfg["neuron_kind"], n, **nparams)
+            backend = crossbar if crossbar is not None else _rebuild_crossbar(header["crossbar"])
+            net = SRNN(cfg["n_in"], cfg["n_rec"], cfg["n_out"], neuron=neuron,
+                       tau_out=cfg["tau_out"], crossbar=backend, n_delay=cfg["n_delay"],
+                       delays={"in": contents["delay_in"], "rec": contents["delay_rec"]},
+                       self_connections=cfg["self_connections"],
+                       readout_window=cfg["readout_window"])
+            net.set_weights({"in": contents["w_in"], "rec": contents["w_rec"],
+                             "out": contents["w_out"]}, bias_out=contents["bias_out"])
+            return net
+        if header["network"] == "DiehlCook":
+            from .learning.stdp import DiehlCook
+
+            state = dict(header["network_config"])
+            state.update({k[len("state_"):]: v for k, v in contents.items() if k.startswith("state_")})
+            net = DiehlCook.from_state(state, crossbar=crossbar)
+            return net
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"model file is inconsistent: {exc}") from exc
+    raise ModelFileError(f"unknown network type {header['network']!r} in model file")

@@ -1,0 +1,111 @@
+"""Model: training reduces the loss, save/load round trip, corrupt files, bad inputs."""
+
+import numpy as np
+import pytest
+
+from cosim import Model
+from cosim.errors import ModelFileError, TrainingDivergedError
+from cosim.network import SRNN
+
+
+def toy_task(n=60, steps=15, seed=0):
+    """Two classes: input channel 0 or channel 1 fires (plus noise)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = (rng.random((n, steps, 4)) < 0.05).astype(float)
+    x[np.arange(n), :, y] = (rng.random((n, steps)) < 0.6)
+    return x, y
+
+
+def test_train_learns_toy_task_and_predicts():
+    x, y = toy_task()
+    model = Model(SRNN(4, 10, 2, neuron="lif", seed=0), rule="bptt", lr=0.02, batch_size=16)
+    history = model.train(x, y, epochs=15, progress=False)
+    assert len(history["loss"]) == 15
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    x_test, y_test = toy_task(seed=1)
+    assert model.evaluate(x_test, y_test) >= 0.95
+    labels = model.predict(x_test)
+    assert labels.dtype == np.int64 and labels.shape == (60,)
+
+
+def test_bp_rule_learns_too():
+    x, y = toy_task()
+    model = Model(SRNN(4, 10, 2, neuron="alif", seed=0), rule="bp", lr=0.02, batch_size=16)
+    model.train(x, y, epochs=15, progress=False)
+    assert model.evaluate(*toy_task(seed=1)) >= 0.9
+
+
+def test_save_load_predict_identical(tmp_path):
+    x, y = toy_task()
+    net = SRNN(4, 10, 2, neuron="alif", n_adaptive=4, n_delay=2, seed=0)
+    model = Model(net, rule="bptt", lr=0.02)
+    model.train(x, y, epochs=2, progress=False)
+    path = model.save(tmp_path / "m.npz")
+    loaded = Model.load(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    for key in ("in", "rec", "out"):
+        np.testing.assert_array_equal(loaded.network.weights[key], net.weights[key])
+    assert loaded.network.neuron_types.tolist() == net.neuron_types.tolist()
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_corrupt_and_foreign_files(tmp_path):
+    x, y = toy_task()
+    model = Model(SRNN(4, 6, 2, seed=0))
+    path = model.save(tmp_path / "m.npz")
+    data = bytearray(path.read_bytes())
+    # flip bytes inside the stored weights, keep the zip readable: the checksum catches it
+    with np.load(path) as npz:
+        w = npz["w_in"]
+    target = w.tobytes()[:16]
+    pos = bytes(data).find(target)
+    assert pos > 0
+    data[pos] ^= 0xFF
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupt|readable"):
+        Model.load(bad)
+    truncated = tmp_path / "trunc.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ModelFileError):
+        Model.load(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.arange(3))
+    with pytest.raises(ModelFileError, match="not a cosim model"):
+        Model.load(foreign)
+    with pytest.raises(FileNotFoundError):
+        Model.load(tmp_path / "missing.npz")
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_weights():
+    x, y = toy_task()
+    net = SRNN(4, 6, 2, seed=0)
+    model = Model(net, lr=1e300, optimizer="sgd", batch_size=60)
+    model.train(x, y, epochs=1, progress=False)  # one huge step: weights blow up to ~1e300
+    good = net.weights
+    with pytest.raises(TrainingDivergedError):
+        model.train(x, y, epochs=3, progress=False)
+    for key in good:
+        assert np.all(np.isfinite(net.weights[key]))
+
+
+@pytest.mark.parametrize("call,word", [
+    (lambda m, x, y: m.train(x, y + 5, progress=False), "labels outside"),
+    (lambda m, x, y: m.train(x, y[:-1], progress=False), "y must have shape"),
+    (lambda m, x, y: m.train(x[:, :, :3], y, progress=False), "x must have shape"),
+    (lambda m, x, y: m.train(np.where(x > 0, np.nan, x), y, progress=False), "NaN"),
+    (lambda m, x, y: m.train(x, y.astype(float) + 0.5, progress=False), "integer"),
+    (lambda m, x, y: m.predict(x[0]), "dimensions"),
+])
+def test_bad_inputs(call, word):
+    x, y = toy_task(n=10)
+    with pytest.raises(ValueError, match=word):
+        call(Model(SRNN(4, 6, 2)), x, y)
+
+
+def test_unknown_rule():
+    with pytest.raises(ValueError, match="rule"):
+        Model(SRNN(4, 6, 2), rule="hebbian-magic")
+    with pytest.raises(TypeError, match="rule"):
+        Model(SRNN(4, 6, 2), rule=42)
