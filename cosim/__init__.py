@@ -2,7 +2,15 @@
 
 __version__ = "0.1.0"
 
-from .model import Model  # noqa: E402
-from .network import SRNN  # noqa: E402
-
 __all__ = ["Model", "SRNN", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy: `import cosim` stays light for leaf users (spice/, devices/, crossbar/).
+    if name == "Model":
+        from .model import Model
+        return Model
+    if name == "SRNN":
+        from .network import SRNN
+        return SRNN
+    raise AttributeError(f"module 'cosim' has no attribute {name!r}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import lfilter
 
 from . import _validate as check
 from .crossbar import Crossbar, make_crossbar
@@ -285,6 +284,8 @@ class SRNN:
                 thr[:, t] = step_trace.threshold
                 b[:, t] = state.b
                 refr[:, t] = step_trace.refractory
+
+        from scipy.signal import lfilter   # deferred: scipy.signal is a heavy import
 
         out_current = self._feedforward("out", z) + self.bias_out
         y = lfilter([1.0 - self.kappa], [1.0, -self.kappa], out_current, axis=1)

@@ -169,7 +169,7 @@ class Neuron:
         if current.ndim == 2:
             # everything arrives now, on top of what earlier steps scheduled for now
             buffer = state.buffer
-            arriving = buffer[:, 0] + current
+            arriving = current if self.n_delay == 1 else buffer[:, 0] + current
         else:
             buffer = state.buffer + current
             arriving = buffer[:, 0]

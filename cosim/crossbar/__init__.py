@@ -42,3 +42,8 @@ def _load_optional(key):
         except ImportError:
             return
         _BACKENDS["spice"] = Spice
+
+from .compact import Compact  # noqa: E402
+
+register("compact", Compact)
+__all__.append("Compact")

@@ -34,7 +34,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .. import _validate as check
 
@@ -75,6 +74,8 @@ class RateRegularizer:
 
 def readout_backward(net, record, dlogits, w_out_eff):
     """Gradient through the leaky readout: returns (∂L/∂W_out, ∂L/∂b_out, ∂L/∂z from readout)."""
+    from scipy.signal import lfilter   # deferred: scipy.signal is a heavy import
+
     batch, steps, _ = record.y.shape
     window = steps if net.readout_window is None else min(net.readout_window, steps)
     g_direct = np.zeros_like(record.y)
@@ -180,38 +181,48 @@ class BPTT:
                           for d in range(1, net.n_delay + 1)]
         rec_t = [(d, np.ascontiguousarray(w.T)) for d, w in rec_slices]
 
-        d_current = np.zeros_like(z)
-        dv = np.zeros((batch, n))      # ∂L/∂v_t from the future
-        db = np.zeros((batch, n))      # ∂L/∂b_{t+1}
-        one_minus_rho = 1.0 - rho
         temporal = self.truncate is None
         if not temporal:
-            rec_t = []
-            adaptive = False
+            rec_t, adaptive = [], False
+        # Everything that does not depend on the backward carry is computed for all steps at
+        # once; the loop keeps only what must be sequential.
+        # ∂v_t/∂v'_t: 1-z_t for the zero reset, 1 for subtract; 0 while refractory
+        dv_dvp = np.ones_like(z) if subtract else 1.0 - z
+        if keep is not None:
+            dv_dvp = dv_dvp * keep
+        carry_v = alpha * dv_dvp if temporal else None   # δv'_{t} from δv'_{t+1}: α ∂v_t/∂v'_t
+        if self.reset_grad and temporal:
+            # reset path: e_t gains -δv_t ∂v_t/∂z_t = -α δv'_{t+1} (A_t or v'_t)
+            reset_term = -(thr if subtract else v_pre)
+        # recurrent weights pre-multiplied by the input gain: δI_t W = δv'_t (g ⊙ W)
+        rec_g = [(d, gain[:, None] * w_t) for d, w_t in rec_t]
+        one_minus_rho = 1.0 - rho
+        if adaptive and subtract:
+            da_direct = -z * (keep if keep is not None else 1.0)
+
+        d_vpre = np.zeros_like(z)
+        db = np.zeros((batch, n))      # δb_{t+1}
         for t in range(steps - 1, -1, -1):
-            e = dz_readout[:, t]
-            for d, w_t in rec_t:
+            e = dz_readout[:, t].copy()
+            for d, w_g in rec_g:
                 if t + d < steps:
-                    e = e + d_current[:, t + d] @ w_t
-            if adaptive and t + 1 < steps:
-                e = e + one_minus_rho * db
-            zt = z[:, t]
-            if self.reset_grad:
-                e = e - dv * (thr[:, t] if subtract else v_pre[:, t])
-            if subtract:
-                dvp = e * psi_v[:, t] + dv
+                    e += d_vpre[:, t + d] @ w_g
+            if adaptive:
+                e += one_minus_rho * db
+            if temporal and t + 1 < steps:
+                dv = alpha * d_vpre[:, t + 1]          # δv_t
+                if self.reset_grad:
+                    e += dv * reset_term[:, t]
+                dvp = e * psi_v[:, t] + d_vpre[:, t + 1] * carry_v[:, t]
             else:
-                dvp = e * psi_v[:, t] + dv * (1.0 - zt)
-            if keep is not None:
-                dvp = dvp * keep[:, t]
+                dv = None
+                dvp = e * psi_v[:, t]
+            d_vpre[:, t] = dvp
             if adaptive:
                 da = e * psi_a[:, t]
-                if subtract:
-                    da = da - dv * zt * (keep[:, t] if keep is not None else 1.0)
+                if subtract and dv is not None:
+                    da += dv * da_direct[:, t]
                 db = beta * da + rho * db
-            d_current[:, t] = gain * dvp
-            if temporal:
-                dv = alpha * dvp
-
+        d_current = gain * d_vpre
         d_in, d_rec = input_gradients(net, record.x, d_current, z)
         return loss, {"in": d_in, "rec": d_rec, "out": d_out, "bias_out": d_bias}

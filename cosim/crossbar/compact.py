@@ -1,0 +1,283 @@
+"""Compact backend: memtransistor arrays solved exactly with wire IR drop (EQUATIONS.md §4-5).
+
+``program(W)`` maps the weights to a differential array (``cosim.devices.mapping``: one array
+with two columns per output, G+ in column 2j, G- in column 2j+1) and the conductances to
+device states. A read drives the drains of row i with V_read·x_i (word line i), holds the
+gates at ``v_gate`` and collects the sources of each column in a virtual-ground sense node
+(bit line). The output in weight units is
+
+    out_j = (I_{2j} - I_{2j+1}) / (V_read · s · k)
+
+with s the mapping scale (S per weight unit) and k = I_D(V_read, V_gate, w) / (V_read · g(w))
+the read-point factor of the device (the same for every state w, because the state enters
+I_D as a factor), so that with zero wire resistance and binary inputs ``out == x @ W_eff``.
+
+Reads
+-----
+``read="linear"`` (default): each cell is the resistor g(w)·k, and the array is a linear
+circuit: the per-step map is exactly linear in the word-line voltages, so ``program``
+computes the transfer matrix once (one sparse factorisation, C solves) and folds the
+differential pair and the scale into it; a step is then one dense (R × C) product.
+
+``read="nonlinear"``: the full memtransistor I-V at the local node voltages (the gate is
+referred to the channel midpoint, so IR drop changes each cell's gate drive): damped Newton
+on the whole array (``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per
+distinct input pattern in a bounded LRU cache, and Newton starts warm from the nearest
+previous solution.
+
+``program`` invalidates exactly what changed: reprogramming the same device states keeps the
+factorisation, the transfer matrix and the cached reads.
+
+Hardware-aware training: ``effective_weights`` is the matrix the devices realise (after
+quantisation, variability and faults, without wire resistance). BPTT uses it in the backward
+pass while the forward pass reads the array with IR drop (straight-through estimator).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import _validate as check
+from ..devices import Memtransistor
+from ..devices.mapping import Mapping
+from . import nodal
+from .base import Crossbar
+
+__all__ = ["Compact"]
+
+READS = ("linear", "nonlinear")
+
+
+class Compact(Crossbar):
+    """Memtransistor crossbar with exact IR drop.
+
+    Parameters
+    ----------
+    device : :class:`~cosim.devices.Memtransistor` (default card when None).
+    r_word, r_bit : wire segment resistances in ohms (>= 0).
+    v_read : read voltage of an input spike on a word line (V).
+    g_range : (g_min, g_max) used by the mapping; default the device's range g(0)..g(1).
+    levels : number of programmable conductance levels (None: continuous).
+    seed : int or Generator for programming variability, faults and read noise.
+    read : "linear" or "nonlinear" (see module docstring).
+    v_gate : gate voltage of the rows during a read (default the device's v_gref).
+    w_max : weight mapped to g_max (default max |W| at each program).
+    program_sigma, stuck_on_rate, stuck_off_rate, read_noise_sigma : non-idealities.
+    d2d_sigma : device-to-device spread of g_max (lognormal), drawn once per array.
+    cache_size : distinct input patterns kept for nonlinear reads.
+    """
+
+    name = "compact"
+
+    def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
+                 seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
+                 stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
+                 cache_size=4096):
+        super().__init__()
+        if device is None:
+            device = Memtransistor.default()
+        if not isinstance(device, Memtransistor):
+            raise TypeError(f"device must be a Memtransistor, got {type(device).__name__}")
+        self.device = device
+        self.r_word = check.positive("r_word", r_word, allow_zero=True)
+        self.r_bit = check.positive("r_bit", r_bit, allow_zero=True)
+        self.v_read = check.positive("v_read", v_read)
+        self.read = check.choice("read", read, READS)
+        self.v_gate = float(device.params["v_gref"] if v_gate is None else v_gate)
+        if not np.isfinite(self.v_gate):
+            raise ValueError("v_gate must be finite")
+        if g_range is None:
+            g_range = device.g_range()
+        if len(g_range) != 2:
+            raise ValueError(f"g_range must be (g_min, g_max), got {g_range!r}")
+        self.g_range = (float(g_range[0]), float(g_range[1]))
+        self.levels = levels
+        self.w_max = w_max
+        self.program_sigma = program_sigma
+        self.stuck_on_rate = stuck_on_rate
+        self.stuck_off_rate = stuck_off_rate
+        self.read_noise_sigma = read_noise_sigma
+        self.d2d_sigma = check.positive("d2d_sigma", d2d_sigma, allow_zero=True)
+        self.cache_size = check.integer("cache_size", cache_size, minimum=0)
+        self.seed = seed
+        # the mapping validates g_range, levels, sigmas and rates
+        self.mapping = Mapping(g_min=self.g_range[0], g_max=self.g_range[1], w_max=w_max,
+                               levels=levels, program_sigma=program_sigma,
+                               stuck_on_rate=stuck_on_rate, stuck_off_rate=stuck_off_rate,
+                               read_noise_sigma=read_noise_sigma)
+        self._rng = check.rng(seed)
+        self._array_device = None
+        self._states = None
+        self._states_key = None
+        self._solver = None
+        self._map = None
+        self._cache = OrderedDict()
+        self._last_solution = None
+        self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
+
+    def get_params(self):
+        return {"device": self.device, "r_word": self.r_word, "r_bit": self.r_bit,
+                "v_read": self.v_read, "g_range": self.g_range, "levels": self.levels,
+                "seed": self.seed, "read": self.read, "v_gate": self.v_gate, "w_max": self.w_max,
+                "program_sigma": self.program_sigma, "stuck_on_rate": self.stuck_on_rate,
+                "stuck_off_rate": self.stuck_off_rate, "read_noise_sigma": self.read_noise_sigma,
+                "d2d_sigma": self.d2d_sigma, "cache_size": self.cache_size}
+
+    # -- programming -------------------------------------------------------------------------
+    def _program(self, weights):
+        rows, cols = weights.shape
+        if self._array_device is None or self._array_device_shape != (rows, 2 * cols):
+            # device-to-device spread is a property of the physical array: drawn once
+            self._array_device = (self.device.with_variability((rows, 2 * cols), self.d2d_sigma,
+                                                               self._rng)
+                                  if self.d2d_sigma > 0 else self.device)
+            self._array_device_shape = (rows, 2 * cols)
+        programmed = self.mapping.to_conductances(weights, self._rng)
+        device = self._array_device
+        states = device.state_from_conductance(programmed.g)
+        self._scale = programmed.scale
+        self._g = device.conductance(states)
+        self._effective = self.mapping.to_weights(self._g, self._scale)
+        key = hashlib.sha256(states.tobytes() + repr((rows, cols)).encode()).hexdigest()
+        if key != self._states_key:
+            self._states, self._states_key = states, key
+            self._solver = None
+            self._map = None
+            self._cache.clear()
+            self._last_solution = None
+
+    @property
+    def states(self) -> np.ndarray:
+        """Device states w (R, 2C) of the programmed array."""
+        self._require_programmed()
+        return self._states.copy()
+
+    @property
+    def conductances(self) -> np.ndarray:
+        """Small-signal conductances g(w) (R, 2C) in siemens."""
+        self._require_programmed()
+        return self._g.copy()
+
+    @property
+    def array_device(self) -> Memtransistor:
+        """The device model of this array (per-cell g_max when d2d_sigma > 0)."""
+        self._require_programmed()
+        return self._array_device
+
+    @property
+    def scale(self) -> float:
+        """Mapping scale s: siemens per weight unit."""
+        self._require_programmed()
+        return self._scale
+
+    @property
+    def read_factor(self) -> float:
+        """k = I_D(V_read, V_gate) / (V_read g(w)): the device's read point, state-independent."""
+        d = self.device
+        i = d.current(self.v_read, self.v_gate, 1.0)
+        return float(np.mean(i / (self.v_read * d.conductance(1.0))))
+
+    @property
+    def effective_weights(self):
+        self._require_programmed()
+        return self._effective.copy()
+
+    # -- reading -----------------------------------------------------------------------------
+    def _cell_conductance(self):
+        return self._g * self.read_factor
+
+    def _linear_solver(self):
+        if self._solver is None:
+            self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit)
+            self.stats["factorisations"] += 1
+        return self._solver
+
+    def weight_map(self) -> np.ndarray:
+        """Linear read: M (R, C) with forward(x) = x @ M exactly (IR drop included)."""
+        if self.read != "linear":
+            raise RuntimeError("weight_map exists only for read='linear'")
+        self._require_programmed()
+        if self._map is None:
+            transfer = self._linear_solver().transfer_matrix()     # amperes per volt
+            diff = transfer[:, 0::2] - transfer[:, 1::2]
+            self._map = np.ascontiguousarray(diff / (self._scale * self.read_factor))
+        return self._map
+
+    def bitline_currents(self, x) -> np.ndarray:
+        """Raw sense currents in amperes, (..., 2C), for inputs x (..., R)."""
+        self._require_programmed()
+        x = check.as_float_array("x", x)
+        if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
+            raise ValueError(f"x must have last dimension {self._weights.shape[0]}, got {x.shape}")
+        lead = x.shape[:-1]
+        currents = self._currents(x.reshape(-1, x.shape[-1]))
+        return currents.reshape(*lead, currents.shape[-1])
+
+    def solution(self, x):
+        """Full nodal solution (node voltages, currents) of one input vector x (R,)."""
+        self._require_programmed()
+        x = check.as_float_array("x", x, ndim=1)
+        if x.shape[0] != self._weights.shape[0]:
+            raise ValueError(f"x must have length {self._weights.shape[0]}, got {x.shape[0]}")
+        V = self.v_read * x
+        if self.read == "linear":
+            return self._linear_solver().solve(V)
+        return nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
+                                     self._states.shape, initial=self._last_solution)
+
+    def _cell(self):
+        device, states, v_gate = self._array_device, self._states, self.v_gate
+
+        def cell(v_w, v_b):
+            return device.current_terminals(v_w, v_gate, v_b, states)
+        return cell
+
+    def _currents(self, x):
+        V = self.v_read * x
+        if self.read == "linear":
+            transfer = self._linear_solver().transfer_matrix()
+            return self.mapping.apply_read_noise(V @ transfer, self._rng)
+        return self.mapping.apply_read_noise(self._nonlinear_currents(x, V), self._rng)
+
+    def _nonlinear_currents(self, x, V):
+        rows, cols2 = self._states.shape
+        out = np.empty((x.shape[0], cols2))
+        if self.r_word == 0 and self.r_bit == 0:
+            # no wires: every cell sees its own word-line voltage, bit lines sit at 0 V
+            for k in range(x.shape[0]):
+                i = self._array_device.current_terminals(V[k][:, None], self.v_gate, 0.0,
+                                                         self._states)[0]
+                out[k] = i.sum(axis=0)
+            return out
+        cell = self._cell()
+        for k in range(x.shape[0]):
+            key = x[k].tobytes()
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.stats["cache_hits"] += 1
+                out[k] = hit
+                continue
+            if not np.any(V[k]):
+                out[k] = 0.0
+                continue
+            sol = nodal.solve_nonlinear(cell, V[k], self.r_word, self.r_bit, (rows, cols2),
+                                        initial=self._last_solution)
+            self.stats["solves"] += 1
+            self._last_solution = sol
+            out[k] = sol.currents
+            if self.cache_size:
+                self._cache[key] = sol.currents.copy()
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+    def forward(self, x):
+        if self.read == "linear" and self.read_noise_sigma == 0:
+            return x @ self.weight_map()
+        currents = self._currents(x)
+        return (currents[:, 0::2] - currents[:, 1::2]) / (self.v_read * self._scale * self.read_factor)
+

@@ -1,0 +1,169 @@
+"""Compact backend: exact mapping at zero wire resistance, IR drop via the nodal solver,
+nonlinear reads with KCL, caching and its invalidation, the SRNN running on it."""
+
+import numpy as np
+import pytest
+
+from cosim.crossbar import Compact, nodal
+from cosim.devices import Memtransistor
+from cosim.network import SRNN
+
+
+@pytest.fixture
+def weights():
+    return np.random.default_rng(0).normal(size=(12, 5))
+
+
+def binary(rng, shape, p=0.5):
+    return (rng.random(shape) < p).astype(float)
+
+
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_zero_wire_resistance_is_the_ideal_product(weights, read):
+    xb = Compact(r_word=0, r_bit=0, read=read)
+    xb.program(weights)
+    x = binary(np.random.default_rng(1), (6, 12))
+    np.testing.assert_allclose(xb(x), x @ xb.effective_weights, rtol=1e-12, atol=1e-14)
+    # without quantisation or variability the effective weights are the weights
+    np.testing.assert_allclose(xb.effective_weights, weights, rtol=1e-12, atol=1e-14)
+
+
+def test_bitline_currents_are_the_nodal_solution(weights):
+    xb = Compact(r_word=2.0, r_bit=3.0, read="linear")
+    xb.program(weights)
+    x = binary(np.random.default_rng(2), (4, 12))
+    g_cell = xb.conductances * xb.read_factor
+    expected = nodal.solve(g_cell, 0.1 * x, 2.0, 3.0).currents
+    np.testing.assert_allclose(xb.bitline_currents(x), expected, rtol=1e-12)
+    out = (expected[:, 0::2] - expected[:, 1::2]) / (0.1 * xb.scale * xb.read_factor)
+    np.testing.assert_allclose(xb(x), out, rtol=1e-10, atol=1e-13)
+
+
+def test_nonlinear_read_satisfies_kcl_and_device_equations(weights):
+    xb = Compact(r_word=10.0, r_bit=10.0, read="nonlinear")
+    xb.program(weights * 50)   # large weights: strong currents, visible IR drop
+    x = binary(np.random.default_rng(3), (12,))
+    sol = xb.solution(x)
+    device, states = xb.array_device, xb.states
+    cell = lambda vw, vb: device.current_terminals(vw, xb.v_gate, vb, states)  # noqa: E731
+    res = nodal.kcl_residual(cell, 0.1 * x, 10.0, 10.0, sol.word_voltages, sol.bit_voltages)
+    i_dev = device.current(sol.word_voltages - sol.bit_voltages,
+                           xb.v_gate - sol.bit_voltages, states)
+    # ≤ 1e-12 of the largest branch current, or the double-precision floor of the node
+    # voltages when that is larger (see nodal's module docstring)
+    scale = max(np.max(np.abs(i_dev)), np.max(np.abs(sol.currents)))
+    assert np.max(np.abs(res)) / scale <= max(1e-12, sol.residual_floor)
+    assert sol.residual_floor < 1e-10
+    # sense currents equal the device currents collected on each bit line (r = 10: segment law)
+    np.testing.assert_allclose(sol.currents, sol.bit_voltages[-1] / 10.0, rtol=1e-9)
+    # the read differs from the linearised one, but only slightly at V_read = 0.1 V
+    lin = Compact(r_word=10.0, r_bit=10.0, read="linear")
+    lin.program(weights * 50)
+    diff = np.abs(xb.bitline_currents(x) - lin.bitline_currents(x)).max()
+    assert 0 < diff < 0.05 * np.abs(lin.bitline_currents(x)).max()
+
+
+def test_ir_drop_lowers_currents_monotonically(weights):
+    x = np.ones(12)
+    totals = []
+    for r in (0.0, 100.0, 1000.0, 10000.0):
+        xb = Compact(r_word=r, r_bit=r)
+        xb.program(np.abs(weights))
+        totals.append(xb.bitline_currents(x).sum())
+    assert all(a > b for a, b in zip(totals, totals[1:]))
+
+
+def test_nonlinear_cache_returns_identical_results_and_program_invalidates(weights):
+    rng = np.random.default_rng(4)
+    xb = Compact(r_word=5.0, r_bit=5.0, read="nonlinear")
+    xb.program(weights)
+    patterns = binary(rng, (3, 12))
+    x = patterns[[0, 1, 2, 0, 1, 2, 0]]
+    first = xb.bitline_currents(x)
+    assert xb.stats["solves"] == 3 and xb.stats["cache_hits"] == 4
+    np.testing.assert_array_equal(first[0], first[3])
+    again = xb.bitline_currents(x)
+    np.testing.assert_array_equal(first, again)
+    assert xb.stats["solves"] == 3
+    xb.program(weights)               # same states: nothing changed, nothing invalidated
+    xb.bitline_currents(x)
+    assert xb.stats["solves"] == 3
+    xb.program(weights * 0.5 + 0.1)   # new states: the cache is gone
+    changed = xb.bitline_currents(x)
+    assert xb.stats["solves"] == 6
+    assert not np.allclose(changed, first)
+    fresh = Compact(r_word=5.0, r_bit=5.0, read="nonlinear")
+    fresh.program(weights * 0.5 + 0.1)
+    np.testing.assert_allclose(changed, fresh.bitline_currents(x), rtol=1e-11)
+
+
+def test_linear_map_is_built_once_and_rebuilt_after_program(weights):
+    xb = Compact(r_word=1.0, r_bit=1.0)
+    xb.program(weights)
+    x = binary(np.random.default_rng(5), (10, 12))
+    xb(x), xb(x)
+    assert xb.stats["factorisations"] == 1
+    xb.program(-weights)
+    out = xb(x)
+    assert xb.stats["factorisations"] == 2
+    ref = Compact(r_word=1.0, r_bit=1.0)
+    ref.program(-weights)
+    np.testing.assert_array_equal(out, ref(x))
+
+
+def test_quantisation_and_variability_show_in_effective_weights(weights):
+    q = Compact(levels=4, r_word=0, r_bit=0)
+    q.program(weights)
+    g_levels = np.unique(np.round(q.conductances / q.scale, 9))
+    assert len(g_levels) <= 4
+    v1, v2 = Compact(program_sigma=0.1, seed=1), Compact(program_sigma=0.1, seed=1)
+    v1.program(weights)
+    v2.program(weights)
+    np.testing.assert_array_equal(v1.effective_weights, v2.effective_weights)
+    assert not np.allclose(v1.effective_weights, weights)
+
+
+def test_srnn_runs_on_compact_unchanged():
+    rng = np.random.default_rng(6)
+    x = binary(rng, (2, 20, 6), 0.4)
+    ideal = SRNN(6, 8, 3, neuron="lif", seed=0)
+    hw = SRNN(6, 8, 3, neuron="lif", seed=0, crossbar=Compact(r_word=0.0, r_bit=0.0))
+    np.testing.assert_array_equal(hw.run(x).z, ideal.run(x).z)
+    wired = SRNN(6, 8, 3, neuron="lif", seed=0, crossbar=Compact(r_word=1.0, r_bit=1.0))
+    assert wired.run(x).z.shape == (2, 20, 8)
+
+
+@pytest.mark.parametrize("kwargs,word", [
+    (dict(r_word=-1.0), "r_word"), (dict(r_bit=float("nan")), "r_bit"),
+    (dict(v_read=0.0), "v_read"), (dict(read="magic"), "read"),
+    (dict(g_range=(1e-5, 1e-6)), "g_"), (dict(levels=1), "levels"),
+    (dict(device="mos2"), "device"),
+])
+def test_bad_parameters(kwargs, word):
+    with pytest.raises((ValueError, TypeError), match=word):
+        Compact(**kwargs)
+
+
+def test_bad_inputs(weights):
+    xb = Compact()
+    with pytest.raises(RuntimeError, match="program"):
+        xb(np.ones(12))
+    xb.program(weights)
+    with pytest.raises(ValueError, match="x"):
+        xb(np.ones(11))
+    with pytest.raises(ValueError, match="x"):
+        xb.bitline_currents(np.full(12, np.nan))
+    with pytest.raises(ValueError, match="weights"):
+        xb.program(np.full((3, 3), np.inf))
+
+
+def test_device_card_drives_the_backend(tmp_path):
+    card = tmp_path / "card.toml"
+    text = Memtransistor.default()  # noqa: F841  (the default card exists and loads)
+    from cosim.devices import DEFAULT_CARD
+    card.write_text(DEFAULT_CARD.read_text().replace("g_max = 1e-05", "g_max = 2e-05")
+                    .replace("g_max = 10e-6", "g_max = 2e-05"))
+    dev = Memtransistor.from_card(card)
+    xb = Compact(device=dev, r_word=0, r_bit=0)
+    xb.program(np.eye(3))
+    assert np.isclose(xb.conductances.max(), dev.params["g_max"])

@@ -1,0 +1,429 @@
+"""Tests of cosim.crossbar.nodal against independent truth.
+
+References used here never call the solver under test: closed forms derived by hand,
+a dense nodal matrix built with explicit loops and solved by numpy, and stored badcrossbar
+results (tests/fixtures/badcrossbar, made by benchmarks/make_badcrossbar_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from cosim.crossbar import nodal
+from cosim.errors import SolverError
+
+FIXTURES = sorted((pathlib.Path(__file__).parent / "fixtures" / "badcrossbar").glob("*.npz"))
+EPS_TOL = 1e-12
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def kcl_ok(sol):
+    """The solver's own acceptance rule: residual within tol or its rounding floor."""
+    return sol.residual <= max(EPS_TOL, sol.residual_floor)
+
+
+# ----------------------------------------------------------------------------- references
+
+def dense_reference(G, V, r_word, r_bit):
+    """Nodal analysis with explicit loops and np.linalg.solve; returns (I, w, b)."""
+    R, C = G.shape
+    # node ids: ("w", i, j), ("b", i, j); known voltages for shorted nodes and terminals
+    known = {}
+    unknown = []
+    for i in range(R):
+        for j in range(C):
+            if r_word == 0:
+                known[("w", i, j)] = V[i]
+            else:
+                unknown.append(("w", i, j))
+            if r_bit == 0:
+                known[("b", i, j)] = 0.0
+            else:
+                unknown.append(("b", i, j))
+    for i in range(R):
+        known[("src", i)] = V[i]
+    known["gnd"] = 0.0
+    branches = []                                   # (node a, node b, conductance)
+    for i in range(R):
+        for j in range(C):
+            branches.append((("w", i, j), ("b", i, j), G[i, j]))
+            if r_word > 0:
+                left = ("src", i) if j == 0 else ("w", i, j - 1)
+                branches.append((left, ("w", i, j), 1.0 / r_word))
+            if r_bit > 0:
+                below = "gnd" if i == R - 1 else ("b", i + 1, j)
+                branches.append((("b", i, j), below, 1.0 / r_bit))
+    pos = {node: k for k, node in enumerate(unknown)}
+    n = len(unknown)
+    A = np.zeros((n, n))
+    rhs = np.zeros(n)
+    for a, b, g in branches:
+        for x, y in ((a, b), (b, a)):
+            if x in pos:
+                A[pos[x], pos[x]] += g
+                if y in pos:
+                    A[pos[x], pos[y]] -= g
+                else:
+                    rhs[pos[x]] += g * known[y]
+    x = np.linalg.solve(A, rhs) if n else np.zeros(0)
+    volt = dict(known)
+    volt.update({node: x[k] for node, k in pos.items()})
+    w = np.array([[volt[("w", i, j)] for j in range(C)] for i in range(R)])
+    b = np.array([[volt[("b", i, j)] for j in range(C)] for i in range(R)])
+    if r_bit > 0:
+        I = b[R - 1, :] / r_bit
+    else:
+        I = np.array([sum(G[i, j] * w[i, j] for i in range(R)) for j in range(C)])
+    return I, w, b
+
+
+def word_ladder(g, V, r_word, r_bit):
+    """1 x N array: a ladder of branches (1/g_j + r_bit) to ground along the word line."""
+    N = len(g)
+    branch = [1.0 / gj + r_bit for gj in g]
+    Z = [0.0] * N                                   # impedance seen from w(j) looking right
+    Z[N - 1] = branch[N - 1]
+    for j in range(N - 2, -1, -1):
+        Z[j] = 1.0 / (1.0 / branch[j] + 1.0 / (r_word + Z[j + 1]))
+    I_in = V / (r_word + Z[0])
+    v = V - r_word * I_in
+    out = []
+    for j in range(N):
+        out.append(v / branch[j])
+        if j < N - 1:
+            forward = v / (r_word + Z[j + 1])
+            v = v - r_word * forward
+    return np.array(out)
+
+
+def bit_ladder(g, V, r_word, r_bit):
+    """N x 1 array: Thevenin reduction down the bit line, one source branch per row."""
+    E, Z = V[0], r_word + 1.0 / g[0]
+    for i in range(1, len(g)):
+        Zi = r_word + 1.0 / g[i]
+        Za = Z + r_bit
+        Z = 1.0 / (1.0 / Za + 1.0 / Zi)
+        E = Z * (E / Za + V[i] / Zi)
+    return E / (Z + r_bit)
+
+
+def random_case(R, C, seed, g=(1e-6, 1e-4), v=(0.0, 0.2), batch=None):
+    rng = np.random.default_rng(seed)
+    G = rng.uniform(*g, size=(R, C))
+    V = rng.uniform(*v, size=(R,) if batch is None else (batch, R))
+    return G, V
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+@pytest.mark.parametrize("method", ["cg", "direct"])
+@pytest.mark.parametrize("r_word,r_bit", [(1.0, 10.0), (0.0, 3.0), (2.0, 0.0), (0.0, 0.0)])
+def test_single_cell_closed_form(method, r_word, r_bit):
+    G = np.array([[3e-4]])
+    V = np.array([0.15])
+    sol = nodal.solve(G, V, r_word, r_bit, method=method)
+    expected = 0.15 / (r_word + 1.0 / 3e-4 + r_bit)
+    assert sol.currents.shape == (1,)
+    assert abs(sol.currents[0] - expected) <= 1e-14 * expected
+
+
+@pytest.mark.parametrize("r_word,r_bit", [(1.0, 1.0), (10.0, 0.5), (50.0, 0.0)])
+def test_word_line_ladder(r_word, r_bit):
+    g = np.random.default_rng(1).uniform(1e-4, 1e-2, size=9)
+    sol = nodal.solve(g[None, :], [0.2], r_word, r_bit)
+    assert rel_err(sol.currents, word_ladder(g, 0.2, r_word, r_bit)) <= 1e-12
+
+
+@pytest.mark.parametrize("r_word,r_bit", [(1.0, 1.0), (0.5, 10.0), (0.0, 50.0)])
+def test_bit_line_ladder(r_word, r_bit):
+    rng = np.random.default_rng(2)
+    g = rng.uniform(1e-4, 1e-2, size=11)
+    V = rng.uniform(-0.2, 0.3, size=11)
+    sol = nodal.solve(g[:, None], V, r_word, r_bit)
+    expected = bit_ladder(g, V, r_word, r_bit)
+    assert abs(sol.currents[0] - expected) <= 1e-12 * abs(expected)
+
+
+# ----------------------------------------------------------------------------- shorted lines
+
+def test_zero_resistance_is_exact_matmul():
+    G, V = random_case(7, 5, 3, batch=4)
+    sol = nodal.solve(G, V, 0.0, 0)
+    np.testing.assert_array_equal(sol.currents, V @ G)
+    np.testing.assert_array_equal(nodal.solve(G, V[1], 0, 0).currents, V[1] @ G)
+    np.testing.assert_array_equal(sol.word_voltages, np.broadcast_to(V[:, :, None], (4, 7, 5)))
+    np.testing.assert_array_equal(sol.bit_voltages, 0.0)
+    np.testing.assert_array_equal(nodal.LinearArray(G, 0, 0).transfer_matrix(), G)
+
+
+@pytest.mark.parametrize("r_word,r_bit", [(0.0, 4.0), (4.0, 0.0)])
+def test_one_line_shorted(r_word, r_bit):
+    G, V = random_case(6, 5, 4, g=(1e-4, 1e-2), batch=2)
+    sol = nodal.solve(G, V, r_word, r_bit)
+    for k in range(2):
+        I, w, b = dense_reference(G, V[k], r_word, r_bit)
+        assert rel_err(sol.currents[k], I) <= 1e-12
+        assert np.abs(sol.word_voltages[k] - w).max() <= 1e-13
+        assert np.abs(sol.bit_voltages[k] - b).max() <= 1e-13
+    if r_word == 0:
+        np.testing.assert_array_equal(sol.word_voltages, np.broadcast_to(V[:, :, None], (2, 6, 5)))
+    else:
+        np.testing.assert_array_equal(sol.bit_voltages, 0.0)
+    tiny = nodal.solve(G, V, max(r_word, 1e-9), max(r_bit, 1e-9), method="direct")
+    assert rel_err(sol.currents, tiny.currents) <= 1e-6
+
+
+@pytest.mark.parametrize("method", ["cg", "direct"])
+@pytest.mark.parametrize("R,C,r_word,r_bit", [(5, 4, 1.0, 10.0), (3, 7, 10.0, 2.0), (6, 6, 0.5, 0.5)])
+def test_against_dense_loops(method, R, C, r_word, r_bit):
+    G, V = random_case(R, C, R * C, g=(1e-5, 1e-3), v=(-0.2, 0.2))
+    sol = nodal.solve(G, V, r_word, r_bit, method=method)
+    I, w, b = dense_reference(G, V, r_word, r_bit)
+    assert rel_err(sol.currents, I) <= 1e-12
+    assert np.abs(sol.word_voltages - w).max() <= 1e-14 + 1e-12 * np.abs(w).max()
+    assert np.abs(sol.bit_voltages - b).max() <= 1e-14 + 1e-12 * np.abs(b).max()
+
+
+# ----------------------------------------------------------------------------- KCL
+
+@pytest.mark.parametrize("method", ["cg", "direct"])
+@pytest.mark.parametrize("r_word,r_bit", [(1.0, 1.0), (10.0, 10.0), (3.0, 0.5), (0.0, 2.0), (2.0, 0.0)])
+def test_kcl_every_node_and_conservation(method, r_word, r_bit):
+    G, V = random_case(48, 40, 5, batch=3)
+    sol = nodal.solve(G, V, r_word, r_bit, method=method)
+    F = nodal.kcl_residual(G, V, r_word, r_bit, sol.word_voltages, sol.bit_voltages,
+                           relative=True)
+    assert F.shape == (3, 2, 48, 40)
+    assert np.abs(F).max() <= 1e-12          # well above the rounding floor for this array
+    assert sol.residual <= 1e-12
+    if r_word > 0:
+        source = (V - sol.word_voltages[:, :, 0]) / r_word
+    else:
+        source = (G * (V[:, :, None] - sol.bit_voltages)).sum(axis=2)
+    assert rel_err(source.sum(axis=1), sol.currents.sum(axis=1)) <= 1e-12
+
+
+def test_kcl_residual_detects_wrong_voltages():
+    G, V = random_case(8, 6, 6)
+    sol = nodal.solve(G, V, 1.0, 1.0)
+    w = sol.word_voltages.copy()
+    w[3, 2] += 1e-9
+    F = nodal.kcl_residual(G, V, 1.0, 1.0, w, sol.bit_voltages, relative=True)
+    assert np.abs(F).max() > 1e-6
+    assert np.abs(F[0, 3, 2]) > 1e-6 and np.abs(F[1, 3, 2]) > 0
+    # a shorted word line must sit exactly at its source voltage
+    F0 = nodal.kcl_residual(G, V, 0.0, 1.0, w, sol.bit_voltages)
+    assert np.isinf(F0[0]).all()
+
+
+def test_small_array_residual_floor():
+    """4x3 with 1 ohm lines and uS devices: 1e-12 is at the double-precision floor."""
+    G, V = random_case(4, 3, 7)
+    for method in ("cg", "direct"):
+        sol = nodal.solve(G, V, 1.0, 10.0, method=method)
+        assert kcl_ok(sol)
+        assert sol.residual_floor < 1e-10
+
+
+# ----------------------------------------------------------------------------- badcrossbar
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+@pytest.mark.parametrize("method", ["cg", "direct", "newton"])
+def test_badcrossbar_fixture(path, method):
+    d = np.load(path)
+    G, V, r_word, r_bit = d["G"], d["V"], float(d["r_word"]), float(d["r_bit"])
+    if method == "newton":
+        def cell(vw, vb):
+            return G * (vw - vb), G, -G
+        sol = nodal.solve_nonlinear(cell, V, r_word, r_bit, G.shape)
+    else:
+        sol = nodal.solve(G, V, r_word, r_bit, method=method)
+    assert sol.currents.shape == d["currents"].shape
+    assert rel_err(sol.currents, d["currents"]) <= 1e-9
+    assert rel_err(sol.word_voltages, d["word_voltages"]) <= 1e-9
+    assert np.abs(sol.bit_voltages - d["bit_voltages"]).max() <= 1e-9 * np.abs(d["bit_voltages"]).max()
+
+
+def test_fixtures_present():
+    assert len(FIXTURES) >= 3
+
+
+# ----------------------------------------------------------------------------- methods agree
+
+@pytest.mark.parametrize("r", [1.0, 10.0, 100.0])
+def test_cg_equals_direct_64(r):
+    G, V = random_case(64, 64, 8, batch=2)
+    a = nodal.solve(G, V, r, r, method="cg")
+    b = nodal.solve(G, V, r, r, method="direct")
+    assert a.method == "cg" and b.method == "direct"
+    assert rel_err(a.currents, b.currents) <= 1e-12
+    assert a.residual <= 1e-12 and b.residual <= 1e-12
+
+
+def test_batch_equals_single():
+    G, V = random_case(10, 9, 9, batch=20)           # > cg_max_batch: the factorised path
+    arr = nodal.LinearArray(G, 2.0, 3.0)
+    batch = arr.solve(V)
+    assert batch.currents.shape == (20, 9) and batch.word_voltages.shape == (20, 10, 9)
+    for k in (0, 7, 19):
+        assert rel_err(batch.currents[k], nodal.solve(G, V[k], 2.0, 3.0).currents) <= 1e-12
+
+
+# ----------------------------------------------------------------------------- transfer matrix
+
+@pytest.mark.parametrize("R,C,r_word,r_bit", [(12, 9, 1.0, 5.0), (9, 12, 10.0, 1.0),
+                                              (10, 10, 0.0, 2.0), (10, 10, 2.0, 0.0),
+                                              (8, 8, 0.0, 0.0)])
+def test_transfer_matrix(R, C, r_word, r_bit):
+    G, _ = random_case(R, C, 10, g=(1e-5, 1e-3))
+    V = np.random.default_rng(11).uniform(-0.3, 0.3, size=(5, R))
+    arr = nodal.LinearArray(G, r_word, r_bit)
+    M = arr.transfer_matrix()
+    assert M.shape == (R, C)
+    assert arr.transfer_matrix() is M and not M.flags.writeable
+    ref = np.stack([dense_reference(G, v, r_word, r_bit)[0] for v in V])
+    assert rel_err(V @ M, ref) <= 1e-12
+    assert rel_err(V @ M, arr.solve(V).currents) <= 1e-12
+
+
+# ----------------------------------------------------------------------------- nonlinear
+
+def tanh_cell(g, v_sat=0.25, k=0.2):
+    """i = g v_sat tanh((v_w - v_b)/v_sat) (1 + k (v_w + v_b)/2): non-symmetric Jacobian."""
+    def cell(vw, vb):
+        u = (vw - vb) / v_sat
+        t = np.tanh(u)
+        f = 1.0 + 0.5 * k * (vw + vb)
+        sech2 = 1.0 - t * t
+        i = g * v_sat * t * f
+        common = 0.5 * k * g * v_sat * t
+        return i, g * sech2 * f + common, -g * sech2 * f + common
+    return cell
+
+
+@pytest.mark.parametrize("r_word,r_bit", [(1.0, 10.0), (0.0, 3.0), (3.0, 0.0), (0.0, 0.0)])
+def test_nonlinear_with_linear_cell_equals_linear(r_word, r_bit):
+    G, V = random_case(9, 7, 12, g=(1e-5, 1e-3), v=(-0.2, 0.2), batch=2)
+    lin = nodal.solve(G, V, r_word, r_bit, method="direct")
+    nl = nodal.solve_nonlinear(lambda vw, vb: (G * (vw - vb), G, -G), V, r_word, r_bit, G.shape)
+    assert rel_err(nl.currents, lin.currents) <= 1e-12
+    assert np.abs(nl.word_voltages - lin.word_voltages).max() <= 1e-13
+    assert np.abs(nl.bit_voltages - lin.bit_voltages).max() <= 1e-13
+    assert nl.iterations >= 1 or (r_word == 0 and r_bit == 0)
+
+
+@pytest.mark.parametrize("r_word,r_bit", [(1.0, 1.0), (5.0, 20.0), (0.0, 5.0)])
+def test_nonlinear_converges_from_bad_starts(r_word, r_bit):
+    R, C = 12, 10
+    rng = np.random.default_rng(13)
+    g = rng.uniform(1e-4, 5e-3, size=(R, C))
+    V = rng.uniform(-0.5, 0.5, size=R)
+    cell = tanh_cell(g)
+    ref = nodal.solve_nonlinear(cell, V, r_word, r_bit, (R, C))
+    starts = [(np.zeros((R, C)), np.zeros((R, C))),
+              (rng.uniform(-5, 5, (R, C)), rng.uniform(-5, 5, (R, C)))]
+    for w0, b0 in starts:
+        sol = nodal.solve_nonlinear(cell, V, r_word, r_bit, (R, C), initial=(w0, b0))
+        assert rel_err(sol.currents, ref.currents) <= 1e-10
+        F = nodal.kcl_residual(cell, V, r_word, r_bit, sol.word_voltages, sol.bit_voltages,
+                               relative=True)
+        assert np.abs(F).max() <= max(1e-12, sol.residual_floor)
+        assert sol.residual <= max(1e-12, sol.residual_floor)
+    # the answer is really nonlinear: a linear cell with the small-signal g differs
+    lin = nodal.solve(g, V, r_word, r_bit)
+    assert rel_err(lin.currents, ref.currents) > 1e-3
+
+
+def test_nonlinear_warm_start_fewer_iterations():
+    R, C = 16, 16
+    rng = np.random.default_rng(14)
+    g = rng.uniform(1e-4, 5e-3, size=(R, C))
+    V = rng.uniform(-0.5, 0.5, size=R)
+    cell = tanh_cell(g)
+    first = nodal.solve_nonlinear(cell, V, 2.0, 2.0, (R, C))
+    V2 = V + 1e-3 * rng.standard_normal(R)
+    cold = nodal.solve_nonlinear(cell, V2, 2.0, 2.0, (R, C),
+                                 initial=(np.zeros((R, C)), np.zeros((R, C))))
+    warm = nodal.solve_nonlinear(cell, V2, 2.0, 2.0, (R, C), initial=first)
+    assert warm.iterations < cold.iterations
+    assert rel_err(warm.currents, cold.currents) <= 1e-10
+    batch = nodal.solve_nonlinear(cell, np.stack([V, V2]), 2.0, 2.0, (R, C))
+    assert rel_err(batch.currents[1], cold.currents) <= 1e-10
+
+
+def test_nonlinear_pathological_cells_raise():
+    G, V = random_case(4, 4, 15, g=(1e-4, 1e-3))
+
+    def nan_cell(vw, vb):
+        i = G * (vw - vb)
+        return np.where(np.abs(vw - vb) > 1e-3, np.nan, i), G, -G
+
+    def no_solution(vw, vb):
+        # a 1 A current switch: i = sign(v_w - v_b) A. KCL has no solution when the lines
+        # cannot carry 1 A (|V| < 2 r * 1 A), and the derivative is 0 almost everywhere.
+        return np.sign(vw - vb), np.zeros_like(vw), np.zeros_like(vw)
+
+    with pytest.raises(SolverError, match="residual"):
+        nodal.solve_nonlinear(nan_cell, V, 1.0, 1.0, G.shape)
+    with pytest.raises(SolverError, match="residual"):
+        nodal.solve_nonlinear(no_solution, V, 1.0, 1.0, G.shape)
+    with pytest.raises(SolverError, match="residual"):
+        nodal.solve_nonlinear(tanh_cell(G * 10), V * 3, 1.0, 1.0, G.shape, max_iter=1,
+                              initial=(np.full(G.shape, 5.0), np.full(G.shape, -5.0)))
+
+
+# ----------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("G,match", [
+    (np.array([[1e-4, -1e-5]]), "G"),
+    (np.array([[1e-4, np.nan]]), "G"),
+    (np.array([[1e-4, np.inf]]), "G"),
+    (np.array([1e-4, 1e-5]), "G"),
+])
+def test_bad_G(G, match):
+    with pytest.raises(ValueError, match=match):
+        nodal.solve(G, np.zeros(G.shape[0] if G.ndim == 2 else 1), 1.0, 1.0)
+    with pytest.raises(ValueError, match=match):
+        nodal.LinearArray(G, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("V", [np.array([0.1, np.nan]), np.array([0.1, 0.2, 0.3]),
+                               np.zeros((2, 3)), np.zeros((1, 1, 2)), np.array([np.inf, 0.0])])
+def test_bad_V(V):
+    G = np.full((2, 3), 1e-4)
+    with pytest.raises(ValueError, match="V"):
+        nodal.solve(G, V, 1.0, 1.0)
+    with pytest.raises(ValueError, match="V"):
+        nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), V, 1.0, 1.0, (2, 3))
+
+
+@pytest.mark.parametrize("name,value", [("r_word", -1.0), ("r_word", np.inf), ("r_bit", np.nan),
+                                        ("r_bit", -1e-3)])
+def test_bad_resistance(name, value):
+    G = np.full((2, 3), 1e-4)
+    kw = {"r_word": 1.0, "r_bit": 1.0, name: value}
+    with pytest.raises(ValueError, match=name):
+        nodal.solve(G, np.zeros(2), **kw)
+    with pytest.raises(ValueError, match=name):
+        nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), np.zeros(2), shape=(2, 3), **kw)
+
+
+def test_bad_shape_and_initial():
+    with pytest.raises(ValueError, match="shape"):
+        nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), np.zeros(2), 1.0, 1.0, (2, 0))
+    with pytest.raises(ValueError, match="initial"):
+        nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), np.zeros(2), 1.0, 1.0, (2, 3),
+                              initial=(np.zeros((3, 2)), np.zeros((3, 2))))
+
+
+def test_nested_dissection_is_permutation():
+    for R, C in ((1, 1), (1, 17), (13, 1), (31, 20), (64, 64)):
+        p = nodal.nested_dissection_order(R, C)
+        assert np.array_equal(np.sort(p), np.arange(2 * R * C))
