@@ -50,6 +50,104 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from . import plots
+    from ._io import write_json
+    from .config import build_data, build_network, load_config
+    from .model import Model
+
+    config = load_config(args.config)
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    out_model = Path(args.out or config["output"]["model"])
+    (train, y_train), (x_test, y_test) = build_data(config["data"])
+    n_in = (train.shape if hasattr(train, "sample") else train.shape)[2]
+    net = build_network(config, n_in)
+    tr = config["training"]
+    model = Model(net, rule=tr["rule"], lr=tr["lr"], batch_size=tr["batch_size"],
+                  optimizer=tr["optimizer"], rate_reg=tr["rate_reg"],
+                  rate_target=tr["rate_target"], seed=config["network"]["seed"])
+    t0 = time.perf_counter()
+    history = model.train(train, y_train, epochs=tr["epochs"], progress=not args.quiet,
+                          validation=(x_test, y_test))
+    elapsed = time.perf_counter() - t0
+    model.save(out_model)
+    curves = plots.training_curves(out_model.with_suffix(".training.png"), history)
+    write_json(out_model.with_suffix(".history.json"), {"history": history, "seconds": elapsed,
+                                                         "config": config})
+    print(f"trained {tr['rule'].upper()} on {config['crossbar']['backend']} crossbars for "
+          f"{tr['epochs']} epochs in {elapsed:.1f} s; test accuracy "
+          f"{history['val_accuracy'][-1]:.2%}")
+    print(f"model: {out_model}; curves: {curves}")
+    return 0
+
+
+def _backend_from_args(args):
+    """A crossbar backend from --backend/--r-word/... options (None: keep the saved one)."""
+    if args.backend is None:
+        return None
+    from .config import DEFAULTS, build_crossbar, load_config
+
+    section = dict(DEFAULTS["crossbar"], backend=args.backend)
+    for key in ("r_word", "r_bit", "v_read", "read", "device_card"):
+        value = getattr(args, key, None)
+        if value is not None:
+            section[key] = value
+    return build_crossbar(load_config({"crossbar": section})["crossbar"])
+
+
+def _test_data(encoding, steps, seed, n_in):
+    from .config import build_data
+
+    (_, _), (x_test, y_test) = build_data({"encoding": encoding, "T": steps, "seed": seed,
+                                           "resample": True, "dataset": "digits"})
+    if x_test.shape[2] != n_in:
+        raise ValueError(f"the model expects {n_in} inputs but encoding {encoding!r} gives "
+                         f"{x_test.shape[2]}; pass --encoding {'rows' if n_in == 8 else 'rate'}")
+    return x_test, y_test
+
+
+def _cmd_predict(args) -> int:
+    import numpy as np
+
+    from ._io import write_json
+    from .model import Model
+
+    model = Model.load(args.model, crossbar=_backend_from_args(args))
+    net = model.network
+    x_test, y_test = _test_data(args.encoding, args.steps, args.seed, net.n_in)
+    if args.samples is not None:
+        x_test, y_test = x_test[:args.samples], y_test[:args.samples]
+    t0 = time.perf_counter()
+    labels = model.predict(x_test)
+    elapsed = time.perf_counter() - t0
+    accuracy = float(np.mean(labels == y_test))
+    backend = net.crossbar.name
+    print(f"{len(labels)} digits test samples on the {backend} crossbar: accuracy {accuracy:.2%} "
+          f"({elapsed:.1f} s)")
+    if args.out:
+        write_json(args.out, {"backend": backend, "accuracy": accuracy,
+                              "predictions": labels.tolist(), "labels": y_test.tolist()})
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_backend_options(parser, default=None):
+    parser.add_argument("--backend", choices=("ideal", "compact", "spice"), default=default,
+                        help="crossbar backend (default: the one saved with the model)")
+    parser.add_argument("--r-word", dest="r_word", type=float, help="word-line segment resistance (ohm)")
+    parser.add_argument("--r-bit", dest="r_bit", type=float, help="bit-line segment resistance (ohm)")
+    parser.add_argument("--v-read", dest="v_read", type=float, help="read voltage (V)")
+    parser.add_argument("--read", choices=("linear", "nonlinear"), help="device read model")
+    parser.add_argument("--device-card", dest="device_card", help="TOML device card")
+
+
+def _add_data_options(parser):
+    parser.add_argument("--encoding", choices=("rate", "rows"), default="rate")
+    parser.add_argument("--steps", type=int, default=50, help="timesteps per sample (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the spike encoding")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cosim",
@@ -69,6 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
+
+    train = sub.add_parser("train", help="train from a TOML config and save the model",
+                           description="Train an SRNN from a TOML configuration (see "
+                                       "cosim/config.py for every key) and save the model.")
+    train.add_argument("config", help="TOML configuration file")
+    train.add_argument("--out", help="model file (default: [output] model of the config)")
+    train.add_argument("--epochs", type=int, help="override [training] epochs")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
+
+    predict = sub.add_parser("predict", help="run a saved model on the digits test set",
+                             description="Predict digits test labels with a saved model on a "
+                                         "chosen crossbar backend and report the accuracy.")
+    predict.add_argument("model", help="saved model (.npz)")
+    _add_backend_options(predict)
+    _add_data_options(predict)
+    predict.add_argument("--samples", type=int, help="use only the first N test samples")
+    predict.add_argument("--out", help="write predictions and accuracy to this JSON file")
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -149,7 +149,9 @@ class Model:
                 losses, correct = [], 0
                 for start in range(0, n, self.batch_size):
                     idx = order[start:start + self.batch_size]
-                    loss, grads, record = self.rule.gradients(net, xe[idx], y[idx])
+                    # overflow is detected right below and reported as divergence
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        loss, grads, record = self.rule.gradients(net, xe[idx], y[idx])
                     if not np.isfinite(loss) or not all(np.all(np.isfinite(g)) for g in grads.values()):
                         raise TrainingDivergedError(
                             f"loss became {loss} in epoch {epoch + 1}; the weights of the last "

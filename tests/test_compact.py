@@ -80,11 +80,12 @@ def test_nonlinear_cache_returns_identical_results_and_program_invalidates(weigh
     patterns = binary(rng, (3, 12))
     x = patterns[[0, 1, 2, 0, 1, 2, 0]]
     first = xb.bitline_currents(x)
-    assert xb.stats["solves"] == 3 and xb.stats["cache_hits"] == 4
+    # repeated patterns within a batch are solved once
+    assert xb.stats["solves"] == 3 and xb.stats["cache_hits"] == 0
     np.testing.assert_array_equal(first[0], first[3])
     again = xb.bitline_currents(x)
     np.testing.assert_array_equal(first, again)
-    assert xb.stats["solves"] == 3
+    assert xb.stats["solves"] == 3 and xb.stats["cache_hits"] == 7
     xb.program(weights)               # same states: nothing changed, nothing invalidated
     xb.bitline_currents(x)
     assert xb.stats["solves"] == 3

@@ -47,3 +47,11 @@ from .compact import Compact  # noqa: E402
 
 register("compact", Compact)
 __all__.append("Compact")
+
+try:  # the spice backend needs only the spice/ leaf; ngspice itself is checked on use
+    from .spice import Spice  # noqa: E402
+except ImportError:  # pragma: no cover
+    Spice = None
+else:
+    register("spice", Spice)
+    __all__.append("Spice")

@@ -201,7 +201,7 @@ class Compact(Crossbar):
             raise RuntimeError("weight_map exists only for read='linear'")
         self._require_programmed()
         if self._map is None:
-            transfer = self._linear_solver().transfer_matrix()     # amperes per volt
+            transfer = self._transfer_matrix()                     # amperes per volt
             diff = transfer[:, 0::2] - transfer[:, 1::2]
             self._map = np.ascontiguousarray(diff / (self._scale * self.read_factor))
         return self._map
@@ -235,24 +235,20 @@ class Compact(Crossbar):
             return device.current_terminals(v_w, v_gate, v_b, states)
         return cell
 
+    def _transfer_matrix(self):
+        """Linear read: A (R, 2C) with sense currents = V @ A (amperes per volt)."""
+        return self._linear_solver().transfer_matrix()
+
     def _currents(self, x):
         V = self.v_read * x
         if self.read == "linear":
-            transfer = self._linear_solver().transfer_matrix()
-            return self.mapping.apply_read_noise(V @ transfer, self._rng)
+            return self.mapping.apply_read_noise(V @ self._transfer_matrix(), self._rng)
         return self.mapping.apply_read_noise(self._nonlinear_currents(x, V), self._rng)
 
     def _nonlinear_currents(self, x, V):
-        rows, cols2 = self._states.shape
-        out = np.empty((x.shape[0], cols2))
-        if self.r_word == 0 and self.r_bit == 0:
-            # no wires: every cell sees its own word-line voltage, bit lines sit at 0 V
-            for k in range(x.shape[0]):
-                i = self._array_device.current_terminals(V[k][:, None], self.v_gate, 0.0,
-                                                         self._states)[0]
-                out[k] = i.sum(axis=0)
-            return out
-        cell = self._cell()
+        """Nonlinear read of a batch: cached patterns are reused, the rest solved together."""
+        out = np.empty((x.shape[0], self._states.shape[1]))
+        missing = {}
         for k in range(x.shape[0]):
             key = x[k].tobytes()
             hit = self._cache.get(key)
@@ -260,19 +256,39 @@ class Compact(Crossbar):
                 self._cache.move_to_end(key)
                 self.stats["cache_hits"] += 1
                 out[k] = hit
-                continue
-            if not np.any(V[k]):
+            elif not np.any(V[k]):
                 out[k] = 0.0
-                continue
+            else:
+                missing.setdefault(key, []).append(k)
+        if missing:
+            first = [rows[0] for rows in missing.values()]
+            solved = self._solve_patterns(V[first])
+            for (key, rows), currents in zip(missing.items(), solved):
+                out[rows] = currents
+                if self.cache_size:
+                    self._cache[key] = currents.copy()
+                    if len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+        return out
+
+    def _solve_patterns(self, V):
+        """Sense currents (K, 2C) of K distinct word-line voltage vectors (nonlinear read)."""
+        rows, cols2 = self._states.shape
+        out = np.empty((V.shape[0], cols2))
+        if self.r_word == 0 and self.r_bit == 0:
+            # no wires: every cell sees its own word-line voltage, bit lines sit at 0 V
+            for k in range(V.shape[0]):
+                i = self._array_device.current_terminals(V[k][:, None], self.v_gate, 0.0,
+                                                         self._states)[0]
+                out[k] = i.sum(axis=0)
+            return out
+        cell = self._cell()
+        for k in range(V.shape[0]):
             sol = nodal.solve_nonlinear(cell, V[k], self.r_word, self.r_bit, (rows, cols2),
                                         initial=self._last_solution)
             self.stats["solves"] += 1
             self._last_solution = sol
             out[k] = sol.currents
-            if self.cache_size:
-                self._cache[key] = sol.currents.copy()
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
         return out
 
     def forward(self, x):

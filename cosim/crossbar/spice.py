@@ -1,0 +1,145 @@
+"""Spice backend: the array of :class:`~cosim.crossbar.compact.Compact`, solved by ngspice.
+
+Same constructor arguments, mapping, device states and protocol as ``Compact``; only the
+solve differs: every read is an ngspice analysis of the deck written by
+``cosim.spice.netlist.crossbar_deck`` (topology of EQUATIONS.md §5, gate lines of
+DEVICE.md). The cheapest exact way is used for each kind of read, and measured in
+``benchmarks/bench_spice.py``:
+
+* ``read="linear"``: the circuit is linear, so one ``.dc`` batch analysis with the R unit
+  input vectors (V_read on one word line at a time) gives the whole transfer matrix; every
+  timestep after that is one matrix product. This is exact: superposition holds to the
+  solver's precision, which the tests check against per-pattern ``.op`` runs.
+* ``read="nonlinear"``: memtransistor cells (the read-only subcircuit: state as a
+  parameter). The distinct input patterns of one call (all timesteps of a feed-forward
+  layer, or the batch of one recurrent step) are solved in ONE ``.dc`` analysis that steps
+  through them; repeated patterns come from an in-memory LRU cache.
+
+Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
+model library, ngspice version), so re-running the same comparison costs no ngspice call.
+Solver tolerances are tightened (reltol 1e-12, abstol 1e-20 A, vntol 1e-12 V) so that
+ngspice and the compact solve agree to ~1e-12 rather than ngspice's default 1e-3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spice import netlist
+from ..spice.cache import SpiceCache, cached_run_dc
+from ..spice.ngspice import find_ngspice
+from .compact import Compact
+
+__all__ = ["Spice", "TOLERANCES"]
+
+TOLERANCES = {"reltol": 1e-12, "abstol": 1e-20, "vntol": 1e-12}
+
+
+class Spice(Compact):
+    """Crossbar backend solved by ngspice; see the module docstring.
+
+    Extra parameters over ``Compact``: ``cache`` (a folder, a ``SpiceCache``, or False for
+    none; default the user cache dir), ``engine`` ("auto", "shared", "subprocess") and
+    ``timeout`` in seconds per analysis.
+    """
+
+    name = "spice"
+
+    def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
+                 seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
+                 stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
+                 cache_size=4096, cache=None, engine="auto", timeout=600.0):
+        super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
+                         g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
+                         w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
+                         stuck_off_rate=stuck_off_rate, read_noise_sigma=read_noise_sigma,
+                         d2d_sigma=d2d_sigma, cache_size=cache_size)
+        self.info = find_ngspice()      # raises NgspiceNotFoundError with install help
+        self.cache = cache
+        self._disk_cache = None if cache is False else (
+            cache if isinstance(cache, SpiceCache) else SpiceCache(cache))
+        if engine not in ("auto", "shared", "subprocess"):
+            raise ValueError(f"engine must be 'auto', 'shared' or 'subprocess', got {engine!r}")
+        self.engine = engine
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.stats["spice_analyses"] = 0
+
+    def get_params(self):
+        params = super().get_params()
+        params.update(cache=self.cache, engine=self.engine, timeout=self.timeout)
+        return params
+
+    # -- decks -------------------------------------------------------------------------------
+    def header(self) -> dict:
+        """What a deck of this array holds, for its comment header."""
+        rows, cols2 = self._states.shape
+        return {"array": f"{rows} word lines x {cols2} bit lines ({cols2 // 2} outputs, "
+                         f"differential columns 2j = G+, 2j+1 = G-)",
+                "mapping": f"G in [{self.g_range[0]!r}, {self.g_range[1]!r}] S, "
+                           f"scale {float(self._scale)!r} S per weight unit",
+                "read": f"{self.read}, V_read {self.v_read!r} V, V_gate {self.v_gate!r} V",
+                "wires": f"r_word {self.r_word!r} ohm, r_bit {self.r_bit!r} ohm per segment",
+                "units": "volts, amperes, ohms, siemens"}
+
+    def deck(self, *, v_word=None, batch=None, stimulus=None, read_only=True, tstep=None,
+             tstop=None, header=None):
+        """The ngspice deck of this programmed array with the given stimulus."""
+        self._require_programmed()
+        info = dict(self.header())
+        if header:
+            info.update(header)
+        common = dict(r_word=self.r_word, r_bit=self.r_bit, v_word=v_word, batch=batch,
+                      stimulus=stimulus, klu=self.info.klu, header=info, tstep=tstep,
+                      tstop=tstop)
+        if self.read == "linear":
+            return netlist.crossbar_deck(conductances=self._g * self.read_factor,
+                                         options=TOLERANCES, **common)
+        rows, cols2 = self._states.shape
+        gate = np.full(rows, self.v_gate)
+        return netlist.crossbar_deck(states=self._states,
+                                     device_params=_device_params(self._array_device),
+                                     state_map=self._array_device.state_map,
+                                     read_only=read_only, v_gate=gate, options=TOLERANCES,
+                                     **common)
+
+    def _run_batch(self, V):
+        """Sense currents (K, 2C) for K word-line voltage vectors in one .dc analysis."""
+        cols2 = self._states.shape[1]
+        names = netlist.sense_vectors(cols2)
+        deck = self.deck(batch=V)
+        result = cached_run_dc(deck, names, cache=self._disk_cache if self._disk_cache else False,
+                               timeout=self.timeout, engine=self.engine)
+        self.stats["spice_analyses"] += 1
+        currents = np.stack([np.atleast_1d(result[n]) for n in names], axis=1)
+        if currents.shape[0] != V.shape[0]:
+            raise RuntimeError(f"ngspice returned {currents.shape[0]} sweep points for "
+                               f"{V.shape[0]} input vectors")
+        return currents
+
+    # -- solves (override Compact's) ---------------------------------------------------------
+    def _transfer_matrix(self):
+        if self._solver is None:
+            rows = self._states.shape[0]
+            unit = self.v_read * np.eye(rows)
+            self._solver = self._run_batch(unit) / self.v_read     # amperes per volt
+            self.stats["factorisations"] += 1
+        return self._solver
+
+    def _solve_patterns(self, V):
+        self.stats["solves"] += V.shape[0]
+        return self._run_batch(V)
+
+    def solution(self, x):
+        raise NotImplementedError("node voltages of a SPICE read: use Compact.solution for the "
+                                  "same array, or write the deck with deck() and probe it")
+
+
+def _device_params(device) -> dict:
+    """Per-cell or scalar device parameters by PARAM_NAMES, as the netlist writer takes them."""
+    out = {}
+    for name, value in device.params.items():
+        arr = np.asarray(value, dtype=float)
+        out[name] = float(arr) if arr.ndim == 0 else arr
+    return out

@@ -1,0 +1,757 @@
+"""Parameter sweeps of a trained model over crossbar non-idealities, locally or on Dask.
+
+A validation study asks how accuracy degrades with wire resistance, device variability,
+quantisation, tile size... over many seeds. :func:`run_sweep` evaluates a saved (or
+in-memory) model on the full Cartesian product of a grid of backend parameters::
+
+    from cosim.sweep import run_sweep, parse_grid
+    grid = {"r": [0, 1, 10], "program_sigma": [0.0, 0.05], "seed": [0, 1, 2]}
+    rows = run_sweep("model.npz", grid, x_test, y_test, workers=4, store="out/sweep")
+    rows[0]   # {'r': 0.0, 'program_sigma': 0.0, 'seed': 0, 'accuracy': ..., 'spike_rate': ...,
+              #  'seconds': ...}
+
+Grid parameters (:data:`PARAMETERS`)
+------------------------------------
+``backend`` ("ideal", "compact", "spice"; default "compact"), ``r_word``, ``r_bit`` (ohm,
+default 1), ``r`` (sets both; not together with r_word / r_bit), ``v_read`` (V, default 0.1),
+``read`` ("linear", "nonlinear"), ``levels`` (int >= 2 or None), ``program_sigma``
+(programming variability σ), ``d2d_sigma`` (device-to-device spread), ``seed`` (seed of all
+randomness of the point, default 0) and ``max_array`` (None: one array per matrix; an int n
+or a pair (rows, cols): :class:`~cosim.crossbar.tiling.Tiled` arrays of that size). The
+ideal backend ignores the physical parameters (points differing only in them are computed
+once). Points are the product in the grid's key order, the last key varying fastest.
+
+Executors
+---------
+* local (default): ``workers`` processes (``concurrent.futures.ProcessPoolExecutor``, spawn
+  start method, one BLAS thread each); ``workers=1`` runs in this process;
+  ``workers=None`` uses every CPU.
+* Dask: ``scheduler="tcp://host:port"`` or a ``dask.distributed.Client``. The model travels
+  as the bytes of its saved file and x, y are scattered once, so workers need no shared disk,
+  only cosim installed. Needs ``pip install 'cosim[dask]'``.
+
+Every point rebuilds the network from the saved model with a backend made only from the
+point's parameters, so results are identical on every executor and in every order.
+
+Resume
+------
+With ``store=folder`` each finished point is written at once (atomically) to
+``folder/points/<hash of the point's backend>-<hash of model and data>.json``; a rerun loads
+the points already there instead of recomputing them (a different model or data set has a
+different hash, so it never reuses them). At the end ``results.csv``, ``results.json`` (the
+table) and ``sweep.png`` (accuracy against the first numeric swept parameter, one line per
+value of the next swept parameter, mean ± std over the rest) are written there. The returned
+list is a :class:`SweepResults` with ``computed`` and ``reused`` counts.
+
+Testing hook: the environment variable ``COSIM_SWEEP_DELAY`` (seconds, default 0) makes every
+point sleep that long after its evaluation, in whichever process runs it (local workers
+inherit the environment; Dask workers only if they were started with it). It exists to
+test interruption and resume; it changes no result.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import hashlib
+import io
+import itertools
+import json
+import logging
+import numbers
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from . import _validate as check
+from ._io import write_json, write_text
+
+__all__ = ["run_sweep", "parse_grid", "expand_grid", "build_backend", "plot_sweep",
+           "format_results", "SweepResults", "PARAMETERS", "DEFAULTS"]
+
+log = logging.getLogger(__name__)
+
+DELAY_ENV = "COSIM_SWEEP_DELAY"
+POINT_FORMAT = "cosim-sweep-point"
+POINT_FORMAT_VERSION = 1
+BATCH = 256                                   # samples per network run (fixed: deterministic)
+BACKENDS = ("ideal", "compact", "spice")
+READS = ("linear", "nonlinear")
+METRICS = ("accuracy", "spike_rate", "seconds")
+
+# the backend a point gets for every parameter it does not set
+DEFAULTS = {"backend": "compact", "r_word": 1.0, "r_bit": 1.0, "v_read": 0.1, "read": "linear",
+            "levels": None, "program_sigma": 0.0, "d2d_sigma": 0.0, "seed": 0,
+            "max_array": None}
+
+
+# ------------------------------------------------------------------------------ values
+
+def _nonneg_float(name, value):
+    return check.positive(name, value, allow_zero=True)
+
+
+def _pos_float(name, value):
+    return check.positive(name, value)
+
+
+def _seed(name, value):
+    return check.integer(name, value, minimum=0)
+
+
+def _levels(name, value):
+    return None if value is None else check.integer(name, value, minimum=2)
+
+
+def _backend(name, value):
+    key = check.choice(name, value, BACKENDS)
+    if key == "spice":
+        _spice_class()
+    return key
+
+
+def _read(name, value):
+    return check.choice(name, value, READS)
+
+
+def _max_array(name, value):
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    if isinstance(value, np.ndarray):
+        value = tuple(value.tolist())
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be None, an int or a pair (rows, cols), got {value!r}")
+    return (check.integer(f"{name} rows", value[0], minimum=1),
+            check.integer(f"{name} cols", value[1], minimum=1))
+
+
+#: sweepable parameters and the check that normalises each value
+PARAMETERS = {
+    "backend": _backend, "r_word": _nonneg_float, "r_bit": _nonneg_float, "r": _nonneg_float,
+    "v_read": _pos_float, "read": _read, "levels": _levels, "program_sigma": _nonneg_float,
+    "d2d_sigma": _nonneg_float, "seed": _seed, "max_array": _max_array,
+}
+_INT_PARAMS = ("seed", "levels")
+_FLOAT_PARAMS = ("r_word", "r_bit", "r", "v_read", "program_sigma", "d2d_sigma")
+
+
+def _spice_class():
+    try:
+        from .crossbar.spice import Spice
+    except ImportError as exc:
+        raise ValueError(f"backend 'spice' is not available: cosim.crossbar.spice.Spice could "
+                         f"not be imported ({exc})") from exc
+    return Spice
+
+
+# ------------------------------------------------------------------------------ grids
+
+def _normalize_grid(grid) -> dict:
+    if not isinstance(grid, Mapping):
+        raise TypeError(f"grid must be a dict name -> list of values, got {type(grid).__name__}")
+    unknown = [k for k in grid if k not in PARAMETERS]
+    if unknown:
+        raise ValueError(f"unknown sweep parameter(s) {unknown}; known: {sorted(PARAMETERS)}")
+    if "r" in grid and ("r_word" in grid or "r_bit" in grid):
+        raise ValueError("grid sets 'r' (both wires) together with 'r_word'/'r_bit'; use one")
+    out = {}
+    for name, values in grid.items():
+        if isinstance(values, np.ndarray):
+            values = values.tolist()
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) \
+                or (name == "max_array" and isinstance(values, tuple)):
+            values = [values]                         # a single value
+        values = list(values)
+        if not values:
+            raise ValueError(f"grid[{name!r}] has no values")
+        normalised = []
+        for value in values:
+            if isinstance(value, np.generic):
+                value = value.item()
+            try:
+                normalised.append(PARAMETERS[name](name, value))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"grid[{name!r}] value {value!r}: {exc}") from exc
+        out[name] = normalised
+    return out
+
+
+def expand_grid(grid) -> list[dict]:
+    """The points of a grid: the Cartesian product in key order, last key fastest."""
+    grid = _normalize_grid(grid)
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*grid.values())]
+
+
+def _parse_value(name, token):
+    low = token.lower()
+    if name in ("levels", "max_array") and low in ("none", "null", "-"):
+        return None
+    if name in _INT_PARAMS:
+        return int(token)
+    if name in _FLOAT_PARAMS:
+        return float(token)
+    if name == "max_array":
+        parts = low.split("x")
+        if len(parts) == 1:
+            return int(parts[0])
+        if len(parts) == 2:
+            return (int(parts[0]), int(parts[1]))
+        raise ValueError("max_array values look like 64 or 128x64")
+    return low                                   # backend, read
+
+
+def parse_grid(strings) -> dict:
+    """A grid from command-line items such as ``r=0,1,10``, ``seed=0:3``, ``backend=ideal,compact``.
+
+    Values are separated by commas; ``a:b`` and ``a:b:step`` are integer ranges (end
+    excluded, as in Python: ``seed=0:3`` is 0, 1, 2) for ``seed`` and ``levels``;
+    ``max_array`` values are ``64`` (square) or ``128x64`` (rows x cols); ``none`` stands
+    for None (``levels``, ``max_array``). One string with several items separated by
+    spaces is accepted too. Values get their proper types; errors name the bad item.
+    """
+    if isinstance(strings, str):
+        strings = strings.split()
+    grid = {}
+    for item in strings:
+        if not isinstance(item, str):
+            raise TypeError(f"grid items must be strings like 'r=0,1', got {item!r}")
+        name, sep, text = item.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        if not sep or not name:
+            raise ValueError(f"grid item {item!r} must look like name=value1,value2,...")
+        if name not in PARAMETERS:
+            raise ValueError(f"grid item {item!r}: unknown sweep parameter {name!r}; "
+                             f"known: {sorted(PARAMETERS)}")
+        if name in grid:
+            raise ValueError(f"grid item {item!r}: parameter {name!r} given twice")
+        values = []
+        for token in text.split(","):
+            token = token.strip()
+            try:
+                if not token:
+                    raise ValueError("empty value")
+                if ":" in token:
+                    if name not in _INT_PARAMS:
+                        raise ValueError(f"ranges a:b[:step] are for integer parameters "
+                                         f"({', '.join(_INT_PARAMS)}); list {name} values instead")
+                    bounds = [int(t) for t in token.split(":")]
+                    if len(bounds) not in (2, 3) or (len(bounds) == 3 and bounds[2] == 0):
+                        raise ValueError("a range is a:b or a:b:step with step != 0")
+                    span = list(range(*bounds))
+                    if not span:
+                        raise ValueError(f"range {token} is empty")
+                    values.extend(span)
+                else:
+                    values.append(_parse_value(name, token))
+            except ValueError as exc:
+                raise ValueError(f"grid item {item!r}: bad value {token!r} ({exc})") from exc
+        try:
+            grid[name] = _normalize_grid({name: values})[name]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"grid item {item!r}: {exc}") from exc
+    _normalize_grid(grid)                          # cross-parameter checks (r with r_word)
+    return grid
+
+
+# ------------------------------------------------------------------------------ backends
+
+def _resolve(point: dict) -> dict:
+    """The complete backend specification of a point (what its result depends on)."""
+    spec = dict(DEFAULTS)
+    for name, value in point.items():
+        if name == "r":
+            spec["r_word"] = spec["r_bit"] = value
+        else:
+            spec[name] = value
+    if spec["backend"] == "ideal":
+        spec = {"backend": "ideal", "max_array": spec["max_array"]}
+    if spec["max_array"] is not None:
+        spec["max_array"] = list(spec["max_array"])     # JSON form
+    return spec
+
+
+def build_backend(spec: dict):
+    """The crossbar backend of a point specification (see :data:`DEFAULTS`)."""
+    spec = {**DEFAULTS, **spec}
+    name = spec["backend"]
+    if name == "ideal":
+        from .crossbar.ideal import Ideal
+        backend = Ideal()
+    else:
+        if name == "spice":
+            cls = _spice_class()
+        else:
+            from .crossbar.compact import Compact as cls
+        backend = cls(r_word=spec["r_word"], r_bit=spec["r_bit"], v_read=spec["v_read"],
+                      read=spec["read"], levels=spec["levels"],
+                      program_sigma=spec["program_sigma"], d2d_sigma=spec["d2d_sigma"],
+                      seed=spec["seed"])
+    if spec["max_array"] is not None:
+        from .crossbar.tiling import Tiled
+        backend = Tiled(backend, max_array=tuple(spec["max_array"]))
+    return backend
+
+
+def _sha(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _spec_key(spec) -> str:
+    return _sha(POINT_FORMAT, POINT_FORMAT_VERSION, json.dumps(spec, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+class _Payload:
+    """What every worker needs: the saved model's bytes and the data (shipped once)."""
+
+    def __init__(self, model_bytes: bytes, model_sha: str, x: np.ndarray, y: np.ndarray):
+        self.model_bytes = model_bytes
+        self.model_sha = model_sha
+        self.x = x
+        self.y = y
+
+    def model_path(self) -> Path:
+        """The model as a file in this process's temporary folder (written once)."""
+        path = _MODEL_FILES.get(self.model_sha)
+        if path is None or not path.is_file():
+            path = _scratch_dir() / f"model-{self.model_sha[:16]}.npz"
+            path.write_bytes(self.model_bytes)
+            _MODEL_FILES[self.model_sha] = path
+        return path
+
+
+_MODEL_FILES: dict = {}
+_SCRATCH: list = []
+_WORKER_PAYLOAD = None
+_WORKER_LIMITS = None
+
+
+def _scratch_dir() -> Path:
+    if not _SCRATCH:
+        folder = Path(tempfile.mkdtemp(prefix="cosim-sweep-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _SCRATCH.append(folder)
+    return _SCRATCH[0]
+
+
+def _delay() -> float:
+    text = os.environ.get(DELAY_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise ValueError(f"{DELAY_ENV} must be a number of seconds, got {text!r}") from exc
+    return max(value, 0.0)
+
+
+def _evaluate_point(payload: _Payload, spec: dict) -> dict:
+    """Accuracy and spike rate of the model on (x, y) with the backend of ``spec``."""
+    from .model import Model
+
+    t0 = time.perf_counter()
+    net = Model.load(payload.model_path(), crossbar=build_backend(spec)).network
+    x, y = payload.x, payload.y
+    correct, spikes = 0, 0.0
+    for start in range(0, x.shape[0], BATCH):
+        record = net.run(x[start:start + BATCH])
+        correct += int(np.sum(record.logits.argmax(axis=1) == y[start:start + BATCH]))
+        spikes += float(record.z.sum())
+    result = {"accuracy": correct / x.shape[0],
+              "spike_rate": spikes / (x.shape[0] * x.shape[1] * net.n_rec),
+              "seconds": time.perf_counter() - t0}
+    delay = _delay()
+    if delay:
+        time.sleep(delay)
+    return result
+
+
+def _pool_init(payload):
+    global _WORKER_PAYLOAD, _WORKER_LIMITS
+    _WORKER_PAYLOAD = payload
+    try:   # one BLAS thread per worker process (as Dask workers do), no oversubscription
+        from threadpoolctl import threadpool_limits
+        _WORKER_LIMITS = threadpool_limits(limits=1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _pool_task(spec):
+    return _evaluate_point(_WORKER_PAYLOAD, spec)
+
+
+def _run_local(payload, todo, workers, on_done):
+    if workers == 1 or len(todo) <= 1:
+        for key, spec in todo:
+            on_done(key, _evaluate_point(payload, spec))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: safe when the calling process runs threads (Dask clients, progress bars)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_pool_init, initargs=(payload,))
+    try:
+        futures = {pool.submit(_pool_task, spec): key for key, spec in todo}
+        for future in as_completed(futures):
+            on_done(futures[future], future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _dask():
+    try:
+        from dask import distributed
+    except ImportError as exc:
+        raise ImportError("running a sweep on a Dask scheduler needs dask.distributed: "
+                          "pip install 'cosim[dask]'") from exc
+    return distributed
+
+
+def _run_dask(payload, todo, scheduler, on_done):
+    distributed = _dask()
+    own = isinstance(scheduler, str)
+    if own:
+        client = distributed.Client(scheduler, timeout="60s", set_as_default=False)
+    elif isinstance(scheduler, distributed.Client):
+        client = scheduler
+    else:
+        raise TypeError(f"scheduler must be an address 'tcp://host:port' or a "
+                        f"dask.distributed.Client, got {type(scheduler).__name__}")
+    try:
+        remote = client.scatter(payload, broadcast=True, hash=False)
+        run = uuid.uuid4().hex[:8]
+        futures = {client.submit(_evaluate_point, remote, spec, pure=False,
+                                 key=f"cosim-sweep-{run}-{key[:16]}"): key for key, spec in todo}
+        try:
+            for future in distributed.as_completed(list(futures)):
+                on_done(futures[future], future.result())
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+        finally:
+            client.cancel(remote)
+    finally:
+        if own:
+            client.close()
+
+
+# ------------------------------------------------------------------------------ inputs
+
+def _model_bytes(model):
+    """(saved-file bytes, content digest, network) of a Model or of a model file path."""
+    from .crossbar.ideal import Ideal
+    from .model import Model
+    from .network import SRNN
+
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        loaded = Model.load(path, crossbar=Ideal())     # validates the file
+        data = path.read_bytes()
+    elif isinstance(model, Model):
+        loaded = model
+        with tempfile.TemporaryDirectory(prefix="cosim-sweep-") as tmp:
+            data = model.save(Path(tmp) / "model.npz").read_bytes()
+    else:
+        raise TypeError(f"model must be a cosim.Model or the path of a saved model, "
+                        f"got {type(model).__name__}")
+    if not isinstance(loaded.network, SRNN):
+        raise TypeError(f"sweeps need a model of an SRNN, got {type(loaded.network).__name__}")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        # the file's own checksum covers header and weights and, unlike the bytes of the
+        # zip container (time stamps), is the same every time a model is saved
+        digest = npz["__sha256__"].tobytes().decode()
+    return data, digest, loaded.network
+
+
+def _check_data(net, x, y):
+    x = net.check_input(x)
+    y_arr = np.asarray(y)
+    if y_arr.ndim != 1 or y_arr.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have shape ({x.shape[0]},), got {y_arr.shape}")
+    if not np.issubdtype(y_arr.dtype, np.integer):
+        if np.issubdtype(y_arr.dtype, np.floating) and np.all(y_arr == np.round(y_arr)):
+            y_arr = y_arr.astype(np.int64)
+        else:
+            raise ValueError("y must hold integer class labels")
+    if y_arr.min() < 0 or y_arr.max() >= net.n_out:
+        raise ValueError(f"y holds labels outside [0, {net.n_out - 1}]")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y_arr = np.ascontiguousarray(y_arr, dtype=np.int64)
+    digest = _sha(b"x", x.shape, x.tobytes(), b"y", y_arr.shape, y_arr.tobytes())
+    return x, y_arr, digest
+
+
+# ------------------------------------------------------------------------------ results
+
+class SweepResults(list):
+    """The rows of a sweep (one dict per grid point, grid order) with run statistics.
+
+    ``computed``: evaluations run now; ``reused``: evaluations loaded from the store;
+    ``store``: the store folder or None; ``seconds``: wall time of the sweep.
+    """
+
+    def __init__(self, rows=(), computed=0, reused=0, store=None, seconds=0.0):
+        super().__init__(rows)
+        self.computed = computed
+        self.reused = reused
+        self.store = store
+        self.seconds = seconds
+
+
+def _point_file(store: Path, key: str, context: str) -> Path:
+    return store / "points" / f"{key[:24]}-{context[:16]}.json"
+
+
+def _load_point(path, key, model_sha, data_sha):
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable sweep point %s (%s)", path, exc)
+        return None
+    if (not isinstance(stored, dict) or stored.get("format") != POINT_FORMAT
+            or stored.get("key") != key or stored.get("model_sha256") != model_sha
+            or stored.get("data_sha256") != data_sha
+            or not isinstance(stored.get("result"), dict)
+            or any(m not in stored["result"] for m in METRICS)):
+        return None
+    return stored["result"]
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _cell(value):
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return value
+
+
+def format_results(rows) -> str:
+    """A plain-text table of sweep rows (for the command line)."""
+    if not rows:
+        return "(no points)"
+    columns = list(rows[0])
+    cells = [[_fmt(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def _fmt(value):
+    value = _cell(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _write_tables(store: Path, rows, grid_names):
+    columns = list(grid_names) + list(METRICS)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in columns])
+    write_text(store / "results.csv", buffer.getvalue())
+    write_json(store / "results.json", [{k: _jsonable(v) for k, v in row.items()} for row in rows])
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def plot_sweep(rows, path, grid=None):
+    """Accuracy against the first numeric swept parameter, one line per value of the next.
+
+    "Swept" parameters have more than one value. ``seed`` is used for the x axis only if no
+    other numeric parameter is swept; the points sharing x and line (e.g. over seeds) are
+    averaged, with their standard deviation as error bars. Written atomically.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._io import save_figure
+
+    if grid is None:
+        grid = {}
+        for row in rows:
+            for k, v in row.items():
+                if k not in METRICS:
+                    grid.setdefault(k, [])
+                    if v not in grid[k]:
+                        grid[k].append(v)
+    swept = [k for k, v in grid.items() if len(v) > 1]
+    numeric = [k for k in swept if all(_is_number(v) for v in grid[k])]
+    x_name = next((k for k in numeric if k != "seed"), numeric[0] if numeric else
+                  (swept[0] if swept else None))
+    line_name = next((k for k in swept if k not in (x_name, "seed")), None)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if x_name is None:
+        acc = [r["accuracy"] for r in rows]
+        ax.bar([0], [np.mean(acc)], yerr=[np.std(acc)] if len(acc) > 1 else None)
+        ax.set_xticks([0], ["all points"])
+    else:
+        xs = list(grid[x_name])
+        categorical = not all(_is_number(v) for v in xs)
+        positions = {v: (i if categorical else v) for i, v in enumerate(xs)}
+        lines = grid[line_name] if line_name else [None]
+        for value in lines:
+            mean, err, pos = [], [], []
+            for xv in xs:
+                acc = [r["accuracy"] for r in rows if r[x_name] == xv
+                       and (line_name is None or r[line_name] == value)]
+                if acc:
+                    pos.append(positions[xv])
+                    mean.append(np.mean(acc))
+                    err.append(np.std(acc))
+            label = None if line_name is None else f"{line_name} = {_cell(value)}"
+            ax.errorbar(pos, mean, yerr=err if any(err) else None, marker="o", capsize=3,
+                        label=label)
+        if categorical:
+            ax.set_xticks(range(len(xs)), [str(_cell(v)) for v in xs])
+        else:
+            positive = [v for v in xs if v > 0]
+            if positive and max(positive) / min(positive) >= 50:
+                if len(positive) < len(xs):
+                    ax.set_xscale("symlog", linthresh=min(positive))
+                else:
+                    ax.set_xscale("log")
+        ax.set_xlabel(x_name)
+        if line_name is not None:
+            ax.legend()
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    others = [k for k in swept if k not in (x_name, line_name)]
+    title = "sweep" + (f" (mean ± std over {', '.join(others)})" if others else "")
+    ax.set_title(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------ entry point
+
+def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progress=False):
+    """Evaluate ``model`` on (x, y) at every point of ``grid``; a list of dicts in grid order.
+
+    Parameters
+    ----------
+    model : a :class:`cosim.Model` (of an SRNN) or the path of a saved model.
+    grid : dict parameter name -> list of values (see the module docstring; a single value
+        stands for a one-element list).
+    x, y : spike inputs (N, T, n_in) and integer labels (N,).
+    scheduler : None (local processes), a Dask address "tcp://host:port" or a
+        ``dask.distributed.Client``.
+    workers : local worker processes (None: every CPU; 1: in this process); ignored with a
+        scheduler.
+    store : folder for resumable results, tables and the plot (None: nothing written).
+    progress : show a progress bar.
+
+    Returns a :class:`SweepResults`: rows holding the point's grid values, ``accuracy``,
+    ``spike_rate`` (spikes per unit and step) and ``seconds`` (evaluation time), plus the
+    ``computed`` / ``reused`` counts.
+    """
+    t_start = time.perf_counter()
+    norm = _normalize_grid(grid)
+    points = expand_grid(norm)
+    if workers is not None:
+        workers = check.integer("workers", workers, minimum=1)
+    elif scheduler is None:
+        workers = os.cpu_count() or 1
+    if scheduler is not None and not isinstance(scheduler, str):
+        distributed = _dask()
+        if not isinstance(scheduler, distributed.Client):
+            raise TypeError(f"scheduler must be an address 'tcp://host:port' or a "
+                            f"dask.distributed.Client, got {type(scheduler).__name__}")
+    elif isinstance(scheduler, str):
+        _dask()                                        # fail early without dask
+
+    model_bytes, model_sha, net = _model_bytes(model)
+    x, y, data_sha = _check_data(net, x, y)
+    context = _sha(model_sha, data_sha)
+
+    specs = [_resolve(p) for p in points]
+    keys = [_spec_key(s) for s in specs]
+    unique = dict(zip(keys, specs))
+    for key, spec in unique.items():                   # fail before any work is done
+        try:
+            build_backend(spec)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"sweep point {spec}: {exc}") from exc
+
+    results = {}
+    store_path = None if store is None else Path(store)
+    if store_path is not None:
+        (store_path / "points").mkdir(parents=True, exist_ok=True)
+        for key in unique:
+            found = _load_point(_point_file(store_path, key, context), key, model_sha, data_sha)
+            if found is not None:
+                results[key] = found
+    reused = len(results)
+    todo = [(key, spec) for key, spec in unique.items() if key not in results]
+    if reused:
+        log.info("sweep: %d of %d evaluations reused from %s", reused, len(unique), store_path)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(unique), initial=reused, desc="sweep", unit="point")
+        if reused:
+            bar.write(f"sweep: {reused} of {len(unique)} points reused from {store_path}")
+
+    def on_done(key, result):
+        results[key] = result
+        if store_path is not None:
+            write_json(_point_file(store_path, key, context),
+                       {"format": POINT_FORMAT, "format_version": POINT_FORMAT_VERSION,
+                        "key": key, "spec": unique[key], "model_sha256": model_sha,
+                        "data_sha256": data_sha, "result": result})
+        if bar is not None:
+            bar.update(1)
+
+    payload = _Payload(model_bytes, model_sha, x, y)
+    try:
+        if todo:
+            if scheduler is not None:
+                _run_dask(payload, todo, scheduler, on_done)
+            else:
+                _run_local(payload, todo, workers, on_done)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    rows = [dict(point, **{m: results[key][m] for m in METRICS})
+            for point, key in zip(points, keys)]
+    out = SweepResults(rows, computed=len(todo), reused=reused, store=store_path,
+                       seconds=time.perf_counter() - t_start)
+    if store_path is not None:
+        _write_tables(store_path, rows, list(norm))
+        plot_sweep(rows, store_path / "sweep.png", grid=norm)
+    return out
