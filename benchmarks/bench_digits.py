@@ -24,7 +24,7 @@ def main():
     from cosim.network import SRNN
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--rules", nargs="+", default=["bptt", "bp"])
     parser.add_argument("--neuron", default="lif", choices=["lif", "alif", "mix"])
     parser.add_argument("--lr", type=float, default=3e-3)
