@@ -11,7 +11,12 @@ of our base but not of badcrossbar's.
 The per-step cost ``V @ M`` (M = LinearArray.transfer_matrix()) is compared with a dense
 ``V @ G`` of the same size.
 
+The transfer-matrix build (fresh LinearArray(G, r, r).transfer_matrix(), G in [1e-7, 1e-5] S)
+is timed for the hardware-aware-training shapes, block method (default) against the
+sparse-factorisation path it replaced (forced with nodal._BLOCK_MAX = 0).
+
     .venv/bin/python benchmarks/bench_nodal.py [--sizes 64 128 256 512] [--skip-badcrossbar]
+    .venv/bin/python benchmarks/bench_nodal.py --transfer-only
 """
 
 import os
@@ -108,17 +113,52 @@ def per_step(n, number=2000):
     return t_m, t_vm, t_vg, err
 
 
+def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256)),
+                    rs=(1.0, 10.0), repeat=3):
+    """Fresh transfer_matrix() build: factorisation path (before) vs block method (after)."""
+    from cosim.crossbar import nodal
+    print("\ntransfer matrix build (fresh LinearArray(G, r, r).transfer_matrix(), "
+          f"G in [1e-7, 1e-5] S, best of {repeat})")
+    print(f"{'shape':>9} {'r':>5} | {'before ms':>9} {'after ms':>9} {'speedup':>7} | "
+          f"{'rel diff':>8}")
+    for R, C in shapes:
+        G = np.random.default_rng(0).uniform(1e-7, 1e-5, size=(R, C))
+        for r in rs:
+            res = {}
+            for name, block_max in (("before", 0), ("after", nodal._BLOCK_MAX)):
+                saved = nodal._BLOCK_MAX
+                nodal._BLOCK_MAX = block_max
+                try:
+                    times = []
+                    for _ in range(repeat):
+                        t0 = time.perf_counter()
+                        M = nodal.LinearArray(G, r, r).transfer_matrix()
+                        times.append(time.perf_counter() - t0)
+                finally:
+                    nodal._BLOCK_MAX = saved
+                res[name] = (min(times), M)
+            (tb, Mb), (ta, Ma) = res["before"], res["after"]
+            diff = np.abs(Ma - Mb).max() / np.abs(Mb).max()
+            print(f"{R:>4}x{C:<4} {r:5g} | {tb * 1e3:9.1f} {ta * 1e3:9.1f} {tb / ta:6.1f}x | "
+                  f"{diff:8.1e}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     ap.add_argument("--skip-badcrossbar", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--transfer-only", action="store_true",
+                    help="only the transfer-matrix build timing")
     ap.add_argument("--child", choices=["ours", "badcrossbar"], help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.n, args.out, args.repeat)
+        return
+    if args.transfer_only:
+        transfer_timing(repeat=args.repeat)
         return
 
     print("threads: " + ", ".join(f"{v}={os.environ[v]}" for v in
@@ -154,6 +194,8 @@ def main():
         t_m, t_vm, t_vg, err = per_step(n)
         print(f"{n:>5} | {t_m:9.3f} | {t_vm * 1e6:8.2f} {t_vg * 1e6:8.2f} {t_vm / t_vg:6.2f} | "
               f"{err:11.1e}", flush=True)
+
+    transfer_timing(repeat=args.repeat)
 
 
 if __name__ == "__main__":

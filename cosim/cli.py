@@ -132,6 +132,62 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _physical_from_args(args):
+    """A physical crossbar from the options, for commands that need circuits."""
+    if args.backend in (None, "ideal") and all(getattr(args, k, None) is None for k in
+                                                ("r_word", "r_bit", "v_read", "read", "device_card")):
+        return None                                   # keep the saved physical backend, if any
+    args.backend = "compact" if args.backend in (None, "ideal") else args.backend
+    if args.read is None:
+        args.read = "nonlinear"
+    return _backend_from_args(args)
+
+
+def _cmd_netlist(args) -> int:
+    from .export import export_netlists
+    from .model import Model
+
+    model = Model.load(args.model)
+    x_test, _ = _test_data(args.encoding, args.steps, args.seed, model.network.n_in)
+    result = export_netlists(model, args.out, x_test, sample=args.sample, step=args.step,
+                             crossbar=_physical_from_args(args), step_time=args.step_time,
+                             tran=not args.no_tran)
+    print(f"wrote {len(result['decks'])} .op decks to {args.out}/ (timestep {args.step} of test "
+          f"sample {args.sample}), {len(result['tran'])} .tran decks to {args.out}/tran/, "
+          f"expected_currents.json and manifest.json")
+    for deck in result["decks"]:
+        print(f"  ngspice -b {deck}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .compare import compare
+    from .devices import Memtransistor
+    from .model import Model
+
+    model = Model.load(args.model)
+    x_test, y_test = _test_data(args.encoding, args.steps, args.seed, model.network.n_in)
+    device = Memtransistor.from_card(args.device_card) if args.device_card else None
+    t0 = time.perf_counter()
+    metrics = compare(model, x_test, y_test, backends=tuple(args.backends), samples=args.samples,
+                      out=args.out, r_word=args.r_word, r_bit=args.r_bit, read=args.read,
+                      device=device, step=args.step, sweep=args.sweep, progress=not args.quiet)
+    ref = metrics["reference"]
+    print(f"compared {', '.join(metrics['backends'])} on {metrics['samples']} samples in "
+          f"{time.perf_counter() - t0:.1f} s (reference: {ref})")
+    for name in metrics["backends"]:
+        acc = metrics["accuracy"].get(name)
+        agree = metrics["spikes"][name].get(f"agreement_vs_{ref}_percent")
+        print(f"  {name:8s} accuracy {acc:.1%}" + (f", spikes agree with {ref}: {agree:.2f} %"
+                                                   if agree is not None else ""))
+    for array, per in metrics["currents"].items():
+        for name, e in per.items():
+            print(f"  array {array:10s} {name:8s} vs {ref}: current error max {e['max_rel']:.1e}, "
+                  f"mean {e['mean_rel']:.1e}")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def _add_backend_options(parser, default=None):
     parser.add_argument("--backend", choices=("ideal", "compact", "spice"), default=default,
                         help="crossbar backend (default: the one saved with the model)")
@@ -186,6 +242,42 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--samples", type=int, help="use only the first N test samples")
     predict.add_argument("--out", help="write predictions and accuracy to this JSON file")
     predict.set_defaults(func=_cmd_predict)
+
+    netl = sub.add_parser("netlist", help="write ngspice decks of a saved model's arrays",
+                          description="Write one ngspice deck per physical array (all tiles, all "
+                                      "delay slices) with the programmed device states: .op of "
+                                      "one timestep (DIR/*.cir, with expected_currents.json) and "
+                                      ".tran replaying the sample (DIR/tran/*.cir).")
+    netl.add_argument("model", help="saved model (.npz)")
+    netl.add_argument("--out", required=True, help="output folder")
+    netl.add_argument("--sample", type=int, default=0, help="test sample to replay (default 0)")
+    netl.add_argument("--step", type=int, default=0, help="timestep of the .op decks (default 0)")
+    netl.add_argument("--step-time", dest="step_time", type=float, default=1e-6,
+                      help="seconds per timestep in the .tran decks (default 1e-6)")
+    netl.add_argument("--no-tran", dest="no_tran", action="store_true", help="skip the .tran decks")
+    _add_backend_options(netl)
+    _add_data_options(netl)
+    netl.set_defaults(func=_cmd_netlist)
+
+    comp = sub.add_parser("compare", help="ideal vs compact vs spice on a saved model",
+                          description="Run a saved model on test samples with each backend and "
+                                      "write metrics.json, report.md and figures.")
+    comp.add_argument("model", help="saved model (.npz)")
+    comp.add_argument("--out", default="out/compare", help="report folder (default out/compare)")
+    comp.add_argument("--backends", nargs="+", default=["ideal", "compact", "spice"],
+                      choices=("ideal", "compact", "spice"))
+    comp.add_argument("--samples", type=int, default=5, help="test samples (default 5)")
+    comp.add_argument("--r-word", dest="r_word", type=float, default=1.0)
+    comp.add_argument("--r-bit", dest="r_bit", type=float, default=1.0)
+    comp.add_argument("--read", choices=("linear", "nonlinear"), default="linear",
+                      help="device read model of the physical backends (default linear)")
+    comp.add_argument("--device-card", dest="device_card", help="TOML device card")
+    comp.add_argument("--step", type=int, help="step of the IR-drop maps (default T/2)")
+    comp.add_argument("--sweep", type=float, nargs="+",
+                      help="wire resistances (ohm) for the accuracy-vs-resistance figure")
+    comp.add_argument("--quiet", action="store_true")
+    _add_data_options(comp)
+    comp.set_defaults(func=_cmd_compare)
     return parser
 
 

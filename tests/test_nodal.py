@@ -293,6 +293,73 @@ def test_transfer_matrix(R, C, r_word, r_bit):
     assert rel_err(V @ M, arr.solve(V).currents) <= 1e-12
 
 
+
+def _direct_transfer(G, r_word, r_bit):
+    """Transfer matrix from the sparse factorisation: one direct solve per unit input."""
+    return nodal.LinearArray(G, r_word, r_bit).solve(np.eye(G.shape[0]),
+                                                     method="direct").currents
+
+
+def _refined_transfer(G, r):
+    """Transfer matrix to ~long-double accuracy: explicit-loop dense nodal matrix (as in
+    dense_reference), numpy LU in double, iterative refinement with residuals in long double."""
+    R, C = G.shape
+    GL = G.astype(np.longdouble)
+    g = np.longdouble(1) / np.longdouble(r)
+    w = lambda i, j: i * C + j                      # noqa: E731
+    b = lambda i, j: R * C + i * C + j              # noqa: E731
+    n = 2 * R * C
+    A = np.zeros((n, n), dtype=np.longdouble)
+
+    def branch(x, y, c):
+        A[x, x] += c
+        if y is not None:
+            A[y, y] += c
+            A[x, y] -= c
+            A[y, x] -= c
+    rhs = np.zeros((n, R), dtype=np.longdouble)
+    for i in range(R):
+        for j in range(C):
+            branch(w(i, j), b(i, j), GL[i, j])
+            branch(w(i, j), w(i, j - 1) if j else None, g)     # source segment: V_i known
+            branch(b(i, j), b(i + 1, j) if i < R - 1 else None, g)
+        rhs[w(i, 0), i] = g
+    Ad = np.asarray(A, dtype=float)
+    X = np.zeros((n, R), dtype=np.longdouble)
+    for _ in range(4):
+        X += np.linalg.solve(Ad, np.asarray(rhs - A @ X, dtype=float))
+    return np.asarray(g * X[[b(R - 1, j) for j in range(C)]].T, dtype=float)
+
+
+@pytest.mark.parametrize("r", [1.0, 10.0, 100.0])
+@pytest.mark.parametrize("R,C", [(16, 40), (40, 16), (23, 23), (1, 9), (9, 1), (64, 200),
+                                 (100, 20)])
+def test_transfer_matrix_equals_direct_factorisation(R, C, r):
+    G, _ = random_case(R, C, 12, g=(1e-7, 1e-5))
+    arr = nodal.LinearArray(G, r, r)
+    M = arr.transfer_matrix()
+    assert M.shape == (R, C) and arr.transfer_matrix() is M and not M.flags.writeable
+    assert rel_err(M, _direct_transfer(G, r, r)) <= 1e-12
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps > 1e-18, reason="needs 80-bit long double")
+@pytest.mark.parametrize("r", [1.0, 10.0, 100.0])
+@pytest.mark.parametrize("R,C", [(6, 14), (14, 6)])
+def test_transfer_matrix_near_exact(R, C, r):
+    """Against a long-double-refined reference the transfer matrix is exact to ~ulps."""
+    G, _ = random_case(R, C, 13, g=(1e-7, 1e-5))
+    ref = _refined_transfer(G, r)
+    assert rel_err(nodal.LinearArray(G, r, r).transfer_matrix(), ref) <= 1e-14
+
+
+def test_transfer_matrix_falls_back_when_blocks_fail():
+    # heavy devices behind weak lines: the block method's line products underflow
+    G, _ = random_case(30, 35, 14, g=(5.0, 10.0))
+    arr = nodal.LinearArray(G, 1e3, 1e3)
+    assert nodal._transfer_blocks(G, 1e-3, 1e-3, 1e-12) is None
+    assert rel_err(arr.transfer_matrix(), _direct_transfer(G, 1e3, 1e3)) <= 1e-12
+
+
 # ----------------------------------------------------------------------------- nonlinear
 
 def tanh_cell(g, v_sat=0.25, k=0.2):

@@ -30,7 +30,7 @@ from ..spice.cache import SpiceCache, cached_run_dc
 from ..spice.ngspice import find_ngspice
 from .compact import Compact
 
-__all__ = ["Spice", "TOLERANCES"]
+__all__ = ["Spice", "TOLERANCES", "array_deck", "array_header"]
 
 TOLERANCES = {"reltol": 1e-12, "abstol": 1e-20, "vntol": 1e-12}
 
@@ -73,36 +73,14 @@ class Spice(Compact):
 
     # -- decks -------------------------------------------------------------------------------
     def header(self) -> dict:
-        """What a deck of this array holds, for its comment header."""
-        rows, cols2 = self._states.shape
-        return {"array": f"{rows} word lines x {cols2} bit lines ({cols2 // 2} outputs, "
-                         f"differential columns 2j = G+, 2j+1 = G-)",
-                "mapping": f"G in [{self.g_range[0]!r}, {self.g_range[1]!r}] S, "
-                           f"scale {float(self._scale)!r} S per weight unit",
-                "read": f"{self.read}, V_read {self.v_read!r} V, V_gate {self.v_gate!r} V",
-                "wires": f"r_word {self.r_word!r} ohm, r_bit {self.r_bit!r} ohm per segment",
-                "units": "volts, amperes, ohms, siemens"}
+        return array_header(self)
 
     def deck(self, *, v_word=None, batch=None, stimulus=None, read_only=True, tstep=None,
              tstop=None, header=None):
         """The ngspice deck of this programmed array with the given stimulus."""
-        self._require_programmed()
-        info = dict(self.header())
-        if header:
-            info.update(header)
-        common = dict(r_word=self.r_word, r_bit=self.r_bit, v_word=v_word, batch=batch,
-                      stimulus=stimulus, klu=self.info.klu, header=info, tstep=tstep,
-                      tstop=tstop)
-        if self.read == "linear":
-            return netlist.crossbar_deck(conductances=self._g * self.read_factor,
-                                         options=TOLERANCES, **common)
-        rows, cols2 = self._states.shape
-        gate = np.full(rows, self.v_gate)
-        return netlist.crossbar_deck(states=self._states,
-                                     device_params=_device_params(self._array_device),
-                                     state_map=self._array_device.state_map,
-                                     read_only=read_only, v_gate=gate, options=TOLERANCES,
-                                     **common)
+        return array_deck(self, v_word=v_word, batch=batch, stimulus=stimulus,
+                          read_only=read_only, tstep=tstep, tstop=tstop, header=header,
+                          klu=self.info.klu)
 
     def _run_batch(self, V):
         """Sense currents (K, 2C) for K word-line voltage vectors in one .dc analysis."""
@@ -134,6 +112,49 @@ class Spice(Compact):
     def solution(self, x):
         raise NotImplementedError("node voltages of a SPICE read: use Compact.solution for the "
                                   "same array, or write the deck with deck() and probe it")
+
+
+def array_header(backend) -> dict:
+    """What a deck of a programmed Compact/Spice array holds, for its comment header."""
+    rows, cols2 = backend.states.shape
+    return {"array": f"{rows} word lines x {cols2} bit lines ({cols2 // 2} outputs, "
+                     f"differential columns 2j = G+, 2j+1 = G-)",
+            "mapping": f"G in [{backend.g_range[0]!r}, {backend.g_range[1]!r}] S, "
+                       f"scale {float(backend.scale)!r} S per weight unit, "
+                       f"out_j = (I_2j - I_2j+1) / (V_read scale k), "
+                       f"k = {backend.read_factor!r}",
+            "read": f"{backend.read}, V_read {backend.v_read!r} V per input spike, "
+                    f"V_gate {backend.v_gate!r} V",
+            "wires": f"r_word {backend.r_word!r} ohm, r_bit {backend.r_bit!r} ohm per segment",
+            "units": "volts, amperes, ohms, siemens, seconds"}
+
+
+def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
+               tstep=None, tstop=None, header=None, klu=True) -> str:
+    """An ngspice deck of a programmed Compact (or Spice) array with a stimulus.
+
+    ``read`` ("linear": resistor cells of conductance g(w)·k; "nonlinear": memtransistor
+    subcircuit instances with the programmed states) defaults to the backend's read.
+    """
+    backend._require_programmed()
+    read = read or backend.read
+    info = array_header(backend)
+    if header:
+        info.update(header)
+    common = dict(r_word=backend.r_word, r_bit=backend.r_bit, v_word=v_word, batch=batch,
+                  stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
+                  options=TOLERANCES)
+    if read == "linear":
+        return netlist.crossbar_deck(conductances=backend.conductances * backend.read_factor,
+                                     **common)
+    device = backend.array_device
+    rows = backend.states.shape[0]
+    gate = np.full(rows, backend.v_gate)
+    if stimulus is not None:
+        gate = np.broadcast_to(gate, (len(stimulus[0]), rows))
+    return netlist.crossbar_deck(states=backend.states, device_params=_device_params(device),
+                                 state_map=device.state_map, read_only=read_only, v_gate=gate,
+                                 **common)
 
 
 def _device_params(device) -> dict:

@@ -1,0 +1,105 @@
+"""`cosim netlist` end to end: the decks run unchanged in plain ngspice and reproduce cosim."""
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from cosim import Model
+from cosim.cli import main
+from cosim.data import load_digits
+from cosim.network import SRNN
+from cosim.spice import ngspice
+from cosim.spice.netlist import check_deck_safe
+
+pytestmark = pytest.mark.spice
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    try:
+        ngspice.find_ngspice()
+    except Exception:
+        pytest.skip("ngspice is not installed")
+    (x, y), _ = load_digits(T=20)
+    net = SRNN(64, 6, 10, neuron="alif", n_adaptive=3, n_delay=2, seed=0)
+    Model(net, lr=5e-3).train(x[:200], y[:200], epochs=2, progress=False)
+    path = tmp_path_factory.mktemp("model") / "tiny.npz"
+    Model(net).save(path)
+    return path
+
+
+def run_plain_ngspice(deck, workdir):
+    raw = workdir / (deck.stem + ".raw")
+    proc = subprocess.run(["ngspice", "-b", "-r", str(raw), str(deck)], cwd=workdir,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plots = ngspice.parse_raw(raw)
+    return plots[-1]["vectors"], proc.stdout
+
+
+def test_netlist_decks_reproduce_cosim_currents(tiny_model, tmp_path, capsys):
+    out = tmp_path / "decks"
+    assert main(["netlist", str(tiny_model), "--out", str(out), "--sample", "2", "--step", "7",
+                 "--steps", "20"]) == 0
+    expected = json.loads((out / "expected_currents.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    decks = sorted(out.glob("*.cir"))
+    # n_delay = 2: two input slices, two recurrent slices, one readout
+    assert sorted(d.name for d in decks) == ["in_d1.cir", "in_d2.cir", "out.cir", "rec_d1.cir",
+                                             "rec_d2.cir"]
+    assert set(expected) == {d.name for d in decks} == set(manifest)
+    assert sorted(p.name for p in (out / "tran").glob("*.cir")) == sorted(expected)
+    driven = 0
+    for deck in decks:
+        text = deck.read_text()
+        check_deck_safe(text)
+        n_cols = len(expected[deck.name])
+        assert n_cols == manifest[deck.name]["shape"][1]
+        for j in range(n_cols):
+            assert f"Vsense{j} " in text
+        vectors, _ = run_plain_ngspice(deck, tmp_path)
+        got = np.array([float(np.ravel(vectors[f"i(vsense{j})"])[0]) for j in range(n_cols)])
+        want = np.array(expected[deck.name])
+        if np.abs(want).max() == 0:
+            assert np.abs(got).max() < 1e-15
+            continue
+        driven += 1
+        assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
+        # the operating point a plain `ngspice -b deck.cir` prints (7 digits) says the same
+        printed = subprocess.run(["ngspice", "-b", str(deck)], capture_output=True, text=True,
+                                 timeout=300, cwd=tmp_path).stdout
+        values = dict(re.findall(r"^\s*vsense(\d+)#branch\s+(\S+)", printed, flags=re.M))
+        assert len(values) == n_cols
+        shown = np.array([float(values[str(j)]) for j in range(n_cols)])
+        assert np.abs(shown - want).max() <= 1e-6 * np.abs(want).max()
+    assert driven >= 2
+
+
+def test_tran_deck_replays_the_spike_train(tiny_model, tmp_path):
+    out = tmp_path / "decks"
+    step = 3
+    assert main(["netlist", str(tiny_model), "--out", str(out), "--sample", "0", "--step",
+                 str(step), "--steps", "20", "--step-time", "1e-6"]) == 0
+    expected = json.loads((out / "expected_currents.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    # the smallest array that the chosen step drives (full-cell transients are slow)
+    driven = [n for n in expected if np.abs(expected[n]).max() > 0]
+    name = min(driven, key=lambda n: np.prod(manifest[n]["shape"]))
+    vectors, _ = run_plain_ngspice(out / "tran" / name, tmp_path)
+    time = np.ravel(vectors["time"])
+    # middle of timestep `step`'s plateau
+    k = np.argmin(np.abs(time - (step + 0.5) * 1e-6))
+    got = np.array([np.ravel(vectors[f"i(vsense{j})"])[k] for j in range(len(expected[name]))])
+    want = np.array(expected[name])
+    assert np.abs(want).max() > 0
+    assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
+
+
+def test_bad_netlist_arguments(tiny_model, tmp_path, capsys):
+    assert main(["netlist", str(tiny_model), "--out", str(tmp_path), "--step", "99",
+                 "--steps", "20"]) == 2
+    assert "step" in capsys.readouterr().err
+    assert main(["netlist", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
