@@ -11,42 +11,82 @@ __all__ = ["main"]
 
 
 def _cmd_demo(args) -> int:
+    """Train on digits, compare ideal / compact / spice, export netlists, write a report."""
     import numpy as np
 
     from . import plots
     from ._io import write_json
+    from .compare import compare
     from .data import EncodedImages, digits_images, rate_encode
+    from .export import export_netlists
     from .model import Model
     from .network import SRNN
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
+    t_all = time.perf_counter()
+
+    # 1. data and training (ideal crossbars)
     t0 = time.perf_counter()
     (img_train, y_train), (img_test, y_test) = digits_images()
     x_test = rate_encode(img_test, args.steps, np.random.default_rng(args.seed + 1))
     train_data = EncodedImages(img_train, T=args.steps, seed=args.seed)
-    print(f"data: sklearn digits, {len(y_train)} train / {len(y_test)} test, rate coding, "
+    print(f"[1/4] data: sklearn digits, {len(y_train)} train / {len(y_test)} test, rate coding, "
           f"T = {args.steps}")
-
     net = SRNN(64, args.hidden, 10, neuron="alif", n_adaptive=args.hidden // 2, seed=args.seed)
     model = Model(net, rule=args.rule, lr=args.lr, batch_size=32, seed=args.seed)
     history = model.train(train_data, y_train, epochs=args.epochs, progress=not args.quiet,
                           validation=(x_test, y_test))
-    timings["train_s"] = time.perf_counter() - t0
+    timings["train"] = time.perf_counter() - t0
     accuracy = history["val_accuracy"][-1]
-    print(f"trained {args.rule.upper()} for {args.epochs} epochs in {timings['train_s']:.1f} s: "
-          f"test accuracy {accuracy:.1%} (ideal crossbar)")
-
     model_path = model.save(out / "model.npz")
     record = net.run(x_test[:1])
-    raster = plots.spike_raster(out / "spike_raster.png", record.z[0], x=x_test[0],
-                                title="SRNN on digits (ideal crossbar)", label=int(y_test[0]))
-    curves = plots.training_curves(out / "training.png", history)
+    plots.spike_raster(out / "spike_raster.png", record.z[0], x=x_test[0],
+                       title="SRNN on digits (ideal crossbar)", label=int(y_test[0]))
+    plots.training_curves(out / "training.png", history)
+    print(f"      trained {args.rule.upper()} ({args.hidden} units, half ALIF) for {args.epochs} "
+          f"epochs in {timings['train']:.0f} s: test accuracy {accuracy:.1%} (ideal crossbar)")
+
+    # 2. ideal vs compact vs spice on a few samples
+    t0 = time.perf_counter()
+    backends = ("ideal", "compact") if args.no_spice else ("ideal", "compact", "spice")
+    print(f"[2/4] comparing {' / '.join(backends)} on {args.samples} test samples "
+          f"(memtransistor arrays, {args.r} ohm segments, {args.read} read)")
+    metrics = compare(model, x_test, y_test, backends=backends, samples=args.samples,
+                      out=out / "compare", r_word=args.r, r_bit=args.r, read=args.read,
+                      sweep=[0.0, 1.0, 10.0, 100.0, 1000.0], progress=False)
+    timings["compare"] = time.perf_counter() - t0
+    ref = metrics["reference"]
+    for name in backends:
+        agree = metrics["spikes"][name].get(f"agreement_vs_{ref}_percent")
+        print(f"      {name:8s} accuracy {metrics['accuracy'][name]:.1%}" +
+              (f", spikes identical to {ref} in {agree:.2f} % of entries" if agree is not None else ""))
+    worst = max(e["max_rel"] for per in metrics["currents"].values()
+                for name, e in per.items() if name == "compact") if "compact" != ref else None
+    if worst is not None:
+        print(f"      bit-line currents, compact vs {ref}: worst relative error {worst:.1e}")
+
+    # 3. netlists for hardware engineers
+    t0 = time.perf_counter()
+    step = args.steps // 2
+    result = export_netlists(model, out / "netlists", x_test, sample=0, step=step,
+                             crossbar=None, tran=True)
+    timings["netlist"] = time.perf_counter() - t0
+    print(f"[3/4] wrote {len(result['decks'])} ngspice decks (.op of step {step}, sample 0) and "
+          f"{len(result['tran'])} .tran replays to {out / 'netlists'}")
+
+    # 4. summary
+    timings["total"] = time.perf_counter() - t_all
     write_json(out / "metrics.json", {"test_accuracy": accuracy, "history": history,
                                       "timings_s": timings, "rule": args.rule,
-                                      "epochs": args.epochs, "hidden": args.hidden})
-    print(f"wrote {model_path}, {raster}, {curves}, {out / 'metrics.json'}")
+                                      "epochs": args.epochs, "hidden": args.hidden,
+                                      "compare": metrics})
+    print(f"[4/4] done in {timings['total']:.0f} s (train {timings['train']:.0f} s, compare "
+          f"{timings['compare']:.0f} s, netlists {timings['netlist']:.0f} s)")
+    print(f"      model:  {model_path}")
+    print(f"      report: {out / 'compare' / 'report.md'}")
+    print(f"      figures: {out / 'spike_raster.png'}, {out / 'training.png'}, {out / 'compare'}/*.png")
     return 0
 
 
@@ -215,7 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="end-to-end run on the bundled digits",
                           description="Train an SRNN on sklearn's digits and write a report.")
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    demo.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    demo.add_argument("--samples", type=int, default=5, help="samples compared (default 5)")
+    demo.add_argument("--r", type=float, default=1.0, help="wire segment resistance, ohm (default 1)")
+    demo.add_argument("--read", choices=("linear", "nonlinear"), default="linear",
+                      help="device read model for the comparison (default linear)")
+    demo.add_argument("--no-spice", dest="no_spice", action="store_true",
+                      help="compare ideal and compact only")
     demo.add_argument("--hidden", type=int, default=100, help="recurrent units (default 100)")
     demo.add_argument("--steps", type=int, default=50, help="timesteps per sample (default 50)")
     demo.add_argument("--rule", choices=("bptt", "bp"), default="bptt")
