@@ -128,7 +128,7 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
         v_word = backend.v_read * inputs
         where = (f"model array '{matrix}' (delay {delay}), weight rows {rows.start}..{rows.stop - 1}, "
                  f"weight columns {cols.start}..{cols.stop - 1}")
-        deck = array_deck(backend, v_word=v_word, header={
+        deck = array_deck(backend, v_word=v_word, include_relative_to=out, header={
             "model array": where,
             "stimulus": f".op of timestep {step} of sample {sample} (spikes x V_read on the word lines)",
             "outputs": "i(Vsense<j>) = current into the sense node of bit line j (A)",
@@ -153,6 +153,7 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
             relaxes = bool(np.any(np.asarray(backend.array_device.params["invtau"]) > 0))
             tdeck = array_deck(backend, stimulus=(times, backend.v_read * series),
                                read_only=not relaxes, tstep=step_time / 20,
+                               include_relative_to=out / "tran",
                                tstop=steps * step_time,
                                header={"model array": where,
                                        "stimulus": f".tran replaying sample {sample}: "
@@ -183,7 +184,8 @@ One deck per physical crossbar array of the model, with the programmed device st
 Node names: `w<i>_<j>` word line i at column j (drain), `b<i>_<j>` bit line j at row i
 (source), `g<i>` gate line i, `s<j>` sense node; sources `Vin<i>`, `Vg<i>`, `Vsense<j>`.
 Differential columns: bit line 2j carries G+ of output j, bit line 2j+1 carries G-.
-The cell subcircuits are in `device_models/memtransistor.lib` (included by path).
+The cell subcircuits are in `device_models/memtransistor.lib`, included by a path relative to
+each deck: move the decks together with that file (or edit the `.include` line).
 
 Decks:
 {listing}

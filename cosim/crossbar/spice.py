@@ -130,7 +130,7 @@ def array_header(backend) -> dict:
 
 
 def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
-               tstep=None, tstop=None, header=None, klu=True) -> str:
+               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None) -> str:
     """An ngspice deck of a programmed Compact (or Spice) array with a stimulus.
 
     ``read`` ("linear": resistor cells of conductance g(w)·k; "nonlinear": memtransistor
@@ -143,7 +143,7 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
         info.update(header)
     common = dict(r_word=backend.r_word, r_bit=backend.r_bit, v_word=v_word, batch=batch,
                   stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
-                  options=TOLERANCES)
+                  options=TOLERANCES, include_relative_to=include_relative_to)
     if read == "linear":
         return netlist.crossbar_deck(conductances=backend.conductances * backend.read_factor,
                                      **common)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 from pathlib import Path
 
@@ -78,14 +79,22 @@ def state_vector(i: int, j: int) -> str:
     return f"v(x{int(i)}_{int(j)}.w)"
 
 
-def include_line(path) -> str:
-    """A safe ``.include "<absolute path>"`` line (rejects quotes, newlines, control chars)."""
-    text = str(Path(path).expanduser().resolve())
+def include_line(path, relative_to=None) -> str:
+    """A safe ``.include "<path>"`` line (rejects quotes, newlines, control chars).
+
+    The path is absolute, or relative to the folder ``relative_to`` (where the deck will be
+    written: ngspice resolves a relative ``.include`` from the including deck's folder), so
+    that a deck and the model library can move together.
+    """
+    target = Path(path).expanduser().resolve()
+    if not target.is_file():
+        raise FileNotFoundError(f"model library not found: {target}")
+    text = str(target)
+    if relative_to is not None:
+        text = os.path.relpath(target, Path(relative_to).expanduser().resolve())
     if any(c in text for c in "\"'\n\r") or not text.isprintable():
         raise ValueError(f"model library path contains quotes, newlines or control "
                          f"characters: {text!r}")
-    if not Path(text).is_file():
-        raise FileNotFoundError(f"model library not found: {text}")
     return f'.include "{text}"'
 
 
@@ -199,7 +208,8 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                   tstep: float | None = None, tstop: float | None = None,
                   tmax: float | None = None, rise_time: float = 1e-9,
                   options: dict | None = None, klu: bool = True,
-                  model_library=None, header: dict | None = None,
+                  model_library=None, include_relative_to=None,
+                  header: dict | None = None,
                   title: str = "cosim crossbar") -> str:
     """Write an ngspice deck of an R x C crossbar (EQUATIONS.md section 5).
 
@@ -225,6 +235,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
     r_word, r_bit: wire segment resistances in ohms (>= 0; 0 -> 0 V sources).
     options: extra ``.options`` name -> number; ``klu`` adds ``.options klu``.
     model_library: path of the model library (default device_models/memtransistor.lib).
+    include_relative_to: write the ``.include`` path relative to this folder (the deck's).
     header: descriptive key -> value written as ``*`` comment lines only.
     """
     if (conductances is None) == (states is None):
@@ -321,7 +332,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                 raise ValueError(f"option name {k!r} must match ^[A-Za-z][A-Za-z0-9_]*$")
             opts[k.lower()] = fmt(v, f"options[{k!r}]")
 
-    lib_line = include_line(model_library or DEFAULT_LIBRARY) if cell == "memtransistor" \
+    lib_line = include_line(model_library or DEFAULT_LIBRARY, include_relative_to) if cell == "memtransistor" \
         else None
     user_header = header_lines(header)
 
