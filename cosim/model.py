@@ -297,7 +297,8 @@ def _crossbar_description(backend) -> dict:
         elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
             params[key] = list(value)
         elif hasattr(value, "params"):
-            params[key] = {"device": type(value).__name__, **_jsonable(value.params)}
+            params[key] = {"device": type(value).__name__, **_jsonable(value.params),
+                           "state_map": getattr(value, "state_map", "linear")}
     return {"name": backend.name, "params": params}
 
 

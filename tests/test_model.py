@@ -109,3 +109,20 @@ def test_unknown_rule():
         Model(SRNN(4, 6, 2), rule="hebbian-magic")
     with pytest.raises(TypeError, match="rule"):
         Model(SRNN(4, 6, 2), rule=42)
+
+
+def test_save_load_keeps_a_physical_crossbar(tmp_path):
+    from cosim.crossbar import Compact
+    from cosim.devices import Memtransistor
+
+    device = Memtransistor(g_max=2e-5, state_map="exponential")
+    net = SRNN(4, 6, 2, crossbar=Compact(device=device, r_word=2.0, r_bit=3.0, read="nonlinear",
+                                         levels=8))
+    model = Model(net)
+    loaded = Model.load(model.save(tmp_path / "hw.npz"))
+    backend = loaded.network.crossbar
+    assert isinstance(backend, Compact)
+    assert (backend.r_word, backend.r_bit, backend.read, backend.levels) == (2.0, 3.0, "nonlinear", 8)
+    assert backend.device.state_map == "exponential" and backend.device.params["g_max"] == 2e-5
+    x, _ = toy_task(n=5)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
