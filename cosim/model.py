@@ -240,7 +240,8 @@ class Model:
         else:
             state = net.get_state()
             header["network"] = type(net).__name__
-            header["network_config"] = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+            header["network_config"] = {k: v for k, v in state.items()
+                                        if not isinstance(v, np.ndarray) and v is not None}
             arrays = {f"state_{k}": v for k, v in state.items() if isinstance(v, np.ndarray)}
         return arrays, header
 
@@ -356,8 +357,8 @@ def _rebuild_network(header, contents, crossbar):
 
             state = dict(header["network_config"])
             state.update({k[len("state_"):]: v for k, v in contents.items() if k.startswith("state_")})
-            net = DiehlCook.from_state(state, crossbar=crossbar)
-            return net
+            state.setdefault("labels", None)
+            return DiehlCook().set_state(state, crossbar=crossbar)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"model file is inconsistent: {exc}") from exc
     raise ModelFileError(f"unknown network type {header['network']!r} in model file")

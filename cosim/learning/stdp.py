@@ -233,6 +233,7 @@ class PulseProgrammer:
     def write(self, w, dw, params: STDPParams, rng=None) -> np.ndarray:
         """New weights after writing ``dw`` as pulses (returns a new array)."""
         w = np.asarray(w, dtype=np.float64)
+        rng = check.rng(rng)
         k = self.counts(dw, rng)
         span = params.w_max - params.w_min
         out = w.copy()
@@ -285,6 +286,10 @@ def stdp_step(w, pre, post, traces: STDPTraces, params: STDPParams, programmer=N
         w_t &= \mathrm{clip}\big(w_{t-1} + \eta_+ (x^{pre}_t \otimes z_t) f_+(w_{t-1})
                - \eta_- (s_t \otimes x^{post}_t) f_-(w_{t-1}),\; w_{min}, w_{max}\big)
 
+    Order: decay, add this step's spikes, update. Hence a pre and a post spike in the same
+    step give Δw = η_+ f_+(w) - η_- f_-(w) (both traces are 1); see the module docstring for
+    the whole window.
+
     Parameters
     ----------
     w : (n_pre, n_post) weights (not modified; a new array is returned).
@@ -293,7 +298,8 @@ def stdp_step(w, pre, post, traces: STDPTraces, params: STDPParams, programmer=N
     traces : :class:`STDPTraces` with x_pre (n_pre,), x_post (n_post,) from the last step.
     params : :class:`STDPParams`.
     programmer : :class:`PulseProgrammer`, needed only with ``mode="pulses"``.
-    rng : seed or Generator for stochastic pulse rounding / device noise.
+    rng : Generator (or seed) for stochastic pulse rounding / device noise; pass one
+        Generator across steps, an int seed gives the same draws at every call.
     """
     if not isinstance(params, STDPParams):
         raise ValueError(f"params must be STDPParams, got {type(params).__name__}")
@@ -669,8 +675,9 @@ class DiehlCook:
     # -- training -------------------------------------------------------------------------------
     def fit(self, x, epochs: int = 1, progress: bool = True) -> "DiehlCook":
         """Initialise from ``seed`` and train for ``epochs`` passes over ``x`` (see class doc)."""
-        n_in = x.shape[2] if hasattr(x, "sample") else self._check_x(x).shape[2]
+        self._validated()
         self.n_inputs_ = None
+        n_in = x.shape[2] if hasattr(x, "sample") else self._check_x(x).shape[2]
         self._initialise(n_in)
         return self.partial_fit(x, epochs=epochs, progress=progress)
 
@@ -822,3 +829,18 @@ class DiehlCook:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"DiehlCook({args})"
+
+
+class STDPRule:
+    """The ``"stdp"`` rule of :class:`cosim.Model`: one unsupervised epoch per call.
+
+    The first call initialises the network from its seed (``DiehlCook.fit``), later calls
+    continue from the learned state (``partial_fit``); labels are assigned by the Model.
+    """
+
+    name = "stdp"
+
+    def fit(self, network, x, progress=True):
+        if getattr(network, "W_in_", None) is None:
+            return network.fit(x, epochs=1, progress=progress)
+        return network.partial_fit(x, epochs=1, progress=progress)
