@@ -228,6 +228,24 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .model import Model
+    from .sweep import format_results, parse_grid, run_sweep
+
+    grid = parse_grid(args.grid)
+    net = Model.load(args.model).network
+    x_test, y_test = _test_data(args.encoding, args.steps, args.seed, net.n_in)
+    if args.samples is not None:
+        x_test, y_test = x_test[:args.samples], y_test[:args.samples]
+    rows = run_sweep(args.model, grid, x_test, y_test, scheduler=args.scheduler,
+                     workers=args.workers, store=args.out, progress=not args.quiet)
+    print(format_results(rows))
+    print(f"{len(rows)} points: {rows.computed} computed, {rows.reused} reused from {args.out} "
+          f"in {rows.seconds:.1f} s; table: {Path(args.out) / 'results.csv'}, plot: "
+          f"{Path(args.out) / 'sweep.png'}")
+    return 0
+
+
 def _add_backend_options(parser, default=None):
     parser.add_argument("--backend", choices=("ideal", "compact", "spice"), default=default,
                         help="crossbar backend (default: the one saved with the model)")
@@ -324,6 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true")
     _add_data_options(comp)
     comp.set_defaults(func=_cmd_compare)
+
+    sweep = sub.add_parser("sweep", help="parameter sweeps of a saved model, local or on Dask",
+                           description="Evaluate a saved model over a grid of crossbar "
+                                       "parameters (r_word, r_bit, r, program_sigma, d2d_sigma, "
+                                       "levels, seed, backend, read, v_read, max_array). Points "
+                                       "are stored as they finish; a rerun resumes.")
+    sweep.add_argument("model", help="saved model (.npz)")
+    sweep.add_argument("--grid", nargs="+", required=True,
+                       help="NAME=V1,V2,... or NAME=START:STOP (integers), e.g. r=0,1,10 seed=0:4")
+    sweep.add_argument("--out", default="out/sweep", help="result store (default out/sweep)")
+    sweep.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT "
+                                           "(needs pip install 'cosim[dask]')")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    sweep.add_argument("--samples", type=int, help="use only the first N test samples")
+    sweep.add_argument("--quiet", action="store_true")
+    _add_data_options(sweep)
+    sweep.set_defaults(func=_cmd_sweep)
     return parser
 
 

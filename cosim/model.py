@@ -291,6 +291,11 @@ def _digest(header_bytes: bytes, arrays: dict) -> str:
 
 
 def _crossbar_description(backend) -> dict:
+    inner = getattr(backend, "inner", None)
+    if inner is not None:       # a tiled backend: its own sizes plus the tile template
+        return {"name": backend.name, "params": {"max_rows": backend.max_rows,
+                                                  "max_cols": backend.max_cols},
+                "inner": _crossbar_description(inner)}
     params = {}
     for key, value in backend.get_params().items():
         if isinstance(value, (int, float, str, bool)) or value is None:
@@ -318,6 +323,10 @@ def _jsonable(d):
 def _rebuild_crossbar(desc):
     from .crossbar import make_crossbar
 
+    if "inner" in desc:
+        from .crossbar import Tiled
+
+        return Tiled(_rebuild_crossbar(desc["inner"]), **desc["params"])
     backend = make_crossbar(desc["name"])
     params = dict(desc.get("params") or {})
     if not params:

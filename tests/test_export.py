@@ -103,3 +103,36 @@ def test_bad_netlist_arguments(tiny_model, tmp_path, capsys):
                  "--steps", "20"]) == 2
     assert "step" in capsys.readouterr().err
     assert main(["netlist", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
+
+
+def test_tiled_model_gets_one_deck_per_tile(tmp_path):
+    from cosim.crossbar import Compact, Tiled
+    try:
+        ngspice.find_ngspice()
+    except Exception:
+        pytest.skip("ngspice is not installed")
+    (x, y), _ = load_digits(T=20)
+    net = SRNN(64, 6, 10, neuron="lif", seed=0,
+               crossbar=Tiled(Compact(read="nonlinear"), max_array=(32, 4)))
+    path = Model(net).save(tmp_path / "tiled.npz")
+    out = tmp_path / "decks"
+    assert main(["netlist", str(path), "--out", str(out), "--step", "4", "--steps", "20",
+                 "--no-tran"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    by_matrix = {}
+    for name, info in manifest.items():
+        by_matrix.setdefault(info["matrix"], []).append(info)
+    # in: 64x6 -> 2 row blocks x 2 column blocks; rec: 6x6 -> 1 x 2; out: 6x10 -> 1 x 3
+    assert {k: len(v) for k, v in by_matrix.items()} == {"in": 4, "rec": 2, "out": 3}
+    covered = np.zeros((64, 6), int)
+    for info in by_matrix["in"]:
+        (r0, r1), (c0, c1) = info["weight_rows"], info["weight_cols"]
+        covered[r0:r1, c0:c1] += 1
+    assert np.all(covered == 1)
+    expected = json.loads((out / "expected_currents.json").read_text())
+    for name in expected:
+        if np.abs(expected[name]).max() > 0:
+            vectors, _ = run_plain_ngspice(out / name, tmp_path)
+            got = np.array([float(np.ravel(vectors[f"i(vsense{j})"])[0])
+                            for j in range(len(expected[name]))])
+            assert np.abs(got - expected[name]).max() <= 1e-6 * np.abs(expected[name]).max()

@@ -126,3 +126,16 @@ def test_save_load_keeps_a_physical_crossbar(tmp_path):
     assert backend.device.state_map == "exponential" and backend.device.params["g_max"] == 2e-5
     x, _ = toy_task(n=5)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_save_load_keeps_a_tiled_crossbar(tmp_path):
+    from cosim.crossbar import Compact, Tiled
+
+    net = SRNN(4, 6, 2, crossbar=Tiled(Compact(r_word=1.0, r_bit=1.0), max_array=(3, 2)))
+    model = Model(net)
+    loaded = Model.load(model.save(tmp_path / "tiled.npz"))
+    backend = loaded.network.crossbar
+    assert isinstance(backend, Tiled) and (backend.max_rows, backend.max_cols) == (3, 2)
+    assert isinstance(backend.inner, Compact) and backend.inner.r_word == 1.0
+    x, _ = toy_task(n=5)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

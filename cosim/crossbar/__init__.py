@@ -55,3 +55,8 @@ except ImportError:  # pragma: no cover
 else:
     register("spice", Spice)
     __all__.append("Spice")
+
+from .tiling import Tiled, tile_slices  # noqa: E402
+
+register("tiled", Tiled)
+__all__ += ["Tiled", "tile_slices"]

@@ -17,8 +17,9 @@ DEVICE.md). The cheapest exact way is used for each kind of read, and measured i
 
 Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
 model library, ngspice version), so re-running the same comparison costs no ngspice call.
-Solver tolerances are tightened (reltol 1e-12, abstol 1e-20 A, vntol 1e-12 V) so that
-ngspice and the compact solve agree to ~1e-12 rather than ngspice's default 1e-3.
+Solver tolerances are tightened (reltol 1e-9, abstol 1e-18 A, vntol 1e-11 V) so that
+ngspice and the compact solve agree to ~1e-12 rather than ngspice's default 1e-3 (tighter
+settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way, 64×64).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .compact import Compact
 
 __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header"]
 
-TOLERANCES = {"reltol": 1e-12, "abstol": 1e-20, "vntol": 1e-12}
+TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 
 
 class Spice(Compact):
