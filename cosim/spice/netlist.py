@@ -87,14 +87,15 @@ def include_line(path, relative_to=None) -> str:
     that a deck and the model library can move together.
     """
     target = Path(path).expanduser().resolve()
-    if not target.is_file():
-        raise FileNotFoundError(f"model library not found: {target}")
     text = str(target)
     if relative_to is not None:
         text = os.path.relpath(target, Path(relative_to).expanduser().resolve())
-    if any(c in text for c in "\"'\n\r") or not text.isprintable():
-        raise ValueError(f"model library path contains quotes, newlines or control "
-                         f"characters: {text!r}")
+    for candidate in (str(path), text):
+        if any(c in candidate for c in "\"'\n\r") or not candidate.isprintable():
+            raise ValueError(f"model library path contains quotes, newlines or control "
+                             f"characters: {candidate!r}")
+    if not target.is_file():
+        raise FileNotFoundError(f"model library not found: {target}")
     return f'.include "{text}"'
 
 
