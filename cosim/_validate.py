@@ -80,3 +80,13 @@ def rng(seed) -> np.random.Generator:
         raise TypeError(f"seed must be an int, a SeedSequence or a numpy Generator, "
                         f"got {type(seed).__name__}")
     return np.random.default_rng(int(seed))
+
+
+def real(name: str, value) -> float:
+    """A finite real number (not bool): TypeError for other types, ValueError if not finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value

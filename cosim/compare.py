@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _validate as check
 from ._io import save_figure, write_json, write_text
-from .crossbar import Compact, Ideal, make_crossbar
+from .crossbar import Compact, Ideal
 from .export import array_input, physical_arrays, rebuild
 from .network import SRNN
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validate as check
-from .crossbar import Crossbar, make_crossbar
-from .neurons import ALIF, LIF, Neuron, make_neuron
+from .crossbar import make_crossbar
+from .neurons import ALIF, Neuron, make_neuron
 
 __all__ = ["SRNN", "Record"]
 

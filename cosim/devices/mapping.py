@@ -35,8 +35,6 @@ Read noise (:meth:`Mapping.apply_read_noise`) is multiplicative Gaussian,
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -90,12 +88,7 @@ def _weights(W) -> np.ndarray:
 def _real(name, value, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
+    return _validate.real(name, value)
 
 
 @dataclass(frozen=True)

@@ -80,12 +80,12 @@ MODES = ("additive", "multiplicative", "pulses")
 # parameters and state
 # ----------------------------------------------------------------------------------------------
 def _real(name, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
+    # STDP parameter errors are all ValueErrors naming the field (a dataclass field of the
+    # wrong type is a bad value of that field)
+    try:
+        return check.real(name, value)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)
