@@ -510,21 +510,32 @@ def _bg(ng, command, timeout):
     return log + "\n" + "\n".join(ng._stdout + ng._stderr), False
 
 
-def _run_shared(deck, vectors, timeout, retry_level):
-    ng = _load_shared()
-    body = _strip_end(deck)
-    extra = _retry_options(retry_level)
-    full = body + "\n" + (extra + "\n" if extra else "") + ".end\n"
+def _load_circuit(ng, deck: str):
+    """Hand a deck to the shared library (after clearing the last one); (log, problem).
+
+    On a problem the half-loaded circuit is removed again.
+    """
+    from PySpice.Spice.NgSpice.Shared import ffi
+
     _cmd(ng, "destroy all")
     ng.clear_output()
-    lines = [ln for ln in full.splitlines() if ln.strip()]
-    from PySpice.Spice.NgSpice.Shared import ffi
+    lines = [ln for ln in deck.splitlines() if ln.strip()]
     keep = [ffi.new("char[]", ln.encode("utf-8")) for ln in lines] + [ffi.NULL]
     ng._ngspice_shared.ngSpice_Circ(ffi.new("char *[]", keep))
     log = "\n".join(ng._stdout + ng._stderr)
     problem = _log_failed(log)
     if problem is not None:
         _cmd(ng, "remcirc")
+    return log, problem
+
+
+def _run_shared(deck, vectors, timeout, retry_level):
+    ng = _load_shared()
+    body = _strip_end(deck)
+    extra = _retry_options(retry_level)
+    full = body + "\n" + (extra + "\n" if extra else "") + ".end\n"
+    log, problem = _load_circuit(ng, full)
+    if problem is not None:
         return None, full, log, None, f"ngspice rejected the deck: {problem}"
     _count()
     runlog, timed_out = _bg(ng, "run", timeout)
@@ -708,16 +719,8 @@ class NgspiceSession:
                                  f"{_shared_error}")
             if _session_open is not None:
                 raise RuntimeError("another NgspiceSession is open; close it first")
-            _cmd(ng, "destroy all")
-            ng.clear_output()
-            from PySpice.Spice.NgSpice.Shared import ffi
-            lines = [ln for ln in self._deck.splitlines() if ln.strip()]
-            keep = [ffi.new("char[]", ln.encode("utf-8")) for ln in lines] + [ffi.NULL]
-            ng._ngspice_shared.ngSpice_Circ(ffi.new("char *[]", keep))
-            log = "\n".join(ng._stdout + ng._stderr)
-            problem = _log_failed(log)
+            log, problem = _load_circuit(ng, self._deck)
             if problem is not None:
-                _cmd(ng, "remcirc")
                 raise _keep_failure(f"ngspice rejected the session deck: {problem}",
                                     self._deck, log, failed_dir)
             _session_open = self
