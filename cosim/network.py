@@ -283,7 +283,8 @@ class SRNN:
                 v_pre[:, t] = step_trace.v_pre
                 thr[:, t] = step_trace.threshold
                 b[:, t] = state.b
-                refr[:, t] = step_trace.refractory
+                if neuron.n_refractory:
+                    refr[:, t] = step_trace.refractory
 
         from scipy.signal import lfilter   # deferred: scipy.signal is a heavy import
 

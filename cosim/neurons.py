@@ -50,6 +50,7 @@ from .surrogate import PiecewiseLinear
 __all__ = ["NeuronState", "StepTrace", "Neuron", "IF", "LIF", "ALIF", "make_neuron"]
 
 RESETS = ("zero", "subtract")
+_NEVER = np.False_      # the refractory mask of a population without a refractory period
 
 
 class NeuronState(NamedTuple):
@@ -67,8 +68,8 @@ class StepTrace(NamedTuple):
 
     current: np.ndarray     # I_t after delay buffer and noise
     v_pre: np.ndarray       # v'_t, the voltage tested against the threshold
-    threshold: np.ndarray   # A_t
-    refractory: np.ndarray  # bool mask: the unit was refractory during this step
+    threshold: np.ndarray   # A_t, (batch, n) or broadcastable to it
+    refractory: np.ndarray  # bool mask (or False): the unit was refractory during this step
 
 
 class Neuron:
@@ -187,9 +188,11 @@ class Neuron:
             z = self.surrogate.spike(v_pre, threshold)
         else:
             z = (v_pre > threshold).astype(np.float64)
-        refractory_now = state.refractory > 0
         if self.n_refractory:
+            refractory_now = state.refractory > 0
             z[refractory_now] = 0.0
+        else:
+            refractory_now = _NEVER
         if self.reset == "zero":
             v = v_pre * (1.0 - z)
         else:
@@ -200,8 +203,7 @@ class Neuron:
         else:
             refractory = state.refractory
         new_state = NeuronState(v=v, z=z, b=b, refractory=refractory, buffer=buffer)
-        trace = StepTrace(current=arriving, v_pre=v_pre,
-                          threshold=np.broadcast_to(threshold, v_pre.shape),
+        trace = StepTrace(current=arriving, v_pre=v_pre, threshold=threshold,
                           refractory=refractory_now)
         return z, new_state, trace
 
@@ -234,15 +236,16 @@ class LIF(Neuron):
                          noise_std=noise_std, n_delay=n_delay, seed=seed)
         self.tau = self._per_unit("tau", tau)
         self.alpha = np.exp(-self.dt / self.tau)
+        self._gain = 1.0 - self.alpha
 
     def _extra_params(self):
         return {"tau": self.tau.tolist()}
 
     def _dynamics(self, v, current):
-        return self.alpha * v + (1.0 - self.alpha) * current
+        return self.alpha * v + self._gain * current
 
     def voltage_coefficients(self):
-        return self.alpha, 1.0 - self.alpha
+        return self.alpha, self._gain
 
 
 class ALIF(LIF):
@@ -264,13 +267,14 @@ class ALIF(LIF):
             raise ValueError(f"beta must be a scalar or have shape ({self.n},), got {beta.shape}")
         self.beta = np.broadcast_to(beta, (self.n,)).copy()
         self.rho = np.exp(-self.dt / self.tau_adaptation)
+        self._one_minus_rho = 1.0 - self.rho
 
     def _extra_params(self):
         return {"tau": self.tau.tolist(), "tau_adaptation": self.tau_adaptation.tolist(),
                 "beta": self.beta.tolist()}
 
     def _threshold(self, state):
-        b = self.rho * state.b + (1.0 - self.rho) * state.z
+        b = self.rho * state.b + self._one_minus_rho * state.z
         return self.thr + self.beta * b, b
 
     def adaptation_coefficients(self):
