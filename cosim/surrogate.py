@@ -35,8 +35,15 @@ def spike(v_pre: np.ndarray, threshold) -> np.ndarray:
 def pseudo_derivative(v_pre: np.ndarray, threshold, dampening: float = DAMPENING) -> np.ndarray:
     """∂z/∂v' = γ · max(0, 1 - |v' - A| / A) / A, elementwise."""
     threshold = np.asarray(threshold, dtype=np.float64)
-    u = (np.asarray(v_pre, dtype=np.float64) - threshold) / threshold
-    return dampening * np.maximum(0.0, 1.0 - np.abs(u)) / threshold
+    inv = 1.0 / threshold
+    # in place on one buffer: this runs on whole (batch, T, n) records in the backward pass
+    out = np.subtract(v_pre, threshold, dtype=np.float64)
+    np.abs(out, out=out)
+    out *= -inv
+    out += 1.0
+    np.maximum(out, 0.0, out=out)
+    out *= dampening * inv
+    return out
 
 
 class PiecewiseLinear:
@@ -50,9 +57,13 @@ class PiecewiseLinear:
     def spike(self, v_pre, threshold):
         return spike(v_pre, threshold)
 
+    def grad_v(self, v_pre, threshold):
+        """∂z/∂v' alone (what a neuron without adaptation needs)."""
+        return pseudo_derivative(v_pre, threshold, self.dampening)
+
     def grad(self, v_pre, threshold):
         """Return (∂z/∂v', ∂z/∂A)."""
-        dz_dv = pseudo_derivative(v_pre, threshold, self.dampening)
+        dz_dv = self.grad_v(v_pre, threshold)
         return dz_dv, -dz_dv * v_pre / threshold
 
 
@@ -74,8 +85,10 @@ class SmoothSpike:
     def spike(self, v_pre, threshold):
         return self._sigma((v_pre - threshold) / threshold)
 
-    def grad(self, v_pre, threshold):
+    def grad_v(self, v_pre, threshold):
         s = self._sigma((v_pre - threshold) / threshold)
-        dz_du = s * (1.0 - s) / self.width
-        dz_dv = dz_du / threshold
+        return s * (1.0 - s) / (self.width * threshold)
+
+    def grad(self, v_pre, threshold):
+        dz_dv = self.grad_v(v_pre, threshold)
         return dz_dv, -dz_dv * v_pre / threshold

@@ -23,7 +23,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v -E "^WARNING: Location|^$" || true
+# pip's own chatter goes to a log; it is shown only when the install fails
+if ! .venv/bin/python -m pip install -q -e ".[test]" > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "setup: pip install failed (log above, kept in .venv/pip-install.log)" >&2
+    exit 1
+fi
 .venv/bin/python -c "import cosim, numpy, scipy, sklearn, matplotlib, tqdm" \
     || { echo "setup: the cosim environment is incomplete" >&2; exit 1; }
 echo "setup: ready (.venv, $(.venv/bin/python --version))"

@@ -29,7 +29,7 @@ class BP(BPTT):
     def backward(self, net, record, labels):
         loss, d_out, d_bias, dz_readout, _ = self._common(net, record, labels)
         _, gain = net.neuron.voltage_coefficients()
-        psi_v, _ = net.neuron.surrogate.grad(record.v_pre, record.threshold)
+        psi_v = net.neuron.surrogate.grad_v(record.v_pre, record.threshold)
         d_current = gain * dz_readout * psi_v * ~record.refractory
         d_in, d_rec = input_gradients(net, record.x, d_current, record.z)
         return loss, {"in": d_in, "rec": d_rec, "out": d_out, "bias_out": d_bias}

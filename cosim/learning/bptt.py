@@ -164,14 +164,15 @@ class BPTT:
         surrogate = net.neuron.surrogate
         subtract = net.neuron.reset == "subtract"
         z, v_pre, thr, refr = record.z, record.v_pre, record.threshold, record.refractory
-        psi_v, psi_a = surrogate.grad(v_pre, thr)
+        adaptive = bool(np.any(beta)) and self.truncate is None
+        psi_v = surrogate.grad_v(v_pre, thr)
         if refr.any():
             keep = ~refr
-            psi_v = psi_v * keep
-            psi_a = psi_a * keep
+            psi_v *= keep
         else:
             keep = None
-        adaptive = bool(np.any(beta))
+        # ∂z/∂A = -∂z/∂v' v'/A (surrogate.py); only adapting thresholds carry gradient
+        psi_a = -psi_v * v_pre / thr if adaptive else None
         batch, steps, n = z.shape
 
         if net.n_delay == 1:
@@ -200,7 +201,7 @@ class BPTT:
         if adaptive and subtract:
             da_direct = -z * (keep if keep is not None else 1.0)
 
-        d_vpre = np.zeros_like(z)
+        d_vpre = np.empty_like(z)      # every step is written before it is read
         db = np.zeros((batch, n))      # δb_{t+1}
         for t in range(steps - 1, -1, -1):
             e = dz_readout[:, t].copy()
