@@ -132,6 +132,9 @@ class Model:
 
         from tqdm.auto import tqdm
 
+        from ._alloc import keep_freed_memory
+
+        keep_freed_memory()      # the same large arrays are freed and reallocated each batch
         net = self.network
         if self._optimizer is None:
             self._optimizer = make_optimizer(self.optimizer_name, self.lr)

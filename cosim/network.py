@@ -260,8 +260,12 @@ class SRNN:
         v = np.empty_like(z)
         if trace:
             v_pre = np.empty_like(z)
+            # without adaptation the threshold is constant and b stays 0: fill them once
+            adaptive = bool(np.any(neuron.adaptation_coefficients()[1]))
             thr = np.empty_like(z)
-            b = np.empty_like(z)
+            b = np.empty_like(z) if adaptive else np.zeros_like(z)
+            if not adaptive:
+                thr[:] = neuron.thr
             refr = np.zeros(z.shape, dtype=bool)
 
         iterator = range(steps)
@@ -281,8 +285,9 @@ class SRNN:
             v[:, t] = state.v
             if trace:
                 v_pre[:, t] = step_trace.v_pre
-                thr[:, t] = step_trace.threshold
-                b[:, t] = state.b
+                if adaptive:
+                    thr[:, t] = step_trace.threshold
+                    b[:, t] = state.b
                 if neuron.n_refractory:
                     refr[:, t] = step_trace.refractory
 

@@ -201,29 +201,42 @@ class BPTT:
         if adaptive and subtract:
             da_direct = -z * (keep if keep is not None else 1.0)
 
-        d_vpre = np.empty_like(z)      # every step is written before it is read
-        db = np.zeros((batch, n))      # δb_{t+1}
+        # The loop runs over time-major, contiguous copies: a step then touches contiguous
+        # (batch, n) blocks instead of strided slices of (batch, T, n) records.
+        def time_major(a):
+            return None if a is None else np.ascontiguousarray(np.moveaxis(a, 1, 0))
+
+        e_readout = time_major(dz_readout)
+        psi_v_t, psi_a_t, carry_t = time_major(psi_v), time_major(psi_a), time_major(carry_v)
+        reset_t = time_major(reset_term) if self.reset_grad and temporal else None
+        direct_t = time_major(da_direct) if adaptive and subtract else None
+        need_dv = reset_t is not None or direct_t is not None
+
+        d_vpre = np.empty((steps, batch, n))   # every step is written before it is read
+        db = np.zeros((batch, n))              # δb_{t+1}
         for t in range(steps - 1, -1, -1):
-            e = dz_readout[:, t].copy()
+            e = e_readout[t]
             for d, w_g in rec_g:
                 if t + d < steps:
-                    e += d_vpre[:, t + d] @ w_g
+                    e = e + d_vpre[t + d] @ w_g
             if adaptive:
-                e += one_minus_rho * db
+                e = e + one_minus_rho * db
+            dv = None
             if temporal and t + 1 < steps:
-                dv = alpha * d_vpre[:, t + 1]          # δv_t
-                if self.reset_grad:
-                    e += dv * reset_term[:, t]
-                dvp = e * psi_v[:, t] + d_vpre[:, t + 1] * carry_v[:, t]
+                if need_dv:
+                    dv = alpha * d_vpre[t + 1]         # δv_t
+                    if reset_t is not None:
+                        e = e + dv * reset_t[t]
+                dvp = d_vpre[t]
+                np.multiply(e, psi_v_t[t], out=dvp)
+                dvp += d_vpre[t + 1] * carry_t[t]
             else:
-                dv = None
-                dvp = e * psi_v[:, t]
-            d_vpre[:, t] = dvp
+                np.multiply(e, psi_v_t[t], out=d_vpre[t])
             if adaptive:
-                da = e * psi_a[:, t]
-                if subtract and dv is not None:
-                    da += dv * da_direct[:, t]
+                da = e * psi_a_t[t]
+                if dv is not None and direct_t is not None:
+                    da += dv * direct_t[t]
                 db = beta * da + rho * db
-        d_current = gain * d_vpre
+        d_current = gain * np.moveaxis(d_vpre, 0, 1)
         d_in, d_rec = input_gradients(net, record.x, d_current, z)
         return loss, {"in": d_in, "rec": d_rec, "out": d_out, "bias_out": d_bias}
