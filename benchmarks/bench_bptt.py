@@ -1,7 +1,8 @@
 """ms per BPTT iteration: cosim vs snnTorch's RLeaky, measured in the same run.
 
 Setting (ANCHORS.md): 64 inputs, 100 recurrent units, 10 outputs, T = 50, batch 32, one
-thread, one iteration = forward + backward + Adam update. snnTorch runs in the interpreter
+thread, one iteration = forward + backward + Adam update; cosim in float64 and in float32
+(SRNN(dtype="float32"); snnTorch computes in float32). snnTorch runs in the interpreter
 given by --snntorch-python (a venv with `pip install torch==2.13.0 snntorch`), in a subprocess
 so the two never share a process; it is skipped with a note when that interpreter is absent.
 
@@ -57,14 +58,14 @@ print(json.dumps({"ms": (time.perf_counter() - t0) / ITERS * 1e3,
 """
 
 
-def cosim_ms(neuron, n_adaptive, iters, rule_name="bptt"):
+def cosim_ms(neuron, n_adaptive, iters, rule_name="bptt", dtype="float64"):
     from cosim import Model
     from cosim.network import SRNN
 
     rng = np.random.default_rng(0)
     x = (rng.random((BATCH, T, N_IN)) < 0.15).astype(float)
     y = rng.integers(0, N_OUT, BATCH)
-    net = SRNN(N_IN, N_REC, N_OUT, neuron=neuron, n_adaptive=n_adaptive, seed=0)
+    net = SRNN(N_IN, N_REC, N_OUT, neuron=neuron, n_adaptive=n_adaptive, seed=0, dtype=dtype)
     model = Model(net, rule=rule_name, lr=1e-3, batch_size=BATCH)
     model.train(x, y, epochs=5, progress=False)           # warm-up, same code path
     t0 = time.perf_counter()
@@ -80,10 +81,13 @@ def main():
     print(f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
           f"{N_IN} in, {N_REC} rec, {N_OUT} out, T={T}, batch {BATCH}, {args.iters} iterations")
     results = {}
-    for label, neuron, n_ad, rule in [("cosim BPTT LIF", "lif", None, "bptt"),
-                                      ("cosim BPTT ALIF/LIF (50/50)", "alif", 50, "bptt"),
-                                      ("cosim BP   ALIF/LIF (50/50)", "alif", 50, "bp")]:
-        results[label] = cosim_ms(neuron, n_ad, args.iters, rule)
+    for label, neuron, n_ad, rule, dtype in [
+            ("cosim BPTT LIF float64", "lif", None, "bptt", "float64"),
+            ("cosim BPTT ALIF/LIF float64", "alif", 50, "bptt", "float64"),
+            ("cosim BPTT LIF float32", "lif", None, "bptt", "float32"),
+            ("cosim BPTT ALIF/LIF float32", "alif", 50, "bptt", "float32"),
+            ("cosim BP   ALIF/LIF float32", "alif", 50, "bp", "float32")]:
+        results[label] = cosim_ms(neuron, n_ad, args.iters, rule, dtype)
         print(f"{label:32s} {results[label]:7.2f} ms/iteration")
     peer = None
     if args.snntorch_python and os.path.exists(args.snntorch_python):

@@ -29,14 +29,16 @@ def main():
     parser.add_argument("--neuron", default="lif", choices=["lif", "alif", "mix"])
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     args = parser.parse_args()
     (img_train, y_train), (img_test, y_test) = digits_images()
     x_test = rate_encode(img_test, 50, np.random.default_rng(12345))
     print(f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; digits 1437/360, rate T=50, "
-          f"100 units ({args.neuron}), epochs {args.epochs}, lr {args.lr}, Adam, cosine schedule")
+          f"100 units ({args.neuron}), epochs {args.epochs}, lr {args.lr}, Adam, cosine schedule, "
+          f"{args.dtype}")
     for rule in args.rules:
         kind, n_ad = ("alif", 50) if args.neuron == "mix" else (args.neuron, None)
-        net = SRNN(64, 100, 10, neuron=kind, n_adaptive=n_ad, seed=args.seed)
+        net = SRNN(64, 100, 10, neuron=kind, n_adaptive=n_ad, seed=args.seed, dtype=args.dtype)
         model = Model(net, rule=rule, lr=args.lr, batch_size=32, seed=args.seed)
         t0 = time.perf_counter()
         model.train(EncodedImages(img_train, T=50, seed=args.seed), y_train, epochs=args.epochs,

@@ -93,7 +93,8 @@ def rebuild(net: SRNN, crossbar) -> SRNN:
     copy = SRNN(cfg["n_in"], cfg["n_rec"], cfg["n_out"],
                 neuron=make_neuron(cfg["neuron_kind"], n, **params), tau_out=cfg["tau_out"],
                 crossbar=make_crossbar(crossbar), n_delay=cfg["n_delay"], delays=net.delays,
-                self_connections=cfg["self_connections"], readout_window=cfg["readout_window"])
+                self_connections=cfg["self_connections"], readout_window=cfg["readout_window"],
+                dtype=cfg["dtype"])
     copy.set_weights(net.weights, bias_out=net.bias_out)
     return copy
 

@@ -360,7 +360,7 @@ def _rebuild_network(header, contents, crossbar):
                        tau_out=cfg["tau_out"], crossbar=backend, n_delay=cfg["n_delay"],
                        delays={"in": contents["delay_in"], "rec": contents["delay_rec"]},
                        self_connections=cfg["self_connections"],
-                       readout_window=cfg["readout_window"])
+                       readout_window=cfg["readout_window"], dtype=cfg.get("dtype", "float64"))
             net.set_weights({"in": contents["w_in"], "rec": contents["w_rec"],
                              "out": contents["w_out"]}, bias_out=contents["bias_out"])
             return net

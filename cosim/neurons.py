@@ -40,6 +40,7 @@ Fixes with respect to the source notebook this module replaces:
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -105,22 +106,38 @@ class Neuron:
         self._rng = check.rng(seed)
 
     # -- what a subclass defines ------------------------------------------------------------
-    def _dynamics(self, v: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """Return v'_t from v_{t-1} and I_t."""
+    def _dynamics(self, v: np.ndarray, current: np.ndarray, c) -> np.ndarray:
+        """Return v'_t from v_{t-1} and I_t (``c``: the coefficients in the state's dtype)."""
         raise NotImplementedError
 
-    def _threshold(self, state: NeuronState) -> tuple[np.ndarray, np.ndarray]:
+    def _threshold(self, state: NeuronState, c) -> tuple[np.ndarray, np.ndarray]:
         """Return (A_t, b_t). Fixed threshold unless a subclass adapts it."""
-        return self.thr, state.b
+        return c.thr, state.b
 
-    def voltage_coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+    def _coefficients(self) -> dict:
+        """The per-unit arrays a step uses, by name (float64 masters)."""
+        return {"thr": self.thr}
+
+    def voltage_coefficients(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
         """(∂v'/∂v_{t-1}, ∂v'/∂I_t) per unit; the dynamics are linear in both."""
         raise NotImplementedError
 
-    def adaptation_coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+    def adaptation_coefficients(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
         """(ρ, β) per unit of b_t = ρ b_{t-1} + (1-ρ) z_{t-1}, A_t = thr + β b_t."""
-        zeros = np.zeros(self.n)
+        zeros = np.zeros(self.n, dtype=dtype)
         return zeros, zeros
+
+    def coefficients(self, dtype=np.float64) -> SimpleNamespace:
+        """The step's coefficients cast to ``dtype`` (cached: parameters are fixed after
+        construction), so a float32 state is stepped in float32 throughout."""
+        dtype = np.dtype(dtype)
+        cache = self.__dict__.setdefault("_coefficient_cache", {})
+        found = cache.get(dtype)
+        if found is None:
+            found = SimpleNamespace(**{k: np.asarray(v, dtype=dtype)
+                                       for k, v in self._coefficients().items()})
+            cache[dtype] = found
+        return found
 
     # -- shared machinery -------------------------------------------------------------------
     def _per_unit(self, name, value) -> np.ndarray:
@@ -141,13 +158,19 @@ class Neuron:
     def _extra_params(self) -> dict:
         return {}
 
-    def zero_state(self, batch_size: int) -> NeuronState:
-        """All units at rest: v = z = b = 0, not refractory, empty delay buffer."""
+    def zero_state(self, batch_size: int, dtype=np.float64) -> NeuronState:
+        """All units at rest: v = z = b = 0, not refractory, empty delay buffer.
+
+        ``dtype`` (float64 or float32) is the precision every later step keeps.
+        """
         batch_size = check.integer("batch_size", batch_size, minimum=1)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be float64 or float32, got {dtype}")
         shape = (batch_size, self.n)
-        return NeuronState(v=np.zeros(shape), z=np.zeros(shape), b=np.zeros(shape),
-                           refractory=np.zeros(shape, dtype=np.int64),
-                           buffer=np.zeros((batch_size, self.n_delay, self.n)))
+        return NeuronState(v=np.zeros(shape, dtype), z=np.zeros(shape, dtype),
+                           b=np.zeros(shape, dtype), refractory=np.zeros(shape, dtype=np.int64),
+                           buffer=np.zeros((batch_size, self.n_delay, self.n), dtype))
 
     def step(self, current, state: NeuronState) -> tuple[np.ndarray, NeuronState]:
         """Advance one step: ``z, state = neuron.step(current, state)``.
@@ -179,15 +202,20 @@ class Neuron:
             buffer = np.concatenate([buffer[:, 1:], np.zeros_like(buffer[:, :1])], axis=1)
         elif current.ndim == 3:
             buffer = np.zeros_like(buffer)
+        dtype = state.v.dtype
         if self.noise_std > 0:
-            arriving = arriving + self._rng.normal(0.0, self.noise_std, arriving.shape)
+            noise = self._rng.normal(0.0, self.noise_std, arriving.shape)
+            arriving = arriving + noise.astype(dtype, copy=False)
+        if arriving.dtype != dtype:
+            arriving = arriving.astype(dtype)
+        c = self.coefficients(dtype)
 
-        v_pre = self._dynamics(state.v, arriving)
-        threshold, b = self._threshold(state)
+        v_pre = self._dynamics(state.v, arriving, c)
+        threshold, b = self._threshold(state, c)
         if self.surrogate.smooth:
             z = self.surrogate.spike(v_pre, threshold)
         else:
-            z = (v_pre > threshold).astype(np.float64)
+            z = (v_pre > threshold).astype(dtype)
         if self.n_refractory:
             refractory_now = state.refractory > 0
             z[refractory_now] = 0.0
@@ -217,11 +245,11 @@ class IF(Neuron):
 
     kind = "if"
 
-    def _dynamics(self, v, current):
+    def _dynamics(self, v, current, c):
         return v + current
 
-    def voltage_coefficients(self):
-        ones = np.ones(self.n)
+    def voltage_coefficients(self, dtype=np.float64):
+        ones = np.ones(self.n, dtype=dtype)
         return ones, ones
 
 
@@ -241,11 +269,15 @@ class LIF(Neuron):
     def _extra_params(self):
         return {"tau": self.tau.tolist()}
 
-    def _dynamics(self, v, current):
-        return self.alpha * v + self._gain * current
+    def _coefficients(self):
+        return {**super()._coefficients(), "alpha": self.alpha, "gain": self._gain}
 
-    def voltage_coefficients(self):
-        return self.alpha, self._gain
+    def _dynamics(self, v, current, c):
+        return c.alpha * v + c.gain * current
+
+    def voltage_coefficients(self, dtype=np.float64):
+        c = self.coefficients(dtype)
+        return c.alpha, c.gain
 
 
 class ALIF(LIF):
@@ -273,12 +305,17 @@ class ALIF(LIF):
         return {"tau": self.tau.tolist(), "tau_adaptation": self.tau_adaptation.tolist(),
                 "beta": self.beta.tolist()}
 
-    def _threshold(self, state):
-        b = self.rho * state.b + self._one_minus_rho * state.z
-        return self.thr + self.beta * b, b
+    def _coefficients(self):
+        return {**super()._coefficients(), "rho": self.rho,
+                "one_minus_rho": self._one_minus_rho, "beta": self.beta}
 
-    def adaptation_coefficients(self):
-        return self.rho, self.beta
+    def _threshold(self, state, c):
+        b = c.rho * state.b + c.one_minus_rho * state.z
+        return c.thr + c.beta * b, b
+
+    def adaptation_coefficients(self, dtype=np.float64):
+        c = self.coefficients(dtype)
+        return c.rho, c.beta
 
 
 NEURON_TYPES = {"if": IF, "lif": LIF, "alif": ALIF}

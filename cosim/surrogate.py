@@ -34,10 +34,12 @@ def spike(v_pre: np.ndarray, threshold) -> np.ndarray:
 
 def pseudo_derivative(v_pre: np.ndarray, threshold, dampening: float = DAMPENING) -> np.ndarray:
     """∂z/∂v' = γ · max(0, 1 - |v' - A| / A) / A, elementwise."""
-    threshold = np.asarray(threshold, dtype=np.float64)
+    v_pre = np.asarray(v_pre)
+    dtype = v_pre.dtype if v_pre.dtype == np.float32 else np.float64
+    threshold = np.asarray(threshold, dtype=dtype)
     inv = 1.0 / threshold
     # in place on one buffer: this runs on whole (batch, T, n) records in the backward pass
-    out = np.subtract(v_pre, threshold, dtype=np.float64)
+    out = np.subtract(v_pre, threshold, dtype=dtype)
     np.abs(out, out=out)
     out *= -inv
     out += 1.0

@@ -139,3 +139,15 @@ def test_save_load_keeps_a_tiled_crossbar(tmp_path):
     assert isinstance(backend.inner, Compact) and backend.inner.r_word == 1.0
     x, _ = toy_task(n=5)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_float32_training_learns_and_round_trips(tmp_path):
+    x, y = toy_task()
+    net = SRNN(4, 10, 2, neuron="lif", seed=0, dtype="float32")
+    model = Model(net, rule="bptt", lr=0.02, batch_size=16)
+    model.train(x, y, epochs=15, progress=False)
+    x_test, y_test = toy_task(seed=1)
+    assert model.evaluate(x_test, y_test) >= 0.95
+    loaded = Model.load(model.save(tmp_path / "f32.npz"))
+    assert loaded.network.dtype == np.float32
+    np.testing.assert_array_equal(loaded.predict(x_test), model.predict(x_test))

@@ -16,6 +16,12 @@ class Ideal(Crossbar):
 
     def _program(self, weights):
         self._matrix = np.ascontiguousarray(weights)
+        self._matrix32 = None
 
     def forward(self, x):
+        if x.dtype == np.float32:
+            # a float32 network reads a float32 copy (made once per program)
+            if self._matrix32 is None:
+                self._matrix32 = self._matrix.astype(np.float32)
+            return x @ self._matrix32
         return x @ self._matrix

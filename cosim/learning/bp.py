@@ -28,7 +28,7 @@ class BP(BPTT):
 
     def backward(self, net, record, labels):
         loss, d_out, d_bias, dz_readout, _ = self._common(net, record, labels)
-        _, gain = net.neuron.voltage_coefficients()
+        _, gain = net.neuron.voltage_coefficients(net.dtype)
         psi_v = net.neuron.surrogate.grad_v(record.v_pre, record.threshold)
         d_current = gain * dz_readout * psi_v * ~record.refractory
         d_in, d_rec = input_gradients(net, record.x, d_current, record.z)

@@ -92,8 +92,8 @@ def readout_backward(net, record, dlogits, w_out_eff):
 
 def _neuron_coefficients(net):
     neuron = net.neuron
-    alpha, gain = neuron.voltage_coefficients()
-    rho, beta = neuron.adaptation_coefficients()
+    alpha, gain = neuron.voltage_coefficients(net.dtype)
+    rho, beta = neuron.adaptation_coefficients(net.dtype)
     return alpha, gain, rho, beta
 
 
@@ -152,7 +152,8 @@ class BPTT:
     def _common(self, net, record, labels):
         loss, dlogits = softmax_cross_entropy(record.logits, labels)
         reg_loss, reg_grad = self.rate_reg.loss_and_grad(record.z)
-        w_eff = net.effective_weights()
+        w_eff = {k: w.astype(net.dtype, copy=False) for k, w in net.effective_weights().items()}
+        dlogits = dlogits.astype(net.dtype, copy=False)
         d_out, d_bias, dz = readout_backward(net, record, dlogits, w_eff["out"])
         if reg_grad is not None:
             dz = dz + reg_grad
@@ -212,8 +213,8 @@ class BPTT:
         direct_t = time_major(da_direct) if adaptive and subtract else None
         need_dv = reset_t is not None or direct_t is not None
 
-        d_vpre = np.empty((steps, batch, n))   # every step is written before it is read
-        db = np.zeros((batch, n))              # δb_{t+1}
+        d_vpre = np.empty((steps, batch, n), z.dtype)   # every step is written before read
+        db = np.zeros((batch, n), z.dtype)              # δb_{t+1}
         for t in range(steps - 1, -1, -1):
             e = e_readout[t]
             for d, w_g in rec_g:
