@@ -207,10 +207,7 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference):
             if at is None:
                 continue
             inputs = array_input(matrix, delay, x[0], z0, at)[rows]
-            try:
-                sol = backend.solution(inputs)
-            except NotImplementedError:
-                sol = _compact_twin(backend).solution(inputs)
+            sol = backend.solution(inputs)
             v = backend.v_read * inputs
             word_drop = v[:, None] - sol.word_voltages
             fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -257,16 +254,6 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference):
 
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", _report_md(metrics, figures, out))
-
-
-def _compact_twin(backend):
-    """A Compact array with the same states as a Spice array (for node voltages)."""
-    twin = Compact(**{k: v for k, v in backend.get_params().items()
-                      if k in Compact().get_params()})
-    twin._array_device = backend.array_device
-    twin._array_device_shape = backend.states.shape
-    twin.program(backend.weights)
-    return twin
 
 
 def _report_md(metrics, figures, out):
