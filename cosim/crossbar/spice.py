@@ -11,9 +11,12 @@ DEVICE.md). The cheapest exact way is used for each kind of read, and measured i
   timestep after that is one matrix product. This is exact: superposition holds to the
   solver's precision, which the tests check against per-pattern ``.op`` runs.
 * ``read="nonlinear"``: memtransistor cells (the read-only subcircuit: state as a
-  parameter). The distinct input patterns of one call (all timesteps of a feed-forward
-  layer, or the batch of one recurrent step) are solved in ONE ``.dc`` analysis that steps
-  through them; repeated patterns come from an in-memory LRU cache.
+  parameter). Many distinct input patterns in one call (all timesteps of a feed-forward
+  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with few
+  patterns (a recurrent layer, step by step) reuses one circuit loaded in ngspice's shared
+  library: the word-line sources are altered and ``op`` rerun, so the deck is parsed once
+  per programmed array rather than once per step (one such session per process; the array
+  that last needed one holds it). Repeated patterns come from an in-memory LRU cache.
 
 Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
 model library, ngspice version), so re-running the same comparison costs no ngspice call.
@@ -28,12 +31,14 @@ import numpy as np
 
 from ..spice import netlist
 from ..spice.cache import SpiceCache, cached_run_dc
-from ..spice.ngspice import find_ngspice
+from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
 from .compact import Compact
 
 __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header"]
 
 TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
+#: calls with at most this many new patterns use the loaded-circuit session
+SESSION_MAX_PATTERNS = 8
 
 
 class Spice(Compact):
@@ -108,7 +113,51 @@ class Spice(Compact):
 
     def _solve_patterns(self, V):
         self.stats["solves"] += V.shape[0]
+        if V.shape[0] <= SESSION_MAX_PATTERNS and self.engine != "subprocess" \
+                and shared_available():
+            return np.stack([self._session_op(v) for v in V])
         return self._run_batch(V)
+
+    def _session_op(self, v_word):
+        """Sense currents of one pattern on the loaded circuit (disk cache first)."""
+        cols2 = self._states.shape[1]
+        names = netlist.sense_vectors(cols2)
+        if getattr(self, "_session_deck", None) is None:
+            self._session_deck = self.deck(v_word=np.zeros(self._states.shape[0]))
+        cache = self._disk_cache
+        key = None
+        if cache:
+            pattern = " ".join(repr(float(u)) for u in v_word)
+            key = cache.key(self._session_deck + f"\n* word-line voltages: {pattern}\n", names,
+                            analysis="op-session")
+            hit = cache.get(key)
+            if hit is not None:
+                return np.array([float(np.ravel(hit[n])[0]) for n in names])
+        session = getattr(self, "_session", None)
+        if session is None or session._ng is None:
+            # one loaded circuit per process: ours yields to whoever needs ngspice next
+            session = NgspiceSession(self._session_deck, vectors=names, timeout=self.timeout,
+                                     yields=True)
+            self._session = session
+        session.set_sources({f"vin{i}": float(u) for i, u in enumerate(v_word)})
+        result = session.op()
+        self.stats["spice_analyses"] += 1
+        if key is not None:
+            cache.put(key, result)
+        return np.array([float(np.ravel(result[n])[0]) for n in names])
+
+    def _close_session(self):
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
+        self._session = None
+
+    def _program(self, weights):
+        old_key = self._states_key
+        super()._program(weights)
+        if self._states_key != old_key:           # new states: the loaded circuit is stale
+            self._close_session()
+            self._session_deck = None
 
     def solution(self, x):
         """Node voltages of one read, from the compact nodal solve of this same array.

@@ -580,11 +580,19 @@ def _resolve_engine(engine):
     if engine == "shared":
         if not ok:
             raise SpiceError(f"the ngspice shared library could not be loaded: {_shared_error}")
+        _release_yielding_session()
         if _session_open is not None:
             raise RuntimeError("an NgspiceSession holds the shared library; close it first "
                                "or use engine='subprocess'")
         return "shared"
     return "shared" if ok and _session_open is None else "subprocess"
+
+
+def _release_yielding_session():
+    """Close the open session if its owner said it may be closed for others (a cache)."""
+    session = _session_open
+    if session is not None and session.yields:
+        session.close()
 
 
 def run_analysis(deck: str, vectors=None, analysis: str = "op", timeout: float = 60,
@@ -693,8 +701,13 @@ class NgspiceSession:
     (while it is open, ``engine="auto"`` runs use the subprocess engine).
     """
 
-    def __init__(self, deck: str, vectors=None, timeout: float = 60, failed_dir=None):
+    def __init__(self, deck: str, vectors=None, timeout: float = 60, failed_dir=None,
+                 yields: bool = False):
         global _session_open
+        # a yielding session is closed when another session or a shared-engine run needs
+        # the library (its owner reopens it when it needs it again); others are exclusive
+        self.yields = bool(yields)
+        self._ng = None
         check_deck_safe(deck)
         cards = [ln.split()[0].lower() for ln in deck.splitlines()
                  if ln.strip() and ln.split()[0].lower() in (".op", ".tran", ".dc", ".ac")]
@@ -717,6 +730,7 @@ class NgspiceSession:
             if ng is None:
                 raise SpiceError(f"NgspiceSession needs the ngspice shared library: "
                                  f"{_shared_error}")
+            _release_yielding_session()
             if _session_open is not None:
                 raise RuntimeError("another NgspiceSession is open; close it first")
             log, problem = _load_circuit(ng, self._deck)
