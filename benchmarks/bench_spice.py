@@ -11,7 +11,7 @@ cache hits, and identical spike rasters of a trained digits SRNN.
        5 steps), (b) the Spice backend, linear read (one .dc batch gives the transfer matrix,
        then a matvec per step), (c) the Spice backend, nonlinear read, all steps of a
        feed-forward layer in one .dc analysis, (d) nonlinear read, one call per step (a
-       recurrent layer), (e) the same run again on a new backend object: disk-cache hits,
+       recurrent layer: one circuit loaded in ngspice, sources altered, op rerun), (e) the same run again on a new backend object: disk-cache hits,
        counting ngspice calls.
 3. Raster: a small digits SRNN trained with BPTT, 5 test samples × 50 steps, nonlinear read,
    1 Ω segments: spike rasters of Compact and Spice compared entry by entry.
@@ -77,7 +77,7 @@ def per_step_cost(cache_dir):
     results = {}
     for label, read, per_step in [("(b) Spice, linear read (transfer matrix, then matvec)", "linear", False),
                                   ("(c) Spice, nonlinear read, all steps in one .dc", "nonlinear", False),
-                                  ("(d) Spice, nonlinear read, one .dc per step", "nonlinear", True)]:
+                                  ("(d) Spice, nonlinear read, one call per step (loaded circuit)", "nonlinear", True)]:
         cache = SpiceCache(tempfile.mkdtemp(dir=cache_dir))
         xb = Spice(read=read, cache=cache)
         xb.program(W)
@@ -91,7 +91,7 @@ def per_step_cost(cache_dir):
         results[label] = (per, cache, read, per_step)
         print(f"   {label:55s} {per * 1e3:8.1f} ms/step  ({naive / per:6.1f}x faster than (a))")
 
-    per, cache, read, per_step = results["(d) Spice, nonlinear read, one .dc per step"]
+    per, cache, read, per_step = results["(d) Spice, nonlinear read, one call per step (loaded circuit)"]
     calls = ngspice.ngspice_calls()
     xb = Spice(read=read, cache=cache)
     xb.program(W)
