@@ -1,7 +1,6 @@
 """The ngspice memtransistor subcircuits against the Python compact model (DEVICE.md)."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -9,26 +8,15 @@ import pytest
 from cosim.spice.netlist import DEFAULT_LIBRARY, DEFAULT_PARAMS, PARAM_NAMES, include_line
 from cosim.spice.ngspice import run_dc, run_op, run_tran
 
+from _spice import needs_spice  # noqa: E402
+
 Memtransistor = pytest.importorskip("cosim.devices.memtransistor").Memtransistor
-
-
-
-def needs_spice(func):
-    """@pytest.mark.spice, skipped only when ngspice is truly absent."""
-    func = pytest.mark.skipif(shutil.which("ngspice") is None,
-                              reason="ngspice not installed")(func)
-    return pytest.mark.spice(func)
 
 
 # Newton must converge far below the default reltol=1e-3 for a 1e-10 comparison.
 TIGHT_DC = ".options reltol=1e-12 abstol=1e-20 vntol=1e-12"
 # DEVICE.md tolerances for programming transients.
 TRAN_OPTS = ".options reltol=1e-6 abstol=1e-15 vntol=1e-9 chgtol=1e-16"
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _params_text(params):

@@ -1,7 +1,6 @@
 """Crossbar deck writer: topology against an independent nodal solve, stimuli, safety."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -10,18 +9,8 @@ from cosim.spice.netlist import (DEFAULT_LIBRARY, check_deck_safe, crossbar_deck
                                  sense_vectors)
 from cosim.spice.ngspice import run_dc, run_op, run_tran
 
-HAVE_NGSPICE = shutil.which("ngspice") is not None
+from _spice import needs_spice  # noqa: E402
 INJECT = "\n.control\nshell rm -rf /\n.endc\n"
-
-
-def needs_spice(func):
-    func = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice not installed")(func)
-    return pytest.mark.spice(func)
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path / "cache"))
 
 
 # ---------------------------------------------------------------------------------------

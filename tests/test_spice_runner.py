@@ -1,7 +1,6 @@
 """ngspice runner: engines, failures kept on disk, timeouts, finder, session, cache."""
 
 import os
-import shutil
 import stat
 import warnings
 
@@ -15,17 +14,7 @@ from cosim.spice.netlist import DEFAULT_LIBRARY, crossbar_deck, sense_vectors
 from cosim.spice.ngspice import (NgspiceSession, find_ngspice, ngspice_calls, parse_raw,
                                  run_op, run_tran)
 
-HAVE_NGSPICE = shutil.which("ngspice") is not None
-
-
-def needs_spice(func):
-    func = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice not installed")(func)
-    return pytest.mark.spice(func)
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path / "cache"))
+from _spice import needs_spice  # noqa: E402
 
 
 NO_SOLUTION = """* KCL V/1k + 1 + V^2 = 0 has no real solution

@@ -1,0 +1,13 @@
+"""Shared by the tests that run ngspice."""
+
+import shutil
+
+import pytest
+
+HAVE_NGSPICE = shutil.which("ngspice") is not None
+
+
+def needs_spice(func):
+    """Mark a test as needing ngspice; skip it cleanly where ngspice is absent."""
+    func = pytest.mark.skipif(not HAVE_NGSPICE, reason="ngspice not installed")(func)
+    return pytest.mark.spice(func)
