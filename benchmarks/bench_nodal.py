@@ -5,9 +5,11 @@ Fresh linear solve (build + factorise + solve, one input vector), square n x n a
 Every timed solve runs in its own child process, so that the peak resident set size
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which covers C/Fortran allocations too) is
 that of one interpreter doing only that solve; the RSS after imports (base) and the
-increment of the solve itself (peak - base) are printed as well.  Note: ``import cosim``
-currently pulls in cosim.model -> cosim.learning.bptt -> scipy.signal (~45 MB), which is part
-of our base but not of badcrossbar's.
+increment of the solve itself (peak - base) are printed as well.
+
+badcrossbar depends on pycairo (for its plots only), which does not build without the cairo
+headers; install it without dependencies plus the two it needs to compute:
+``.venv/bin/pip install --no-deps badcrossbar && .venv/bin/pip install pathvalidate sortedcontainers``.
 The per-step cost ``V @ M`` (M = LinearArray.transfer_matrix()) is compared with a dense
 ``V @ G`` of the same size.
 
