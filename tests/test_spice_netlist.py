@@ -275,7 +275,10 @@ def test_memtransistor_deck_structure():
     deck = crossbar_deck(states=W, v_word=[0.1, 0.0], header={"weights": "W_in", "scale": 2.5})
     assert f'.include "{DEFAULT_LIBRARY}"' in deck
     assert "\n.options klu\n" in deck
-    assert re.search(r"^X1_0 w1_0 g1 b1_0 memtransistor_read w0=0.25$", deck, re.M)
+    # gates on (3 V): the cheap gate-on read cell
+    assert re.search(r"^X1_0 w1_0 g1 b1_0 memtransistor_read_on w0=0.25$", deck, re.M)
+    off = crossbar_deck(states=W, v_word=[0.1, 0.0], v_gate=[3.0, -2.0])
+    assert re.search(r"^X1_0 w1_0 g1 b1_0 memtransistor_read w0=0.25$", off, re.M)
     assert re.search(r"^Vg1 g1 0 DC 3.0$", deck, re.M)  # default gate = v_gref
     assert "* weights: W_in" in deck and "* scale: 2.5" in deck
     full = crossbar_deck(states=W, v_word=[0.1, 0.0], read_only=False, klu=False,
@@ -379,3 +382,21 @@ def test_check_deck_safe_flags_command_lines():
             check_deck_safe(bad)
     check_deck_safe("* comment .control inside is fine\nR1 a 0 1\n.op\n.end\n")
     check_deck_safe(".control\n", allowed=(".control",))
+
+
+@needs_spice
+@pytest.mark.parametrize("r", [0.0, 5.0])
+def test_gate_on_read_cell_equals_the_exact_read_cell(r):
+    rng = np.random.default_rng(3)
+    W = rng.random((6, 5))
+    batch = 0.1 * (rng.random((4, 6)) < 0.6)
+    fast = crossbar_deck(states=W, batch=batch, r_word=r, r_bit=r,
+                         options={"reltol": 1e-12, "abstol": 1e-20, "vntol": 1e-12})
+    assert " memtransistor_read_on " in fast
+    exact = fast.replace(" memtransistor_read_on ", " memtransistor_read ")
+    names = sense_vectors(5)
+    a, b = run_dc(fast, names), run_dc(exact, names)
+    got = np.stack([a[n] for n in names], 1)
+    want = np.stack([b[n] for n in names], 1)
+    assert np.abs(want).max() > 1e-8
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()

@@ -186,6 +186,24 @@ def _param_arrays(device_params, shape):
     return out
 
 
+#: u = (V_GM - v_th)/s_g above which memtransistor_read_on is exact (~1e-13)
+GATE_ON_MIN_U = -9.0
+
+
+def _gate_on(params, v_gate, V) -> bool:
+    """True when every cell's gate drive stays in the range of the cheap read cell.
+
+    Node voltages of a passive array lie between min(0, V) and max(0, V), so
+    V_GM = V_G - (V_D + V_S)/2 >= min(V_G) - max(0, max V); the same bound is needed at
+    the reference point v_gref.
+    """
+    get = lambda k: np.asarray(params.get(k, DEFAULT_PARAMS[k]), dtype=float)  # noqa: E731
+    v_th, s_g, v_gref = get("v_th").max(), get("s_g").min(), get("v_gref").min()
+    v_high = max(0.0, float(np.max(V)))
+    u_min = (float(np.min(v_gate)) - v_high - v_th) / s_g
+    return min(u_min, (v_gref - v_th) / s_g) >= GATE_ON_MIN_U
+
+
 def _segment(kind, name, a, b, r):
     """A wire segment: resistor, or a 0 V source if r == 0."""
     if r == 0.0:
@@ -337,6 +355,12 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
         else None
     user_header = header_lines(header)
 
+    sub = None
+    if cell == "memtransistor":
+        sub = "memtransistor"
+        if read_only:
+            sub = "memtransistor_read_on" if _gate_on(params, vg, V) else "memtransistor_read"
+
     # --- write
     out = [f"* {title}"]
     out += [
@@ -345,7 +369,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
             "ngspice -b -r out.raw deck.cir  (all vectors to out.raw)"),
         f"* array: {R} word lines (rows) x {C} bit lines (columns); cell: "
         + (cell if cell == "resistor" else
-           ("memtransistor_read (state fixed)" if read_only else "memtransistor (state node)")),
+           (f"{sub} (state fixed)" if read_only else "memtransistor (state node)")),
         f"* analysis: {analysis}; wire segments: r_word = {fmt(r_word)} Ohm, "
         f"r_bit = {fmt(r_bit)} Ohm (0 -> 0 V source)",
         "* units: V, A, Ohm, S, s",
@@ -418,7 +442,6 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                 if G[i, j] > 0:
                     out.append(f"R{i}_{j} w{i}_{j} b{i}_{j} {fmt(1.0 / G[i, j])}")
     else:
-        sub = "memtransistor_read" if read_only else "memtransistor"
         extra_scalar = " ".join(f"{k}={fmt(v)}" for k, v in params.items()
                                 if not isinstance(v, np.ndarray))
         if smap:
