@@ -9,7 +9,7 @@ from cosim.cli import main
 from cosim.compare import compare
 from cosim.data import load_digits
 from cosim.network import SRNN
-from cosim.spice import ngspice
+from _spice import require_ngspice  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +56,7 @@ def test_compare_wire_resistance_changes_currents_and_report(tiny, tmp_path):
 
 @pytest.mark.spice
 def test_cli_compare_with_spice(tiny, tmp_path, capsys):
-    try:
-        ngspice.find_ngspice()
-    except Exception:
-        pytest.skip("ngspice is not installed")
+    require_ngspice()
     path, model, x, y = tiny
     assert main(["compare", str(path), "--out", str(tmp_path), "--samples", "3", "--steps", "20",
                  "--quiet"]) == 0

@@ -13,16 +13,14 @@ from cosim.data import load_digits
 from cosim.network import SRNN
 from cosim.spice import ngspice
 from cosim.spice.netlist import check_deck_safe
+from _spice import require_ngspice  # noqa: E402
 
 pytestmark = pytest.mark.spice
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    try:
-        ngspice.find_ngspice()
-    except Exception:
-        pytest.skip("ngspice is not installed")
+    require_ngspice()
     (x, y), _ = load_digits(T=20)
     net = SRNN(64, 6, 10, neuron="alif", n_adaptive=3, n_delay=2, seed=0)
     Model(net, lr=5e-3).train(x[:200], y[:200], epochs=2, progress=False)
@@ -107,10 +105,7 @@ def test_bad_netlist_arguments(tiny_model, tmp_path, capsys):
 
 def test_tiled_model_gets_one_deck_per_tile(tmp_path):
     from cosim.crossbar import Compact, Tiled
-    try:
-        ngspice.find_ngspice()
-    except Exception:
-        pytest.skip("ngspice is not installed")
+    require_ngspice()
     (x, y), _ = load_digits(T=20)
     net = SRNN(64, 6, 10, neuron="lif", seed=0,
                crossbar=Tiled(Compact(read="nonlinear"), max_array=(32, 4)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cosim.cli import main
-from cosim.spice import ngspice
+from _spice import require_ngspice  # noqa: E402
 
 pytestmark = pytest.mark.spice
 EXAMPLES = Path(__file__).resolve().parents[1] / "netlists"
@@ -33,10 +33,7 @@ def test_examples_are_regenerated_identically(tmp_path):
 
 
 def test_example_decks_run_unchanged_in_ngspice(tmp_path):
-    try:
-        ngspice.find_ngspice()
-    except Exception:
-        pytest.skip("ngspice is not installed")
+    require_ngspice()
     expected = json.loads((EXAMPLES / "expected_currents.json").read_text())
     for name, want in expected.items():
         printed = subprocess.run(["ngspice", "-b", str(EXAMPLES / name)], capture_output=True,

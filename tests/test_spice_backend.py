@@ -9,16 +9,14 @@ from cosim.data import load_digits
 from cosim.errors import NgspiceNotFoundError
 from cosim.network import SRNN
 from cosim.spice import ngspice
+from _spice import require_ngspice  # noqa: E402
 
 pytestmark = pytest.mark.spice
 
 
 @pytest.fixture(scope="module", autouse=True)
 def need_ngspice():
-    try:
-        ngspice.find_ngspice()
-    except NgspiceNotFoundError:
-        pytest.skip("ngspice is not installed (scripts/install_ngspice.sh installs it)")
+    require_ngspice()
 
 
 @pytest.mark.parametrize("read", ["linear", "nonlinear"])
