@@ -25,7 +25,6 @@ def main():
     from cosim import Model
     from cosim.crossbar import Compact
     from cosim.data import EncodedImages, digits_images, rate_encode
-    from cosim.export import rebuild
     from cosim.network import SRNN
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -50,7 +49,7 @@ def main():
         print(f"trained on {label:8s}: test accuracy on {label} arrays {results[label]:.2%} "
               f"({elapsed:.0f} s, {elapsed / args.epochs:.2f} s/epoch)")
         if label == "ideal":
-            deployed = rebuild(net, Compact(r_word=args.r, r_bit=args.r, read=args.read))
+            deployed = net.with_crossbar(Compact(r_word=args.r, r_bit=args.r, read=args.read))
             acc = float(np.mean(deployed.run(x_test).logits.argmax(1) == y_test))
             print(f"ideal-trained model deployed on the Compact arrays: {acc:.2%}")
     gap = 100 * (results["ideal"] - results["compact"])

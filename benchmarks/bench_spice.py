@@ -107,7 +107,6 @@ def raster(cache):
     from cosim import Model
     from cosim.crossbar import Compact, Spice
     from cosim.data import load_digits
-    from cosim.export import rebuild
     from cosim.network import SRNN
 
     (x_train, y_train), (x_test, y_test) = load_digits(T=50, seed=0)
@@ -119,7 +118,7 @@ def raster(cache):
     runs = {}
     for name, backend in [("compact", Compact(read="nonlinear")), ("spice", Spice(read="nonlinear", cache=cache))]:
         t0 = time.perf_counter()
-        runs[name] = rebuild(net, backend).run(x_test[:5])
+        runs[name] = net.with_crossbar(backend).run(x_test[:5])
         print(f"   {name:8s} {time.perf_counter() - t0:6.1f} s, {int(runs[name].z.sum())} spikes")
     same = runs["compact"].z == runs["spice"].z
     print(f"   rasters identical: {bool(same.all())} ({100 * same.mean():.3f} % of "

@@ -32,7 +32,7 @@ import numpy as np
 from . import _validate as check
 from ._io import save_figure, write_json, write_text
 from .crossbar import Compact, Ideal
-from .export import array_input, physical_arrays, rebuild
+from .export import array_input, physical_arrays
 from .network import SRNN
 
 __all__ = ["compare", "BACKENDS"]
@@ -92,7 +92,7 @@ def compare(model, x, y=None, backends=BACKENDS, samples=5, out=None, r_word=1.0
 
     runs, nets, timings = {}, {}, {}
     for name, spec in zip(names, backends):
-        hw = rebuild(net, _backend(spec, r_word, r_bit, read, device, cache))
+        hw = net.with_crossbar(_backend(spec, r_word, r_bit, read, device, cache))
         t0 = time.perf_counter()
         runs[name] = hw.run(x, progress=progress)
         timings[name] = time.perf_counter() - t0
@@ -160,7 +160,7 @@ def _resistance_sweep(net, x, y, resistances, read, device):
     rows = []
     for r in resistances:
         r = check.positive("sweep resistance", r, allow_zero=True)
-        hw = rebuild(net, Compact(r_word=r, r_bit=r, read=read, device=device))
+        hw = net.with_crossbar(Compact(r_word=r, r_bit=r, read=read, device=device))
         rec = hw.run(x)
         row = {"r": r, "spike_rate": float(rec.z.mean())}
         if y is not None:

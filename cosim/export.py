@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _validate as check
 from ._io import write_json, write_text
-from .crossbar import Compact, Ideal, make_crossbar
+from .crossbar import Compact, Ideal
 from .crossbar.spice import array_deck
 from .network import SRNN
 
@@ -80,23 +80,7 @@ def physical_network(model_or_net, crossbar=None) -> SRNN:
         if isinstance(inner, Compact):
             return net
         crossbar = Compact(read="nonlinear")
-    return rebuild(net, crossbar)
-
-
-def rebuild(net: SRNN, crossbar) -> SRNN:
-    """A copy of ``net`` (same weights, delays, neurons) on another crossbar backend."""
-    from .neurons import make_neuron
-
-    cfg = net.get_config()
-    params = dict(cfg["neuron_params"])
-    n = params.pop("n")
-    copy = SRNN(cfg["n_in"], cfg["n_rec"], cfg["n_out"],
-                neuron=make_neuron(cfg["neuron_kind"], n, **params), tau_out=cfg["tau_out"],
-                crossbar=make_crossbar(crossbar), n_delay=cfg["n_delay"], delays=net.delays,
-                self_connections=cfg["self_connections"], readout_window=cfg["readout_window"],
-                dtype=cfg["dtype"])
-    copy.set_weights(net.weights, bias_out=net.bias_out)
-    return copy
+    return net.with_crossbar(crossbar)
 
 
 def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e-6,

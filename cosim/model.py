@@ -349,21 +349,12 @@ def _rebuild_crossbar(desc):
 def _rebuild_network(header, contents, crossbar):
     try:
         if header["network"] == "SRNN":
-            cfg = header["network_config"]
-            from .neurons import make_neuron
-
-            nparams = dict(cfg["neuron_params"])
-            n = nparams.pop("n")
-            neuron = make_neuron(cfg["neuron_kind"], n, **nparams)
             backend = crossbar if crossbar is not None else _rebuild_crossbar(header["crossbar"])
-            net = SRNN(cfg["n_in"], cfg["n_rec"], cfg["n_out"], neuron=neuron,
-                       tau_out=cfg["tau_out"], crossbar=backend, n_delay=cfg["n_delay"],
-                       delays={"in": contents["delay_in"], "rec": contents["delay_rec"]},
-                       self_connections=cfg["self_connections"],
-                       readout_window=cfg["readout_window"], dtype=cfg.get("dtype", "float64"))
-            net.set_weights({"in": contents["w_in"], "rec": contents["w_rec"],
-                             "out": contents["w_out"]}, bias_out=contents["bias_out"])
-            return net
+            return SRNN.from_config(
+                header["network_config"],
+                {"in": contents["w_in"], "rec": contents["w_rec"], "out": contents["w_out"]},
+                contents["bias_out"], {"in": contents["delay_in"], "rec": contents["delay_rec"]},
+                crossbar=backend)
         if header["network"] == "DiehlCook":
             from .learning.stdp import DiehlCook
 

@@ -311,9 +311,6 @@ class SRNN:
             record.v_pre, record.threshold, record.b, record.refractory = v_pre, thr, b, refr
         return record
 
-    def predict_logits(self, x) -> np.ndarray:
-        return self.run(x).logits
-
     # -- persistence -------------------------------------------------------------------------
     def get_config(self) -> dict:
         """Everything needed to rebuild this network, except weights and the backend."""
@@ -322,6 +319,26 @@ class SRNN:
                 "self_connections": self.self_connections, "readout_window": self.readout_window,
                 "dtype": str(self.dtype),
                 "neuron_kind": self.neuron.kind, "neuron_params": self.neuron.params}
+
+    @classmethod
+    def from_config(cls, config: dict, weights: dict, bias_out, delays: dict,
+                    crossbar="ideal") -> "SRNN":
+        """Rebuild a network from ``get_config()``, its weights, readout bias and delays."""
+        params = dict(config["neuron_params"])
+        n = params.pop("n")
+        net = cls(config["n_in"], config["n_rec"], config["n_out"],
+                  neuron=make_neuron(config["neuron_kind"], n, **params),
+                  tau_out=config["tau_out"], crossbar=crossbar, n_delay=config["n_delay"],
+                  delays=delays, self_connections=config["self_connections"],
+                  readout_window=config["readout_window"],
+                  dtype=config.get("dtype", "float64"))
+        net.set_weights(weights, bias_out=bias_out)
+        return net
+
+    def with_crossbar(self, crossbar) -> "SRNN":
+        """A copy with the same neurons, weights and delays on another crossbar backend."""
+        return SRNN.from_config(self.get_config(), self.weights, self.bias_out, self.delays,
+                                crossbar=crossbar)
 
     def __repr__(self):
         return (f"SRNN(n_in={self.n_in}, n_rec={self.n_rec}, n_out={self.n_out}, "

@@ -165,7 +165,9 @@ class BPTT:
         surrogate = net.neuron.surrogate
         subtract = net.neuron.reset == "subtract"
         z, v_pre, thr, refr = record.z, record.v_pre, record.threshold, record.refractory
-        adaptive = bool(np.any(beta)) and self.truncate is None
+        # truncate=1 cuts every temporal path: no recurrent carry, no adaptation carry
+        temporal = self.truncate is None
+        adaptive = temporal and bool(np.any(beta))
         psi_v = surrogate.grad_v(v_pre, thr)
         if refr.any():
             keep = ~refr
@@ -181,11 +183,10 @@ class BPTT:
         else:
             rec_slices = [(d, np.where(net.delays["rec"] == d, w_eff["rec"], 0.0))
                           for d in range(1, net.n_delay + 1)]
-        rec_t = [(d, np.ascontiguousarray(w.T)) for d, w in rec_slices]
+        # recurrent weights transposed and pre-multiplied by the input gain:
+        # δI_t Wᵀ = δv'_t (g ⊙ Wᵀ)
+        rec_g = [(d, gain[:, None] * w.T) for d, w in rec_slices] if temporal else []
 
-        temporal = self.truncate is None
-        if not temporal:
-            rec_t, adaptive = [], False
         # Everything that does not depend on the backward carry is computed for all steps at
         # once; the loop keeps only what must be sequential.
         # ∂v_t/∂v'_t: 1-z_t for the zero reset, 1 for subtract; 0 while refractory
@@ -193,14 +194,7 @@ class BPTT:
         if keep is not None:
             dv_dvp = dv_dvp * keep
         carry_v = alpha * dv_dvp if temporal else None   # δv'_{t} from δv'_{t+1}: α ∂v_t/∂v'_t
-        if self.reset_grad and temporal:
-            # reset path: e_t gains -δv_t ∂v_t/∂z_t = -α δv'_{t+1} (A_t or v'_t)
-            reset_term = -(thr if subtract else v_pre)
-        # recurrent weights pre-multiplied by the input gain: δI_t W = δv'_t (g ⊙ W)
-        rec_g = [(d, gain[:, None] * w_t) for d, w_t in rec_t]
         one_minus_rho = 1.0 - rho
-        if adaptive and subtract:
-            da_direct = -z * (keep if keep is not None else 1.0)
 
         # The loop runs over time-major, contiguous copies: a step then touches contiguous
         # (batch, n) blocks instead of strided slices of (batch, T, n) records.
@@ -209,8 +203,12 @@ class BPTT:
 
         e_readout = time_major(dz_readout)
         psi_v_t, psi_a_t, carry_t = time_major(psi_v), time_major(psi_a), time_major(carry_v)
-        reset_t = time_major(reset_term) if self.reset_grad and temporal else None
-        direct_t = time_major(da_direct) if adaptive and subtract else None
+        # reset path: e_t gains -δv_t ∂v_t/∂z_t = -α δv'_{t+1} (A_t or v'_t)
+        reset_t = (time_major(-(thr if subtract else v_pre))
+                   if self.reset_grad and temporal else None)
+        # subtract reset: v_t = v'_t - z_t A_t also passes -z_t δv_t to A_t
+        direct_t = (time_major(-z * (keep if keep is not None else 1.0))
+                    if adaptive and subtract else None)
         need_dv = reset_t is not None or direct_t is not None
 
         d_vpre = np.empty((steps, batch, n), z.dtype)   # every step is written before read
