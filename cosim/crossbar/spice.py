@@ -93,14 +93,11 @@ class Spice(Compact):
         cols2 = self._states.shape[1]
         names = netlist.sense_vectors(cols2)
         deck = self.deck(batch=V)
+        # run_dc checks the point count and finiteness (SpiceError, deck and log kept)
         result = cached_run_dc(deck, names, cache=self._disk_cache if self._disk_cache else False,
-                               timeout=self.timeout, engine=self.engine)
+                               timeout=self.timeout, engine=self.engine, points=V.shape[0])
         self.stats["spice_analyses"] += 1
-        currents = np.stack([np.atleast_1d(result[n]) for n in names], axis=1)
-        if currents.shape[0] != V.shape[0]:
-            raise RuntimeError(f"ngspice returned {currents.shape[0]} sweep points for "
-                               f"{V.shape[0]} input vectors")
-        return currents
+        return np.stack([result[n] for n in names], axis=1)
 
     # -- solves (override Compact's) ---------------------------------------------------------
     def _transfer_matrix(self):
@@ -134,7 +131,7 @@ class Spice(Compact):
             if hit is not None:
                 return np.array([float(np.ravel(hit[n])[0]) for n in names])
         session = getattr(self, "_session", None)
-        if session is None or session._ng is None:
+        if session is None or session.closed:
             # one loaded circuit per process: ours yields to whoever needs ngspice next
             session = NgspiceSession(self._session_deck, vectors=names, timeout=self.timeout,
                                      yields=True)
