@@ -99,8 +99,7 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
     if step >= x.shape[1]:
         raise ValueError(f"step must be < {x.shape[1]} (timesteps), got {step}")
     step_time = check.positive("step_time", step_time)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out)
     record = net.run(x[sample:sample + 1])
     x_sample, z_sample = x[sample], record.z[0]
     steps = x.shape[1]
@@ -149,6 +148,19 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
     manifest_path = write_json(out / "manifest.json", manifest)
     write_text(out / "README.md", _readme(sample, step, step_time, sorted(expected)))
     return {"decks": decks, "tran": tran_decks, "expected": expected, "manifest": manifest_path}
+
+
+def _output_folder(out) -> Path:
+    """``out`` as a folder that exists (created if needed); ValueError naming the problem."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"netlist output folder {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the netlist output folder {out}: "
+                         f"{exc.strerror or exc}") from None
+    return out
 
 
 def _readme(sample, step, step_time, names):
