@@ -166,22 +166,21 @@ class Spice(Compact):
 
 
 def array_header(backend) -> dict:
-    """What a deck of a programmed Compact/Spice array holds, for its comment header."""
-    rows, cols2 = backend.states.shape
-    return {"array": f"{rows} word lines x {cols2} bit lines ({cols2 // 2} outputs, "
-                     f"differential columns 2j = G+, 2j+1 = G-)",
+    """What a deck of a programmed Compact/Spice array holds beyond the array itself."""
+    cols2 = backend.states.shape[1]
+    return {"outputs": f"{cols2 // 2} (differential columns: bit line 2j = G+, 2j+1 = G- "
+                       f"of output j)",
             "mapping": f"G in [{backend.g_range[0]!r}, {backend.g_range[1]!r}] S, "
                        f"scale {float(backend.scale)!r} S per weight unit, "
                        f"out_j = (I_2j - I_2j+1) / (V_read scale k), "
                        f"k = {backend.read_factor!r}",
             "read": f"{backend.read}, V_read {backend.v_read!r} V per input spike, "
-                    f"V_gate {backend.v_gate!r} V",
-            "wires": f"r_word {backend.r_word!r} ohm, r_bit {backend.r_bit!r} ohm per segment",
-            "units": "volts, amperes, ohms, siemens, seconds"}
+                    f"V_gate {backend.v_gate!r} V"}
 
 
 def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
-               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None) -> str:
+               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None,
+               model_library=None, expected_currents=None) -> str:
     """An ngspice deck of a programmed Compact (or Spice) array with a stimulus.
 
     ``read`` ("linear": resistor cells of conductance g(w)·k; "nonlinear": memtransistor
@@ -194,7 +193,8 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
         info.update(header)
     common = dict(r_word=backend.r_word, r_bit=backend.r_bit, v_word=v_word, batch=batch,
                   stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
-                  options=TOLERANCES, include_relative_to=include_relative_to)
+                  options=TOLERANCES, include_relative_to=include_relative_to,
+                  expected_currents=expected_currents)
     if read == "linear":
         return netlist.crossbar_deck(conductances=backend.conductances * backend.read_factor,
                                      **common)
@@ -205,7 +205,7 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
         gate = np.broadcast_to(gate, (len(stimulus[0]), rows))
     return netlist.crossbar_deck(states=backend.states, device_params=_device_params(device),
                                  state_map=device.state_map, read_only=read_only, v_gate=gate,
-                                 **common)
+                                 model_library=model_library, **common)
 
 
 def _device_params(device) -> dict:
