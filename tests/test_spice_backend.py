@@ -29,14 +29,24 @@ def test_spice_equals_compact(tmp_path, read, n, r):
     rng = np.random.default_rng(n + int(r))
     W = rng.normal(size=(n, n // 2))
     x = (rng.random((n_patterns, n)) < 0.5).astype(float)
-    compact = Compact(r_word=r, r_bit=r, read=read)
     spice = Spice(r_word=r, r_bit=r, read=read, cache=tmp_path)
-    compact.program(W)
     spice.program(W)
-    i_c, i_s = compact.bitline_currents(x), spice.bitline_currents(x)
+    i_s = spice.bitline_currents(x)
+
+    def compact_read(pattern):
+        # each pattern solved from the default start: a Newton solve warm-started from
+        # another pattern stops at its KCL tolerance, ~1e-10 off in the currents
+        xb = Compact(r_word=r, r_bit=r, read=read)
+        xb.program(W)
+        return xb.bitline_currents(pattern)
+
+    i_c = np.stack([compact_read(p) for p in x])
     assert np.abs(i_c).max() > 1e-7
     rel = np.abs(i_s - i_c).max() / np.abs(i_c).max()
-    assert rel <= 1e-9, f"spice vs compact {rel:.2e}"
+    # every constant reaches ngspice exactly (.param / instance parameters): 1e-12
+    assert rel <= 1e-12, f"spice vs compact {rel:.2e}"
+    compact = Compact(r_word=r, r_bit=r, read=read)
+    compact.program(W)
     np.testing.assert_allclose(spice(x), compact(x), rtol=1e-8, atol=1e-9 * np.abs(compact(x)).max())
 
 
