@@ -10,7 +10,7 @@ import pytest
 import cosim.spice.ngspice as ngs
 from cosim.errors import NgspiceNotFoundError, SpiceError, UnsafeDeckError
 from cosim.spice.cache import SpiceCache, cached_run_op
-from cosim.spice.netlist import DEFAULT_LIBRARY, crossbar_deck, sense_vectors
+from cosim.spice.netlist import DEFAULT_LIBRARY, crossbar_deck, sense_vectors, state_vector
 from cosim.spice.ngspice import (NgspiceSession, find_ngspice, ngspice_calls, parse_raw,
                                  run_op, run_tran)
 
@@ -301,3 +301,61 @@ def test_default_cache_location(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert ngs.default_cache_dir() == tmp_path / "home" / ".cache" / "cosim" / "spice"
+
+
+# ---------------------------------------------------------------------------------------
+# the engine: shared library ownership, environment, state probes
+# ---------------------------------------------------------------------------------------
+
+@needs_spice
+def test_shared_library_loads_without_environment_or_warnings(tmp_path):
+    import subprocess
+    import sys
+    code = (
+        "import os, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "before = dict(os.environ)\n"
+        "from cosim.spice import ngspice as n\n"
+        "from cosim.spice.netlist import crossbar_deck, sense_vectors\n"
+        "assert n.shared_available(), n.ENGINE\n"
+        "deck = crossbar_deck(conductances=[[1e-5]], v_word=[0.1])\n"
+        "r = n.run_op(deck, sense_vectors(1), engine='shared')\n"
+        "assert dict(os.environ) == before\n"
+        "print(repr(float(r['i(vsense0)'][0])))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NGSPICE_LIBRARY_PATH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""                       # no PySpice / version warning
+    assert float(proc.stdout) == pytest.approx(1e-6, rel=1e-12)
+
+
+@needs_spice
+def test_session_owns_the_library_until_closed_or_yielded():
+    if not ngs.shared_available():
+        pytest.skip("libngspice not loadable")
+    deck = _small_deck()
+    with NgspiceSession(deck) as held:
+        with pytest.raises(RuntimeError, match="holds the ngspice shared library"):
+            run_op(deck, sense_vectors(3), engine="shared")
+        with pytest.raises(RuntimeError):
+            NgspiceSession(deck)
+        auto = run_op(deck, sense_vectors(3))        # falls back to the subprocess
+        assert not held.closed
+        np.testing.assert_allclose(held.op()["i(vsense0)"], auto["i(vsense0)"], rtol=1e-12)
+    assert held.closed
+    yielding = NgspiceSession(deck, yields=True)
+    run_op(deck, sense_vectors(3), engine="shared")   # takes the library from it
+    assert yielding.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        yielding.op()
+
+
+@needs_spice
+def test_state_probe_of_a_full_cell_reads_the_programmed_state():
+    W = np.array([[0.2, 0.7]])
+    deck = crossbar_deck(states=W, read_only=False, stimulus=([0.0], np.array([[0.1]])),
+                         tstep=1e-7, tstop=1e-6, r_word=1.0, r_bit=1.0)
+    r = run_tran(deck, sense_vectors(2) + [state_vector(0, 0), state_vector(0, 1)])
+    np.testing.assert_allclose(r[state_vector(0, 1)], 0.7, atol=1e-9)  # read bias: no drift
+    np.testing.assert_allclose(r[state_vector(0, 0)], 0.2, atol=1e-9)
