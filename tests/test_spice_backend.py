@@ -50,6 +50,24 @@ def test_spice_equals_compact(tmp_path, read, n, r):
     np.testing.assert_allclose(spice(x), compact(x), rtol=1e-8, atol=1e-9 * np.abs(compact(x)).max())
 
 
+@pytest.mark.parametrize("n,r", [(16, 1.0), (32, 10.0)])
+def test_batch_read_of_many_patterns_equals_compact(tmp_path, n, r):
+    # more patterns than a session takes: one .dc analysis steps through all of them
+    rng = np.random.default_rng(n)
+    W = rng.normal(size=(n, n // 2))
+    x = (rng.random((12, n)) < 0.5).astype(float)
+    spice = Spice(r_word=r, r_bit=r, read="nonlinear", cache=tmp_path)
+    spice.program(W)
+    i_s = spice.bitline_currents(x)
+    i_c = []
+    for pattern in x:
+        xb = Compact(r_word=r, r_bit=r, read="nonlinear")
+        xb.program(W)
+        i_c.append(xb.bitline_currents(pattern))
+    i_c = np.array(i_c)
+    assert np.abs(i_s - i_c).max() <= 1e-12 * np.abs(i_c).max()
+
+
 def test_transfer_matrix_from_one_batch_equals_per_pattern_ops(tmp_path):
     rng = np.random.default_rng(0)
     W = rng.normal(size=(12, 6))
