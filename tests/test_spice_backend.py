@@ -142,3 +142,23 @@ def test_deck_is_safe_and_labelled(tmp_path):
     deck = xb.deck(v_word=np.array([0.1, 0.0]))
     check_deck_safe(deck)
     assert "Vsense3" in deck and ".include" in deck and "differential" in deck
+
+
+def test_samples_read_in_worker_processes_equal_the_in_process_run(tmp_path):
+    from cosim.crossbar.spice import map_in_processes
+    net = SRNN(16, 8, 3, neuron="alif", n_adaptive=4, seed=0,
+               crossbar=Spice(read="nonlinear", cache=tmp_path / "cache"))
+    x = (np.random.default_rng(0).random((3, 6, 16)) < 0.4).astype(float)
+    here = [net.run(x[k:k + 1]) for k in range(3)]
+    seen = []
+    # a fresh cache: the workers must run ngspice themselves
+    net_fresh = net.with_crossbar(Spice(read="nonlinear", cache=tmp_path / "other"))
+    there = map_in_processes(net_fresh.run, [x[k:k + 1] for k in range(3)], workers=2,
+                             progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (3, 3) and len(seen) == 3
+    assert any(p.is_file() for p in (tmp_path / "other").rglob("*.npz"))
+    for a, b in zip(here, there):
+        np.testing.assert_array_equal(a.z, b.z)
+        np.testing.assert_allclose(a.y, b.y, rtol=1e-12, atol=1e-12 * np.abs(a.y).max())
+    with pytest.raises(ValueError, match="workers"):
+        map_in_processes(net.run, [x[:1]], workers=0)

@@ -27,6 +27,10 @@ settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way,
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
 import numpy as np
 
 from ..spice import netlist
@@ -34,7 +38,7 @@ from ..spice.cache import SpiceCache, cached_run_dc
 from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
 from .compact import Compact
 
-__all__ = ["Spice", "TOLERANCES", "array_deck", "array_header"]
+__all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processes"]
 
 TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 #: calls with at most this many new patterns use the loaded-circuit session
@@ -55,6 +59,8 @@ class Spice(Compact):
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
                  cache_size=4096, cache=None, engine="auto", timeout=600.0):
+        self._session = None         # the loaded circuit of the programmed array (or None)
+        self._session_deck = None    # its deck, written on first use
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
                          g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
                          w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
@@ -71,6 +77,13 @@ class Spice(Compact):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
         self.stats["spice_analyses"] = 0
+
+    def __getstate__(self):
+        # a loaded circuit belongs to this process's ngspice: a copy (another process,
+        # a pickle) loads its own when it first needs it
+        state = self.__dict__.copy()
+        state["_session"] = None
+        return state
 
     def get_params(self):
         params = super().get_params()
@@ -119,7 +132,7 @@ class Spice(Compact):
         """Sense currents of one pattern on the loaded circuit (disk cache first)."""
         cols2 = self._states.shape[1]
         names = netlist.sense_vectors(cols2)
-        if getattr(self, "_session_deck", None) is None:
+        if self._session_deck is None:
             self._session_deck = self.deck(v_word=np.zeros(self._states.shape[0]))
         cache = self._disk_cache
         key = None
@@ -130,7 +143,7 @@ class Spice(Compact):
             hit = cache.get(key)
             if hit is not None:
                 return np.array([float(np.ravel(hit[n])[0]) for n in names])
-        session = getattr(self, "_session", None)
+        session = self._session
         if session is None or session.closed:
             # one loaded circuit per process: ours yields to whoever needs ngspice next
             session = NgspiceSession(self._session_deck, vectors=names, timeout=self.timeout,
@@ -144,9 +157,8 @@ class Spice(Compact):
         return np.array([float(np.ravel(result[n])[0]) for n in names])
 
     def _close_session(self):
-        session = getattr(self, "_session", None)
-        if session is not None:
-            session.close()
+        if self._session is not None:
+            self._session.close()
         self._session = None
 
     def _program(self, weights):
@@ -215,3 +227,68 @@ def _device_params(device) -> dict:
         arr = np.asarray(value, dtype=float)
         out[name] = float(arr) if arr.ndim == 0 else arr
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# independent reads in worker processes, one ngspice each
+# ---------------------------------------------------------------------------------------
+
+_worker_func = None
+
+
+def _worker_init(func):
+    global _worker_func
+    _worker_func = func
+    try:                       # one BLAS thread per worker: the workers are the parallelism
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _worker_call(item):
+    return _worker_func(item)
+
+
+def map_in_processes(func, items, workers: int = 1, progress=None) -> list:
+    """``[func(item) for item in items]`` spread over ``workers`` processes, in order.
+
+    Meant for independent reads through Spice backends, e.g. the samples of a comparison:
+    ``map_in_processes(net.run, [x[k:k + 1] for k in range(N)], workers=2)``.  Each
+    worker is a fresh interpreter (the ``spawn`` start method: a loaded libngspice is never
+    forked) with its own ngspice -- shared library, loaded circuits, subprocesses -- and one
+    BLAS thread; ``func`` (picklable; Spice arrays drop their loaded circuit when pickled)
+    is sent once per worker, each item once.  Results on disk go through the same
+    content-addressed cache, which is safe to share.  ``progress(done, total)`` is called
+    in this process as items finish.  ``workers=1`` runs in this process.
+
+    A worker that dies raises RuntimeError; when the caller is a script, the spawned
+    workers import it again, so its top level must be under ``if __name__ == "__main__":``.
+    """
+    from .._validate import integer
+
+    workers = integer("workers", workers, minimum=1)
+    items = list(items)
+    total = len(items)
+    if workers == 1 or total <= 1:
+        out = []
+        for k, item in enumerate(items):
+            out.append(func(item))
+            if progress is not None:
+                progress(k + 1, total)
+        return out
+    results = [None] * total
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx,
+                                 initializer=_worker_init, initargs=(func,)) as pool:
+            futures = {pool.submit(_worker_call, item): k for k, item in enumerate(items)}
+            for done, fut in enumerate(as_completed(futures), 1):
+                results[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(done, total)
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"a worker process died ({exc}); if this runs from a script, put its top level "
+            f"under `if __name__ == \"__main__\":` (workers import the script again)") from None
+    return results
