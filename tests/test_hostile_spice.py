@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from cosim.errors import SpiceError, UnsafeDeckError
-from cosim.spice import netlist
 from cosim.spice.cache import SpiceCache, cached_run_dc, cached_run_op
-from cosim.spice.netlist import crossbar_deck, include_line, resolve_deck, sense_vectors
+from cosim.spice.netlist import crossbar_deck, include_line, resolve_deck
 from cosim.spice.ngspice import NgspiceEngine, run_dc, run_op, shared_available
 
 from _spice import needs_spice
@@ -80,10 +79,6 @@ def _no_cache_entries(folder: Path):
 # ---------------------------------------------------------------------------------------
 # decks and included files
 # ---------------------------------------------------------------------------------------
-
-ENGINES = ["subprocess", pytest.param("shared", marks=pytest.mark.skipif(
-    "not __import__('shutil').which('ngspice')"))]
-
 
 @needs_spice
 @pytest.mark.parametrize("engine", ["subprocess", "shared"])

@@ -8,9 +8,10 @@ after it was checked to be one printable line.  No ``.control`` block is ever wr
 
 A deck is assembled from two small parts that render their own lines:
 
-* a stimulus -- :class:`OpStimulus` (``.op``), :class:`TranStimulus` (``.tran`` with PWL
-  sources) or :class:`BatchStimulus` (``.dc`` stepping through K input vectors) -- writes
-  the word-line sources, any other source it drives, and the analysis card;
+* a stimulus (:mod:`cosim.spice.stimuli`) -- :class:`OpStimulus` (``.op``),
+  :class:`TranStimulus` (``.tran`` with PWL sources) or :class:`BatchStimulus` (``.dc``
+  stepping through K input vectors) -- writes the word-line sources, any other source it
+  drives, and the analysis card;
 * a cell writer -- :class:`ResistorCells` or :class:`MemtransistorCells` -- writes its
   definitions (for memtransistors: the device card once, as a ``.param`` block, and a
   ``cell`` subcircuit whose defaults are that card), its gate lines, and one short
@@ -37,18 +38,16 @@ so every constant a B-source uses is a parameter (the device card, the per-cell 
 
 from __future__ import annotations
 
-import math
-import numbers
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .. import device_models
 from .._validate import as_float_array, positive
+from .deck_text import fmt, header_lines, include_line
 from .safety import check_deck_safe, resolve_deck
+from .stimuli import BatchStimulus, OpStimulus, TranStimulus, build_stimulus
 
 __all__ = [
     "PARAM_NAMES", "DEFAULT_PARAMS", "DEFAULT_LIBRARY", "crossbar_deck", "check_deck_safe",
@@ -66,33 +65,10 @@ STATE_MAPS = {"linear": 0, "exp": 1, "exponential": 1}
 #: The model library shipped inside the package.
 DEFAULT_LIBRARY = device_models.LIBRARY
 
-_HEADER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]*")
 _OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_MAX_HEADER_VALUE = 200
-_MAX_HEADER_KEY = 64
 _UNITS = {"g_max": "S", "r_sw": "-", "v_th": "V", "s_g": "V", "v_gref": "V", "v_sat": "V",
           "v_on": "V", "v_off": "V", "k_on": "1/s", "k_off": "1/s", "a_on": "-",
           "a_off": "-", "p_on": "-", "p_off": "-", "invtau": "1/s", "w_eq": "-"}
-
-
-def fmt(x, name: str = "value") -> str:
-    """``repr(float(x))`` of a finite real number (ValueError for NaN/inf)."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.floating,
-                                                             np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    v = float(x)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    return repr(v)
-
-
-def _fmt_time(t) -> str:
-    """A time rounded to 12 significant digits: ``4e-06 + 1e-09`` prints as 4.001e-06.
-
-    (Stimulus steps are longer than the rise time, >= 1e-12 of the step, so the rounding
-    can neither reorder nor merge points.)
-    """
-    return fmt(float(f"{float(t):.12g}"))
 
 
 def sense_vectors(n_cols: int) -> list[str]:
@@ -103,183 +79,6 @@ def sense_vectors(n_cols: int) -> list[str]:
 def state_vector(i: int, j: int) -> str:
     """Name of the state-node voltage of cell (i, j) of a full ``memtransistor`` deck."""
     return f"v(x{int(i)}_{int(j)}.x1.w)"
-
-
-def include_line(path, relative_to=None) -> str:
-    """A safe ``.include "<path>"`` line (rejects quotes, newlines, control chars).
-
-    The path is absolute, or relative to the folder ``relative_to`` (where the deck will be
-    written: ngspice resolves a relative ``.include`` from the including deck's folder), so
-    that a deck and the model library can move together.
-    """
-    for candidate in (str(path),):
-        if any(c in candidate for c in "\"'\n\r") or not candidate.isprintable():
-            raise ValueError(f"model library path contains quotes, newlines or control "
-                             f"characters: {candidate!r}")
-    target = Path(path).expanduser().resolve()
-    text = str(target)
-    if relative_to is not None:
-        text = os.path.relpath(target, Path(relative_to).expanduser().resolve())
-    if any(c in text for c in "\"'\n\r") or not text.isprintable():
-        raise ValueError(f"model library path contains quotes, newlines or control "
-                         f"characters: {text!r}")
-    if not target.is_file():
-        raise FileNotFoundError(f"model library not found: {target}")
-    return f'.include "{text}"'
-
-
-def header_lines(header) -> list[str]:
-    """Descriptive ``* key: value`` comment lines from a dict (validated, truncated)."""
-    if header is None:
-        return []
-    if not isinstance(header, dict):
-        raise TypeError(f"header must be a dict, got {type(header).__name__}")
-    lines = []
-    for key, value in header.items():
-        if not isinstance(key, str) or not _HEADER_KEY.fullmatch(key) \
-                or len(key) > _MAX_HEADER_KEY:
-            raise ValueError(f"header key {key!r} must match ^[A-Za-z_][A-Za-z0-9_ ]*$ "
-                             f"(at most {_MAX_HEADER_KEY} characters)")
-        if isinstance(value, (bool, np.bool_)):
-            text = str(bool(value))
-        elif isinstance(value, (numbers.Integral, np.integer)):
-            text = str(int(value))
-        elif isinstance(value, (numbers.Real, np.floating)):
-            text = fmt(value, f"header[{key!r}]")
-        elif isinstance(value, str):
-            if not value.isprintable():
-                raise ValueError(f"header[{key!r}] must be one line of printable characters")
-            text = value if len(value) <= _MAX_HEADER_VALUE else \
-                value[:_MAX_HEADER_VALUE - 3] + "..."
-        else:
-            raise TypeError(f"header[{key!r}] must be a number or a string, "
-                            f"got {type(value).__name__}")
-        lines.append(f"* {key}: {text}")
-    return lines
-
-
-# ---------------------------------------------------------------------------------------
-# stimuli: word-line sources and the analysis card
-# ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class OpStimulus:
-    """``.op`` with DC word-line voltages ``V`` (R,) in volts."""
-    V: np.ndarray
-    analysis = "op"
-
-    @property
-    def rows(self) -> int:
-        return self.V.shape[0]
-
-    @property
-    def extremes(self):
-        return float(np.min(self.V)), float(np.max(self.V))
-
-    def source(self, name: str, node: str, values) -> str:
-        """A voltage source from ``node`` to ground holding ``values`` (a number here)."""
-        if np.ndim(values) != 0:
-            raise ValueError(f"a time series for {name} needs a stimulus (.tran)")
-        return f"{name} {node} 0 DC {fmt(values)}"
-
-    def word_lines(self) -> list[str]:
-        return [self.source(f"Vin{i}", f"in{i}", self.V[i]) for i in range(self.rows)]
-
-    def card(self) -> str:
-        return ".op"
-
-    def describe(self) -> str:
-        return "op (DC operating point)"
-
-
-@dataclass(frozen=True)
-class TranStimulus:
-    """``.tran``: word line i holds ``V[k, i]`` from ``times[k] + rise`` to ``times[k+1]``.
-
-    Times (T,) in seconds, strictly increasing by more than ``rise``; linear ramps of
-    ``rise`` seconds between steps; ``.tran tstep tstop [0 tmax]``.
-    """
-    times: np.ndarray
-    V: np.ndarray
-    tstep: float
-    tstop: float
-    tmax: float | None = None
-    rise: float = 1e-9
-    analysis = "tran"
-
-    @property
-    def rows(self) -> int:
-        return self.V.shape[1]
-
-    @property
-    def extremes(self):
-        return float(np.min(self.V)), float(np.max(self.V))
-
-    def waveform(self, values) -> str:
-        """``PWL(...)`` of rectangular steps; a point only where the value changes."""
-        t, v = self.times, values
-        pts = [f"{_fmt_time(t[0])} {fmt(v[0])}"]
-        for k in range(1, len(t)):
-            if v[k] != v[k - 1]:
-                pts.append(f"{_fmt_time(t[k])} {fmt(v[k - 1])}")
-                pts.append(f"{_fmt_time(t[k] + self.rise)} {fmt(v[k])}")
-        return "PWL(" + " ".join(pts) + ")"
-
-    def source(self, name: str, node: str, values) -> str:
-        values = np.asarray(values, dtype=float)
-        if values.ndim == 0:
-            return f"{name} {node} 0 DC {fmt(float(values))}"
-        return f"{name} {node} 0 DC {fmt(values[0])} {self.waveform(values)}"
-
-    def word_lines(self) -> list[str]:
-        return [self.source(f"Vin{i}", f"in{i}", self.V[:, i]) for i in range(self.rows)]
-
-    def card(self) -> str:
-        line = f".tran {fmt(self.tstep)} {fmt(self.tstop)}"
-        return line + (f" 0 {fmt(self.tmax)}" if self.tmax is not None else "")
-
-    def describe(self) -> str:
-        return (f"tran, {self.times.size} steps, rise time {fmt(self.rise)} s "
-                f"(word line i holds V[k, i] from times[k] + rise)")
-
-
-@dataclass(frozen=True)
-class BatchStimulus:
-    """``.dc`` sweep of an index source ``Vidx`` over 0..K-1: sweep point k applies ``V[k]``.
-
-    Word sources are B-sources ``Bin<i> = pwl(V(idx), k, V[k, i])``: K pure DC solves in
-    one analysis.  (pwl breakpoints keep all digits, unlike a product's literals.)
-    """
-    V: np.ndarray
-    analysis = "dc"
-
-    @property
-    def rows(self) -> int:
-        return self.V.shape[1]
-
-    @property
-    def extremes(self):
-        return float(np.min(self.V)), float(np.max(self.V))
-
-    def source(self, name: str, node: str, values) -> str:
-        if np.ndim(values) != 0:
-            raise ValueError(f"a time series for {name} needs a stimulus (.tran)")
-        return f"{name} {node} 0 DC {fmt(values)}"
-
-    def word_lines(self) -> list[str]:
-        K = self.V.shape[0]
-        out = ["Vidx idx 0 DC 0", "Ridx idx 0 1"]
-        for i in range(self.rows):
-            col = self.V[:, i] if K > 1 else np.array([self.V[0, i], self.V[0, i]])
-            pts = ", ".join(f"{k}, {fmt(v)}" for k, v in enumerate(col))
-            out.append(f"Bin{i} in{i} 0 V = pwl(V(idx), {pts})")
-        return out
-
-    def card(self) -> str:
-        return f".dc Vidx 0 {self.V.shape[0] - 1} 1"
-
-    def describe(self) -> str:
-        return f"dc batch of {self.V.shape[0]} input vectors; sweep point k of Vidx = vector k"
 
 
 # ---------------------------------------------------------------------------------------
@@ -453,41 +252,6 @@ def _check_block(expected, C) -> list[str]:
     return out
 
 
-def _stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time):
-    if sum(x is not None for x in (v_word, stimulus, batch)) != 1:
-        raise ValueError("give exactly one of v_word (.op), stimulus (.tran) or batch (.dc)")
-    if v_word is not None:
-        V = as_float_array("v_word", v_word, ndim=1)
-        if V.shape != (R,):
-            raise ValueError(f"v_word must have shape ({R},), got {V.shape}")
-        return OpStimulus(V)
-    if batch is not None:
-        V = as_float_array("batch", batch, ndim=2)
-        if V.shape[1] != R or V.shape[0] < 1:
-            raise ValueError(f"batch must have shape (K, {R}) with K >= 1, got {V.shape}")
-        return BatchStimulus(V)
-    try:
-        times, V = stimulus
-    except (TypeError, ValueError) as exc:
-        raise ValueError("stimulus must be a pair (times, V)") from exc
-    times = as_float_array("stimulus times", times, ndim=1)
-    V = as_float_array("stimulus V", V, ndim=2)
-    if V.shape != (times.size, R):
-        raise ValueError(f"stimulus V must have shape ({times.size}, {R}), got {V.shape}")
-    rise_time = positive("rise_time", rise_time)
-    if times.size < 1 or times[0] < 0:
-        raise ValueError("stimulus times must be non-empty and start at >= 0")
-    if np.any(np.diff(times) <= rise_time):
-        raise ValueError("stimulus times must increase by more than rise_time per step")
-    if tstep is None or tstop is None:
-        raise ValueError("a stimulus needs tstep and tstop")
-    tstep, tstop = positive("tstep", tstep), positive("tstop", tstop)
-    if tstop < times[-1]:
-        raise ValueError("tstop must be >= the last stimulus time")
-    tmax = None if tmax is None else positive("tmax", tmax)
-    return TranStimulus(times, V, tstep, tstop, tmax, rise_time)
-
-
 def _memtransistor_cells(states, device_params, state_map, read_only, v_gate, stim):
     W = as_float_array("states", states, ndim=2)
     if np.any(W < 0) or np.any(W > 1):
@@ -560,7 +324,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
         raise ValueError(f"the array must be 2-D with at least one row and one column, "
                          f"got shape {shape}")
     R, C = shape
-    stim = _stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time)
+    stim = build_stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time)
     if conductances is not None:
         if device_params:
             raise ValueError("device_params apply to memtransistor cells only")

@@ -32,10 +32,6 @@ and never deleted.  Successful temporary files are removed.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import datetime
-import math
 import numbers
 import os
 import re
@@ -45,7 +41,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +48,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NgspiceNotFoundError, SpiceError
+from .libngspice import SharedLibrary, find_library
 from .netlist import fmt, resolve_deck
+from .rawfile import parse_raw
+from .results import (ANALYSIS_SCALES, check_analysis, check_vectors, default_cache_dir,
+                      keep_failure, log_failed, positive_timeout, result_problem, strip_end,
+                      with_retry_options)
 
 __all__ = [
     "NgspiceInfo", "NgspiceEngine", "RunResult", "ENGINE", "find_ngspice", "ngspice_calls",
@@ -67,40 +67,7 @@ INSTALL_HINT = (
     "other systems: `apt-get install ngspice libngspice0`, `brew install ngspice`, or "
     "https://ngspice.sourceforge.io/download.html).")
 
-_LIB_CANDIDATES = (
-    "/usr/lib/x86_64-linux-gnu/libngspice.so.0",
-    "/usr/lib/aarch64-linux-gnu/libngspice.so.0",
-    "/usr/lib/libngspice.so.0",
-    "/usr/local/lib/libngspice.so.0",
-    "/usr/local/lib/libngspice.so",
-    "/opt/homebrew/lib/libngspice.dylib",
-    "/usr/local/lib/libngspice.dylib",
-)
-
-_VECTOR = re.compile(r"[vi]\([a-z0-9_.#+\-]+\)|time|v\(v-sweep\)")
 _SOURCE = re.compile(r"[a-z][a-z0-9_]*")
-_ANALYSIS_CARDS = {"op": ".op", "tran": ".tran", "dc": ".dc"}
-_SCALES = {"op": None, "tran": "time", "dc": "v(v-sweep)"}
-
-# Text in an ngspice log that marks a failed analysis.
-_FAIL_PATTERNS = (
-    "simulation(s) aborted", "timestep too small", "singular matrix", "no convergence",
-    "iteration limit reached", "gmin stepping failed", "source stepping failed",
-    "doanalyses:", "error:", "fatal", "run simulation(s) aborted", "cannot recover",
-)
-# ngspice falls back from gmin to source stepping to a pseudo-transient op; a failed
-# stepping stage is only a warning when the fallback then succeeds
-_RECOVERABLE = ("gmin stepping failed", "source stepping failed")
-
-
-def default_cache_dir() -> Path:
-    """``$COSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/cosim/spice``, else ``~/.cache/...``."""
-    env = os.environ.get("COSIM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "cosim" / "spice"
 
 
 @dataclass(frozen=True)
@@ -125,360 +92,6 @@ class RunResult:
     log: str
     problem: str | None = None
 
-
-# ---------------------------------------------------------------------------------------
-# raw files
-# ---------------------------------------------------------------------------------------
-
-def parse_raw(data: bytes | str | os.PathLike) -> list[dict]:
-    """Parse an ngspice raw file (ASCII or binary, real data).
-
-    Returns one dict per plot: ``{"title", "plotname", "vectors": {name: array}}``; vector
-    names are lower case as ngspice writes them (``i(vsense0)``, ``v(w0_0)``, ``time``).
-    Raises ValueError on a truncated or malformed file.
-    """
-    if isinstance(data, (str, os.PathLike)) and not isinstance(data, bytes):
-        data = Path(data).read_bytes()
-    plots = []
-    pos = 0
-    n = len(data)
-    while pos < n:
-        hdr = {}
-        names: list[str] = []
-        while True:
-            end = data.find(b"\n", pos)
-            if end < 0:
-                if hdr:
-                    raise ValueError("truncated raw file header")
-                return plots
-            line = data[pos:end].decode("latin-1").rstrip("\r")
-            pos = end + 1
-            if not line.strip():
-                continue
-            key, _, val = line.partition(":")
-            key = key.strip().lower()
-            if key == "variables":
-                nv = _header_int(hdr, "no. variables")
-                for _ in range(nv):
-                    end = data.find(b"\n", pos)
-                    if end < 0:
-                        raise ValueError("truncated raw file variable list")
-                    parts = data[pos:end].decode("latin-1").split()
-                    pos = end + 1
-                    if len(parts) < 2:
-                        raise ValueError("bad variable line in raw file")
-                    names.append(parts[1].lower())
-                continue
-            if key in ("values", "binary"):
-                fmt_kind = key
-                break
-            hdr[key] = val.strip()
-        nv = _header_int(hdr, "no. variables")
-        npts = _header_int(hdr, "no. points")
-        if "complex" in hdr.get("flags", "").lower():
-            raise ValueError("complex raw data is not supported")
-        if len(names) != nv:
-            raise ValueError("raw file variable count mismatch")
-        if fmt_kind == "binary":
-            nbytes = 8 * nv * npts
-            if pos + nbytes > n:
-                raise ValueError("truncated binary raw file")
-            arr = np.frombuffer(data[pos:pos + nbytes], dtype="<f8").reshape(npts, nv)
-            pos += nbytes
-        else:
-            need = npts * (nv + 1)
-            tokens: list[bytes] = []
-            while len(tokens) < need:
-                if pos >= n:
-                    raise ValueError("truncated ASCII raw file")
-                end = data.find(b"\n", pos)
-                end = n if end < 0 else end
-                tokens.extend(data[pos:end].split())
-                pos = end + 1
-            arr = np.empty((npts, nv))
-            for p in range(npts):
-                row = tokens[p * (nv + 1):(p + 1) * (nv + 1)]
-                if int(row[0]) != p:
-                    raise ValueError("ASCII raw file point index out of sequence")
-                arr[p] = [float(t) for t in row[1:]]
-        vectors = {name: np.array(arr[:, k]) for k, name in enumerate(names)}
-        plots.append({"title": hdr.get("title", ""), "plotname": hdr.get("plotname", ""),
-                      "vectors": vectors, "scale": names[0] if names else None})
-    return plots
-
-
-def _header_int(hdr, key):
-    try:
-        value = int(hdr.get(key, "0"))
-    except ValueError:
-        raise ValueError(f"raw file header {key!r} is not an integer") from None
-    if value < 0:
-        raise ValueError(f"raw file header {key!r} is negative")
-    return value
-
-
-# ---------------------------------------------------------------------------------------
-# checks shared by both ways of running
-# ---------------------------------------------------------------------------------------
-
-def check_vectors(vectors):
-    """Validated lower-case vector names (``v(node)``, ``i(vsource)``, ``time``), or None."""
-    if vectors is None:
-        return None
-    if isinstance(vectors, str):
-        vectors = [vectors]
-    out = []
-    for v in vectors:
-        if not isinstance(v, str):
-            raise TypeError("vector names must be strings")
-        s = v.strip().lower()
-        if not _VECTOR.fullmatch(s):
-            raise ValueError(f"vector name {v!r} must look like v(node) or i(vsource)")
-        out.append(s)
-    if not out:
-        raise ValueError("vectors must not be empty")
-    return out
-
-
-def _strip_end(deck: str) -> str:
-    lines = deck.rstrip().splitlines()
-    while lines and lines[-1].strip().lower() in (".end", ""):
-        lines.pop()
-    return "\n".join(lines)
-
-
-def _with_retry_options(deck: str, level: int) -> str:
-    """The deck without its ``.end``, plus the options of retry ``level`` (0: none)."""
-    body = _strip_end(deck)
-    if level == 1:
-        body += "\n.options gminsteps=200 srcsteps=200 itl1=1000 itl2=1000"
-    elif level >= 2:
-        body += ("\n.options gminsteps=1000 srcsteps=1000 itl1=5000 itl2=5000 gmin=1e-10 "
-                 "reltol=1e-5")
-    return body + "\n"
-
-
-def _log_failed(log: str) -> str | None:
-    low = log.lower()
-    recovered = "transient op finished successfully" in low
-    for p in _FAIL_PATTERNS:
-        if recovered and p in _RECOVERABLE:
-            continue
-        if p in low:
-            for line in log.splitlines():
-                if p in line.lower():
-                    return line.strip()
-            return p
-    return None
-
-
-def _result_problem(vectors: dict, wanted, analysis: str, points: int | None) -> str | None:
-    """Why a set of returned vectors is not a usable result (None if it is).
-
-    Every wanted vector must be present; all must have the same length, 1 for ``op`` and
-    ``points`` when given; every value must be finite.
-    """
-    if wanted is not None:
-        missing = [v for v in wanted if v not in vectors]
-        if missing:
-            return f"ngspice returned no vector(s) {missing}"
-    if not vectors:
-        return "ngspice returned no vectors"
-    lengths = {k: np.asarray(v).size for k, v in vectors.items()}
-    expected = 1 if analysis == "op" else points
-    if expected is not None:
-        wrong = {k: n for k, n in lengths.items() if n != expected}
-        if wrong:
-            name, n = next(iter(wrong.items()))
-            return (f"ngspice returned {n} point(s) of {name} where {expected} were expected "
-                    f"(wrong point count)")
-    elif len(set(lengths.values())) != 1 or min(lengths.values()) < 1:
-        return f"ngspice returned vectors of unequal or zero length {sorted(set(lengths.values()))}"
-    for k, v in vectors.items():
-        bad = ~np.isfinite(np.asarray(v, dtype=np.float64))
-        if bad.any():
-            return (f"ngspice returned non-finite values ({np.asarray(v)[bad][0]!r}) in {k} "
-                    f"at {int(bad.sum())} of {bad.size} point(s)")
-    return None
-
-
-def _keep_failure(message, deck_text, log_text, failed_dir) -> SpiceError:
-    """Write the deck and log to a new folder under ``failed_dir``; the error naming them."""
-    base = Path(failed_dir) if failed_dir is not None else default_cache_dir() / "failed"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = base / f"{stamp}-{uuid.uuid4().hex[:8]}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        deck_path, log_path = folder / "deck.cir", folder / "ngspice.log"
-        deck_path.write_text(deck_text)
-        log_path.write_text(log_text if log_text.strip() else
-                            f"(ngspice printed nothing)\n{message}\n")
-    except OSError as exc:
-        return SpiceError(f"{message} (the deck and log could not be kept in {base}: {exc})")
-    return SpiceError(message, deck=str(deck_path), log=str(log_path))
-
-
-def _positive_timeout(timeout) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) \
-            or not timeout > 0 or not math.isfinite(timeout):
-        raise ValueError(f"timeout must be a positive finite number of seconds, got {timeout!r}")
-    return float(timeout)
-
-
-def _check_analysis(deck: str, analysis: str) -> None:
-    if analysis not in _ANALYSIS_CARDS:
-        raise ValueError(f"analysis must be one of {sorted(_ANALYSIS_CARDS)}, got {analysis!r}")
-    cards = [ln.split()[0].lower() for ln in deck.splitlines()
-             if ln.strip().startswith(".")
-             and ln.split()[0].lower() in (".op", ".tran", ".dc", ".ac", ".noise", ".tf",
-                                           ".pz", ".sens", ".disto", ".pss", ".sp")]
-    card = _ANALYSIS_CARDS[analysis]
-    if cards != [card]:
-        raise ValueError(f"the deck must contain exactly one analysis card {card} "
-                         f"(found {cards})")
-
-
-# ---------------------------------------------------------------------------------------
-# the shared library, bound with ctypes
-# ---------------------------------------------------------------------------------------
-
-class _VectorInfo(ctypes.Structure):
-    _fields_ = [("v_name", ctypes.c_char_p), ("v_type", ctypes.c_int),
-                ("v_flags", ctypes.c_short), ("v_realdata", ctypes.POINTER(ctypes.c_double)),
-                ("v_compdata", ctypes.c_void_p), ("v_length", ctypes.c_int)]
-
-
-_SendChar = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p)
-_ControlledExit = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_bool, ctypes.c_bool,
-                                   ctypes.c_int, ctypes.c_void_p)
-_BGThreadRunning = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_bool, ctypes.c_int, ctypes.c_void_p)
-
-
-class _SharedLibrary:
-    """libngspice loaded in this process (sharedspice.h API); used under the engine's lock."""
-
-    def __init__(self, path: str):
-        lib = ctypes.CDLL(path)
-        lib.ngSpice_Init.restype = ctypes.c_int
-        lib.ngSpice_Init.argtypes = [_SendChar, _SendChar, _ControlledExit, ctypes.c_void_p,
-                                     ctypes.c_void_p, _BGThreadRunning, ctypes.c_void_p]
-        lib.ngSpice_Command.restype = ctypes.c_int
-        lib.ngSpice_Command.argtypes = [ctypes.c_char_p]
-        lib.ngSpice_Circ.restype = ctypes.c_int
-        lib.ngSpice_Circ.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
-        lib.ngGet_Vec_Info.restype = ctypes.POINTER(_VectorInfo)
-        lib.ngGet_Vec_Info.argtypes = [ctypes.c_char_p]
-        lib.ngSpice_CurPlot.restype = ctypes.c_char_p
-        lib.ngSpice_AllVecs.restype = ctypes.POINTER(ctypes.c_char_p)
-        lib.ngSpice_AllVecs.argtypes = [ctypes.c_char_p]
-        lib.ngSpice_running.restype = ctypes.c_bool
-        self._lib = lib
-        self._out: list[str] = []
-        self._out_lock = threading.Lock()
-        self._bg_done = threading.Event()
-        self.exited = False
-        # the callbacks must stay referenced as long as the library may call them
-        self._callbacks = (_SendChar(self._on_output), _SendChar(self._on_status),
-                           _ControlledExit(self._on_exit), _BGThreadRunning(self._on_bg))
-        send_char, send_stat, exit_cb, bg_cb = self._callbacks
-        if lib.ngSpice_Init(send_char, send_stat, exit_cb, None, None, bg_cb, None) != 0:
-            raise OSError("ngSpice_Init failed")
-
-    # callbacks (run in ngspice's threads)
-    def _on_output(self, text, ident, user):
-        line = (text or b"").decode("utf-8", "replace")
-        for prefix in ("stdout ", "stderr "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-        with self._out_lock:
-            self._out.append(line)
-        return 0
-
-    def _on_status(self, text, ident, user):
-        return 0
-
-    def _on_exit(self, status, immediate, quit_exit, ident, user):
-        self.exited = True      # ngspice wants to unload: the engine stops using it
-        return 0
-
-    def _on_bg(self, not_running, ident, user):
-        # called with False when the background thread starts, True just before it ends
-        if not_running:
-            self._bg_done.set()
-        return 0
-
-    # commands
-    def take_output(self) -> str:
-        with self._out_lock:
-            out, self._out = self._out, []
-        return "\n".join(out)
-
-    def command(self, text: str) -> str:
-        self._lib.ngSpice_Command(text.encode("ascii"))
-        return self.take_output()
-
-    def load(self, deck: str) -> str:
-        """Hand the (already checked) deck to ngspice, replacing the last one; the log."""
-        self.command("destroy all")
-        self.command("remcirc")
-        lines = [ln.encode("utf-8") for ln in deck.splitlines() if ln.strip()]
-        arr = (ctypes.c_char_p * (len(lines) + 1))(*lines, None)
-        self._lib.ngSpice_Circ(arr)
-        return self.take_output()
-
-    def unload(self) -> None:
-        self.command("destroy all")
-        self.command("remcirc")
-
-    def background(self, command: str, timeout: float) -> tuple[str, bool]:
-        """Run ``command`` in ngspice's background thread; (log, timed out)."""
-        self._bg_done.clear()
-        log = self.command(f"bg_{command}")
-        t0 = time.monotonic()
-        # Wait for the thread's own "ended" callback, not only ngSpice_running(): touching
-        # the circuit while the thread is still unwinding crashes libngspice.
-        while not self._bg_done.wait(0.0005) or self._lib.ngSpice_running():
-            if time.monotonic() - t0 > timeout:
-                log += "\n" + self.command("bg_halt")
-                self._bg_done.wait(10)
-                t1 = time.monotonic()
-                while self._lib.ngSpice_running() and time.monotonic() - t1 < 10:
-                    time.sleep(0.01)
-                time.sleep(0.002)
-                return log + self.take_output() + f"\n*** halted after timeout={timeout} s\n", True
-        time.sleep(0)  # let the thread return from the callback
-        return log + "\n" + self.take_output(), False
-
-    def vector(self, name: str):
-        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
-        if not info or not info.contents.v_realdata:
-            return None
-        n = int(info.contents.v_length)
-        if n <= 0:
-            return np.empty(0)
-        return np.ctypeslib.as_array(info.contents.v_realdata, shape=(n,)).copy()
-
-    def all_vectors(self) -> dict:
-        plot = self._lib.ngSpice_CurPlot() or b""
-        names = self._lib.ngSpice_AllVecs(plot)
-        out = {}
-        k = 0
-        while names and names[k] is not None:
-            raw = names[k].decode()
-            k += 1
-            low = raw.lower()
-            if low.endswith("#branch"):
-                key = f"i({low[:-7]})"
-            elif low == "v-sweep":
-                key = "v(v-sweep)"
-            elif low == "time" or low.startswith(("v(", "i(")):
-                key = low
-            else:
-                key = f"v({low})"
-            vec = self.vector(f"{plot.decode()}.{raw}")
-            if vec is not None:
-                out[key] = vec
-        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -506,7 +119,7 @@ class NgspiceEngine:
         self._lock = threading.RLock()
         self._info: NgspiceInfo | None = None
         self._warned = False
-        self._shared: _SharedLibrary | None = None
+        self._shared: SharedLibrary | None = None
         self._shared_error: str | None = None
         self._owner = None
         self._owner_yields = False
@@ -553,7 +166,7 @@ class NgspiceEngine:
             klu = "compiled with klu" in text.lower()
             line = next((ln.strip("* ").strip() for ln in text.splitlines()
                          if "ngspice-" in ln), f"ngspice-{version}")
-            self._info = NgspiceInfo(exe, self._library or _find_library(), version, line, klu)
+            self._info = NgspiceInfo(exe, self._library or find_library(), version, line, klu)
             if (version < 46 or not klu) and not self._warned:
                 self._warned = True
                 warnings.warn(
@@ -565,7 +178,7 @@ class NgspiceEngine:
             return self._info
 
     # -- the shared library ----------------------------------------------------------------
-    def _load_shared(self) -> _SharedLibrary | None:
+    def _load_shared(self) -> SharedLibrary | None:
         """The loaded library, or None when it cannot be used (reason in _shared_error)."""
         if self._shared is not None and self._shared.exited:
             self._shared, self._shared_error = None, "libngspice asked to exit"
@@ -579,7 +192,7 @@ class NgspiceEngine:
             self._shared_error = "libngspice not found (set NGSPICE_LIBRARY_PATH)"
             return None
         try:
-            self._shared = _SharedLibrary(path)
+            self._shared = SharedLibrary(path)
         except (OSError, AttributeError) as exc:  # not loadable or not libngspice
             self._shared_error = f"{path}: {type(exc).__name__}: {exc}"
         return self._shared
@@ -595,7 +208,7 @@ class NgspiceEngine:
             return self._load_shared() is not None and (self._owner is None
                                                         or self._owner_yields)
 
-    def acquire(self, owner, yields: bool = False) -> _SharedLibrary:
+    def acquire(self, owner, yields: bool = False) -> SharedLibrary:
         """Make ``owner`` the holder of the shared library (call under no other lock).
 
         A yielding holder is told (``holder.on_yield()``) and loses it; a holder that does
@@ -651,12 +264,12 @@ class NgspiceEngine:
         Relative ``.include`` paths are resolved from the current folder.
         """
         full_deck = resolve_deck(deck)
-        _check_analysis(full_deck, analysis)
+        check_analysis(full_deck, analysis)
         vectors = check_vectors(vectors)
-        scale = _SCALES[analysis]
+        scale = ANALYSIS_SCALES[analysis]
         if vectors is not None and scale is not None and scale not in vectors:
             vectors = [scale] + vectors
-        timeout = _positive_timeout(timeout)
+        timeout = positive_timeout(timeout)
         if points is not None and (isinstance(points, bool) or not isinstance(
                 points, numbers.Integral) or points < 1):
             raise ValueError(f"points must be a positive integer, got {points!r}")
@@ -667,12 +280,12 @@ class NgspiceEngine:
         attempts = []
         for level in range(retries + 1):
             left = max(t_end - time.monotonic(), 1e-3)
-            text = _with_retry_options(full_deck, level)
+            text = with_retry_options(full_deck, level)
             if eng == "shared":
                 res = self._run_shared(text, vectors, left)
             else:
                 res = self._run_subprocess(text, vectors, left, workdir)
-            problem = res.problem or _result_problem(res.vectors, vectors, analysis, points)
+            problem = res.problem or result_problem(res.vectors, vectors, analysis, points)
             if problem is None:
                 keep = None if vectors is None else set(vectors)
                 return {k: np.asarray(v, dtype=np.float64) for k, v in res.vectors.items()
@@ -688,12 +301,12 @@ class NgspiceEngine:
         if len(attempts) > 1:
             log = "\n".join(f"===== attempt {lv} (retry level {lv}): {pb}\n{r.log}"
                             for lv, pb, r in attempts)
-        raise _keep_failure(msg, res.deck, log, failed_dir)
+        raise keep_failure(msg, res.deck, log, failed_dir)
 
     def _run_subprocess(self, deck, vectors, timeout, workdir) -> RunResult:
         info = self.info()
         vec = " ".join(vectors) if vectors else ""
-        full = (_strip_end(deck) + "\n.control\nset filetype=ascii\nset noaskquit\nrun\n"
+        full = (strip_end(deck) + "\n.control\nset filetype=ascii\nset noaskquit\nrun\n"
                 + f"write result.raw {vec}".rstrip() + "\nquit\n.endc\n.end\n")
         tmp = Path(tempfile.mkdtemp(prefix="cosim-ngspice-", dir=workdir))
         try:
@@ -714,7 +327,7 @@ class NgspiceEngine:
             finally:
                 _kill_group(proc)   # children left behind by a finished ngspice, too
             log = _decode(out) + ("\n--- stderr ---\n" + _decode(err) if err else "")
-            problem = _log_failed(log)
+            problem = log_failed(log)
             if proc.returncode != 0:
                 problem = problem or f"ngspice exited with status {proc.returncode}"
             raw = tmp / "result.raw"
@@ -733,7 +346,7 @@ class NgspiceEngine:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _run_shared(self, deck, vectors, timeout) -> RunResult:
-        full = _strip_end(deck) + "\n.end\n"
+        full = strip_end(deck) + "\n.end\n"
         token = object()
         with self._lock:
             lib = self.acquire(token)
@@ -747,7 +360,7 @@ class NgspiceEngine:
         log = ""
         if load:
             log = lib.load(deck)
-            problem = _log_failed(log)
+            problem = log_failed(log)
             if problem is not None:
                 return RunResult(None, deck, log, f"ngspice rejected the deck: {problem}")
         lib.command("destroy all")      # drop the plots of the last run
@@ -756,7 +369,7 @@ class NgspiceEngine:
         log += "\n" + runlog
         if timed_out:
             return RunResult(None, deck, log, f"ngspice timed out after {timeout} s (halted)")
-        problem = _log_failed(runlog)
+        problem = log_failed(runlog)
         if problem is not None:
             return RunResult(None, deck, log, problem)
         if vectors is None:
@@ -783,17 +396,6 @@ def _kill_group(proc) -> None:
         pass
 
 
-def _find_library() -> str | None:
-    env = os.environ.get("NGSPICE_LIBRARY_PATH")
-    if env and Path(env).is_file():
-        return env
-    for cand in _LIB_CANDIDATES:
-        if Path(cand).is_file():
-            return cand
-    return ctypes.util.find_library("ngspice")
-
-
-#: The process's engine, used by the module functions below.
 ENGINE = NgspiceEngine()
 
 
@@ -864,25 +466,25 @@ class NgspiceSession:
         self._engine = ngspice or ENGINE
         self._lib = None
         full = resolve_deck(deck)
-        _check_analysis(full, "op")
+        check_analysis(full, "op")
         self.vectors = check_vectors(vectors) or sorted(
             {f"i({m.lower()})" for m in re.findall(r"^\s*(vsense\d+)\s", full, re.I | re.M)},
             key=lambda s: int(re.sub(r"\D", "", s)))
         if not self.vectors:
             raise ValueError("no vectors to read: give vectors=...")
-        self.timeout = _positive_timeout(timeout)
+        self.timeout = positive_timeout(timeout)
         self.failed_dir = failed_dir
         self._sources = {m.lower() for m in re.findall(r"^\s*(v[a-z0-9_]+)\s", full,
                                                         re.I | re.M)}
-        self._deck = _strip_end(full) + "\n.end\n"
+        self._deck = strip_end(full) + "\n.end\n"
         self._engine.info()
         with self._engine._lock:
             lib = self._engine.acquire(self, yields=yields)
             log = lib.load(self._deck)
-            problem = _log_failed(log)
+            problem = log_failed(log)
             if problem is not None:
                 self._engine.release(self)
-                raise _keep_failure(f"ngspice rejected the session deck: {problem}",
+                raise keep_failure(f"ngspice rejected the session deck: {problem}",
                                     self._deck, log, failed_dir)
             self._lib = lib
 
@@ -918,9 +520,9 @@ class NgspiceSession:
             self._check_open()
             res = self._engine._analyse(self._lib, self._deck, self.vectors, self.timeout,
                                         load=False)
-            problem = res.problem or _result_problem(res.vectors, self.vectors, "op", 1)
+            problem = res.problem or result_problem(res.vectors, self.vectors, "op", 1)
             if problem is not None:
-                raise _keep_failure(f"ngspice op failed in session: {problem}", self._deck,
+                raise keep_failure(f"ngspice op failed in session: {problem}", self._deck,
                                     res.log, self.failed_dir)
         return res.vectors
 
