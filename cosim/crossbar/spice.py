@@ -36,6 +36,7 @@ import numpy as np
 from ..spice import netlist
 from ..spice.cache import SpiceCache, cached_run_dc
 from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
+from ..spice.results import positive_timeout
 from .compact import Compact
 
 __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processes"]
@@ -73,9 +74,7 @@ class Spice(Compact):
         if engine not in ("auto", "shared", "subprocess"):
             raise ValueError(f"engine must be 'auto', 'shared' or 'subprocess', got {engine!r}")
         self.engine = engine
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.timeout = float(timeout)
+        self.timeout = positive_timeout(timeout)
         self.stats["spice_analyses"] = 0
 
     def __getstate__(self):

@@ -26,7 +26,8 @@ from .ngspice import (ENGINE, NgspiceEngine, NgspiceInfo, NgspiceSession, find_n
 
 __all__ = [
     "DEFAULT_LIBRARY", "DEFAULT_PARAMS", "PARAM_NAMES", "check_deck_safe", "crossbar_deck",
-    "sense_vectors", "state_vector", "ENGINE", "NgspiceEngine", "NgspiceInfo", "NgspiceSession", "find_ngspice",
+    "sense_vectors", "state_vector", "ENGINE", "NgspiceEngine", "NgspiceInfo",
+    "NgspiceSession", "find_ngspice",
     "ngspice_calls", "parse_raw", "run_analysis", "run_dc", "run_op", "run_tran",
     "shared_available", "SpiceCache", "cached_run", "cached_run_dc", "cached_run_op",
     "cached_run_tran",
