@@ -2,11 +2,10 @@
 device parameters and netlist paths.
 
 Each case asserts the error type, that the message names the problem, and that nothing was
-written outside the test's own folder (the ``sandbox`` fixture: the current folder, the
-cache, the failure folder and the system temp folder are watched).
+written outside the test's own folder (the ``sandbox`` fixture: the current folder and a
+temp folder of the test's own are watched; the cache and failure folders are the test's).
 """
 
-import os
 import random
 import stat
 import tempfile
@@ -33,7 +32,9 @@ def sandbox(tmp_path, monkeypatch):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    before = set(os.listdir(tempfile.gettempdir()))
+    tmp = tmp_path / "tmp"          # this test's own system temp folder
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     box = type("Sandbox", (), {})()
     box.root, box.cwd = tmp_path, cwd
     box.target = tmp_path / "pwned"            # what an injected shell command would create
@@ -41,8 +42,7 @@ def sandbox(tmp_path, monkeypatch):
     yield box
     assert not box.target.exists(), "an injected command ran"
     assert list(cwd.iterdir()) == [], "files written to the current folder"
-    leaked = {n for n in set(os.listdir(tempfile.gettempdir())) - before
-              if n.startswith("cosim")}
+    leaked = list(tmp.iterdir())
     assert not leaked, f"temporary files left behind: {leaked}"
 
 
