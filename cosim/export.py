@@ -18,7 +18,7 @@ delay slice, each tile of a tiled matrix) is written with its programmed device 
 * ``DIR/manifest.json``: per deck, the matrix, delay, tile rows/columns, the input vector of
   the chosen step and the mapping; ``DIR/README.md`` says how to run and read them.
 
-Inputs of an array at step S (EQUATIONS.md §1, §3): input slice d reads x[S-d+1], recurrent
+Inputs of an array at step S (docs/equations.md): input slice d reads x[S-d+1], recurrent
 slice d reads z[S-d], the readout reads z[S] (zeros before the start).
 """
 

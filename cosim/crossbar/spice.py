@@ -2,8 +2,8 @@
 
 Same constructor arguments, mapping, device states and protocol as ``Compact``; only the
 solve differs: every read is an ngspice analysis of the deck written by
-``cosim.spice.netlist.crossbar_deck`` (topology of EQUATIONS.md §5, gate lines of
-DEVICE.md). The cheapest exact way is used for each kind of read, and measured in
+``cosim.spice.netlist.crossbar_deck`` (topology of docs/array.md, gate lines of
+docs/device.md). The cheapest exact way is used for each kind of read, and measured in
 ``benchmarks/bench_spice.py``:
 
 * ``read="linear"``: the circuit is linear, so one ``.dc`` batch analysis with the R unit

@@ -3,7 +3,7 @@
 * ``mos2_memtransistor.toml``: the default device card -- the one source of the default
   device parameters (:func:`default_parameters`).
 * ``memtransistor.lib``: the ngspice subcircuits of the compact model (same equations as
-  :mod:`cosim.devices.memtransistor`, docs/DEVICE.md); decks include it, and
+  :mod:`cosim.devices.memtransistor`, docs/device.md); decks include it, and
   ``cosim netlist`` copies it next to the decks it writes.
 """
 

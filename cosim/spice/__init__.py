@@ -3,7 +3,7 @@
 A leaf package: it knows arrays of cells, voltages and ngspice -- nothing of networks,
 neurons or learning.
 
-- :mod:`cosim.spice.netlist`: :func:`crossbar_deck` (EQUATIONS.md section 5 topology) from
+- :mod:`cosim.spice.netlist`: :func:`crossbar_deck` (docs/array.md topology) from
   a stimulus (:mod:`~cosim.spice.stimuli`: ``.op``, ``.tran`` PWL, ``.dc`` batch) and a cell
   writer (resistor / memtransistor cells, the device card once per deck);
   :mod:`~cosim.spice.deck_text`: exact numbers, safe ``.include`` and comment lines.

@@ -1,4 +1,4 @@
-"""ngspice deck writer for crossbar arrays (docs/EQUATIONS.md section 5, docs/DEVICE.md).
+"""ngspice deck writer for crossbar arrays (docs/array.md: topology; docs/device.md: the cell).
 
 This module knows arrays of cells, voltages and wire resistances -- nothing of networks,
 neurons or learning.  Every number that reaches a deck is validated finite and written
@@ -28,7 +28,7 @@ Topology (badcrossbar convention), R word lines x C bit lines::
     Vg<i> : g<i> -- 0             gate line of row i (no IR drop: gates draw no DC current)
 
 ``i(vsense<j>)`` is the current flowing from the bit line into the sense node (positive
-for positive word-line voltages), i.e. the column output current I_j of EQUATIONS.md.
+for positive word-line voltages), i.e. the column output current I_j of docs/array.md.
 A segment with resistance 0 is written as a 0 V source (ngspice rejects 0 Ohm resistors).
 
 Precision: ngspice re-prints a number written inside a B-source expression with 11
@@ -289,7 +289,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                   model_library=None, include_relative_to=None,
                   header: dict | None = None, expected_currents=None,
                   title: str = "cosim crossbar") -> str:
-    """Write an ngspice deck of an R x C crossbar (EQUATIONS.md section 5).
+    """Write an ngspice deck of an R x C crossbar (topology of docs/array.md).
 
     Cells (exactly one of):
       conductances : (R, C) siemens, >= 0 -> plain resistor cells ("linear" read);
