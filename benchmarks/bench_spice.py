@@ -1,7 +1,7 @@
 """Spice backend: agreement with Compact, per-timestep cost vs a fresh `ngspice -b` per step,
 cache hits, and identical spike rasters of a trained digits SRNN.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_spice.py [--skip-raster]
+    OMP_NUM_THREADS=1 python benchmarks/bench_spice.py [--skip-raster] [--workers K] [--parts 1,4]
 
 1. Agreement: 16×16 to 64×64 random weights (physical arrays R × 2C), random binary inputs,
    1 Ω and 10 Ω segments, linear and memtransistor (nonlinear) reads: max relative
@@ -13,6 +13,9 @@ cache hits, and identical spike rasters of a trained digits SRNN.
        feed-forward layer in one .dc analysis, (d) nonlinear read, one call per step (a
        recurrent layer: one circuit loaded in ngspice, sources altered, op rerun), (e) the same run again on a new backend object: disk-cache hits,
        counting ngspice calls.
+4. Samples over worker processes: an SRNN on Spice arrays (nonlinear read, no cache) runs
+   independent samples in this process and over K workers (``map_in_processes``, one ngspice
+   per worker); cost per timestep against fresh ``ngspice -b`` decks of all its arrays.
 3. Raster: a small digits SRNN trained with BPTT, 5 test samples × 50 steps, nonlinear read,
    1 Ω segments: spike rasters of Compact and Spice compared entry by entry.
 """
@@ -41,11 +44,15 @@ def agreement(cache):
                 rng = np.random.default_rng(n * 10 + int(r))
                 W = rng.normal(size=(n, n))
                 x = (rng.random((5, n)) < 0.5).astype(float)
-                c = Compact(r_word=r, r_bit=r, read=read)
                 s = Spice(r_word=r, r_bit=r, read=read, cache=cache)
-                c.program(W)
                 s.program(W)
-                i_c, i_s = c.bitline_currents(x), s.bitline_currents(x)
+                i_s = s.bitline_currents(x)
+                i_c = []
+                for pattern in x:   # each from the default start (no warm start)
+                    c = Compact(r_word=r, r_bit=r, read=read)
+                    c.program(W)
+                    i_c.append(c.bitline_currents(pattern))
+                i_c = np.array(i_c)
                 row.append(f"{read} {np.abs(i_s - i_c).max() / np.abs(i_c).max():.1e}")
             print(f"   {n:3d}x{n:<3d} (x{2 * n} devices) r = {r:4.1f} ohm: " + ", ".join(row))
 
@@ -103,6 +110,45 @@ def per_step_cost(cache_dir):
           f"ngspice calls made: {ngspice.ngspice_calls() - calls}")
 
 
+def pool(cache_dir, workers=2, samples=4, steps=20):
+    """Independent samples of a Spice-backed SRNN over worker processes (one ngspice each)."""
+    from cosim.crossbar import Spice
+    from cosim.crossbar.spice import array_deck, map_in_processes
+    from cosim.export import physical_arrays
+    from cosim.network import SRNN
+    from cosim.spice import ngspice
+    from cosim.spice.netlist import sense_vectors
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((samples, steps, 64)) < 0.3).astype(float)
+    net = SRNN(64, 32, 10, neuron="alif", n_adaptive=16, seed=0,
+               crossbar=Spice(read="nonlinear", cache=False))
+    print(f"4. SRNN(64, 32, 10) on Spice arrays, nonlinear read, no cache: {samples} samples x "
+          f"{steps} steps, in this process and over {workers} worker processes")
+    # the naive way: every array of one step as a fresh deck in `ngspice -b`
+    t0 = time.perf_counter()
+    for name, matrix, delay, rows, cols, backend in physical_arrays(net):
+        deck = array_deck(backend, v_word=backend.v_read * x[0, 0, :rows.stop - rows.start]
+                          if matrix == "in" else np.full(rows.stop - rows.start, backend.v_read))
+        ngspice.run_op(deck, sense_vectors(backend.states.shape[1]), engine="subprocess")
+    naive = time.perf_counter() - t0
+    print(f"   fresh decks of the {len(physical_arrays(net))} arrays in `ngspice -b`: "
+          f"{naive * 1e3:8.1f} ms per step")
+    t0 = time.perf_counter()
+    for k in range(samples):
+        net.run(x[k:k + 1])
+    here = (time.perf_counter() - t0) / (samples * steps)
+    print(f"   in this process:        {here * 1e3:8.1f} ms per step ({naive / here:5.1f}x faster "
+          f"than fresh decks)")
+    # a fresh copy of the arrays: no pattern seen above is in its in-memory cache
+    fresh = net.with_crossbar(Spice(read="nonlinear", cache=False))
+    t0 = time.perf_counter()
+    map_in_processes(fresh.run, [x[k:k + 1] for k in range(samples)], workers=workers)
+    there = (time.perf_counter() - t0) / (samples * steps)
+    print(f"   {workers} worker processes:     {there * 1e3:8.1f} ms per step ({naive / there:5.1f}x "
+          f"faster than fresh decks; {here / there:.2f}x the single process, start-up included)")
+
+
 def raster(cache):
     from cosim import Model
     from cosim.crossbar import Compact, Spice
@@ -131,14 +177,21 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-raster", action="store_true")
+    parser.add_argument("--parts", default="1,2,3,4", help="parts to run (default 1,2,3,4)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes in part 4")
     args = parser.parse_args()
     info = find_ngspice()
-    print(f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; ngspice {info.version}, "
-          f"KLU {info.klu}")
+    print(f"threads: OMP/OPENBLAS/MKL_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; ngspice "
+          f"{info.version}, KLU {info.klu}; {os.cpu_count()} CPUs")
+    parts = {p.strip() for p in args.parts.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
-        agreement(tmp)
-        per_step_cost(tmp)
-        if not args.skip_raster:
+        if "1" in parts:
+            agreement(tmp)
+        if "2" in parts:
+            per_step_cost(tmp)
+        if "4" in parts:
+            pool(tmp, workers=args.workers)
+        if "3" in parts and not args.skip_raster:
             raster(tmp)
     return 0
 

@@ -13,21 +13,27 @@ Run:  .venv/bin/python benchmarks/bench_spice_runner.py [n] [K]
 
 from __future__ import annotations
 
-import sys
-import tempfile
-import time
+import os
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
 
-from cosim.spice.cache import SpiceCache, cached_run_op
-from cosim.spice.netlist import crossbar_deck, sense_vectors
-from cosim.spice.ngspice import (NgspiceSession, find_ngspice, ngspice_calls, run_dc,
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from cosim.spice.cache import SpiceCache, cached_run_op  # noqa: E402
+from cosim.spice.netlist import crossbar_deck, sense_vectors  # noqa: E402
+from cosim.spice.ngspice import (NgspiceSession, find_ngspice, ngspice_calls, run_dc,  # noqa: E402
                                  run_op, run_tran, shared_available)
 
 
 def main(n: int = 64, K: int = 10, seed: int = 0) -> dict:
     info = find_ngspice()
-    print(f"{info.version_string}, KLU: {info.klu}, shared library: {info.library}")
+    print(f"threads: OMP/OPENBLAS/MKL_NUM_THREADS=1; {info.version_string}, KLU: {info.klu}, "
+          f"shared library: {info.library}")
     rng = np.random.default_rng(seed)
     W = rng.uniform(0, 1, (n, n))
     X = rng.integers(0, 2, (K, n)) * 0.1

@@ -41,3 +41,7 @@ class SpiceError(CosimError):
 
 class NgspiceNotFoundError(SpiceError):
     """No ngspice executable or shared library could be found."""
+
+
+class UnsafeDeckError(CosimError, ValueError):
+    """A deck, or a file it includes, holds lines ngspice would execute or read unchecked."""

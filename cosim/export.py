@@ -5,16 +5,20 @@ delay slice, each tile of a tiled matrix) is written with its programmed device 
 
 * ``DIR/<array>.cir``: ``.op`` of one chosen timestep of one chosen sample, the word lines
   driven by that step's spikes (V_read per spike). It runs unchanged in plain
-  ``ngspice -b <array>.cir`` (the operating point, including ``vsense<j>#branch``, is
-  printed); ``DIR/expected_currents.json`` maps each deck's file name to the sense currents
+  ``ngspice -b <array>.cir`` (the operating point, including ``vsense<j>#branch`` and the
+  deviation ``dev<j>`` of each current from cosim's prediction, is printed: see
+  :func:`cosim.spice.netlist.crossbar_deck`, ``expected_currents``);
+  ``DIR/expected_currents.json`` maps each deck's file name to the sense currents
   (amperes, column order) that cosim's compact backend predicts for that step.
+* ``DIR/memtransistor.lib``: the cell subcircuits, included by every deck by a relative
+  path: the folder is self-contained and runs from any working directory.
 * ``DIR/tran/<array>.cir``: ``.tran`` with PWL word-line sources replaying the sample's whole
   spike train (one timestep = ``step_time`` seconds); cells with a state node when the
   device relaxes (invtau > 0), else the fixed-state read cell (exact at read biases); run with ``ngspice -b -r out.raw tran/<array>.cir``.
 * ``DIR/manifest.json``: per deck, the matrix, delay, tile rows/columns, the input vector of
   the chosen step and the mapping; ``DIR/README.md`` says how to run and read them.
 
-Inputs of an array at step S (EQUATIONS.md §1, §3): input slice d reads x[S-d+1], recurrent
+Inputs of an array at step S (docs/equations.md): input slice d reads x[S-d+1], recurrent
 slice d reads z[S-d], the readout reads z[S] (zeros before the start).
 """
 
@@ -26,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from . import _validate as check
-from ._io import write_json, write_text
+from ._io import write_bytes, write_json, write_text
 from .crossbar import Compact, Ideal
 from .crossbar.spice import array_deck
+from .device_models import LIBRARY
 from .network import SRNN
 
 __all__ = ["physical_arrays", "array_input", "export_netlists"]
@@ -99,13 +104,14 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
     if step >= x.shape[1]:
         raise ValueError(f"step must be < {x.shape[1]} (timesteps), got {step}")
     step_time = check.positive("step_time", step_time)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out)
     record = net.run(x[sample:sample + 1])
     x_sample, z_sample = x[sample], record.z[0]
     steps = x.shape[1]
 
     expected, manifest, decks, tran_decks = {}, {}, [], []
+    # the folder is self-contained: the decks include this copy by a relative path
+    library = write_bytes(out / LIBRARY.name, LIBRARY.read_bytes())
     for name, matrix, delay, rows, cols, backend in physical_arrays(net):
         if isinstance(backend, Ideal):
             raise TypeError("the ideal backend has no circuit to write; give a physical crossbar")
@@ -113,14 +119,14 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
         v_word = backend.v_read * inputs
         where = (f"model array '{matrix}' (delay {delay}), weight rows {rows.start}..{rows.stop - 1}, "
                  f"weight columns {cols.start}..{cols.stop - 1}")
-        deck = array_deck(backend, v_word=v_word, include_relative_to=out, header={
+        currents = backend.bitline_currents(inputs)
+        deck = array_deck(backend, v_word=v_word, include_relative_to=out,
+                          model_library=library, expected_currents=currents, header={
             "model array": where,
             "stimulus": f".op of timestep {step} of sample {sample} (spikes x V_read on the word lines)",
-            "outputs": "i(Vsense<j>) = current into the sense node of bit line j (A)",
-            "run": f"ngspice -b {name}.cir  (prints the operating point)"})
+            "run": f"ngspice -b {name}.cir  (prints the operating point and v(dev<j>))"})
         path = write_text(out / f"{name}.cir", deck)
         decks.append(path)
-        currents = backend.bitline_currents(inputs)
         expected[path.name] = [float(c) for c in currents]
         manifest[path.name] = {"matrix": matrix, "delay": int(delay),
                                "weight_rows": [rows.start, rows.stop],
@@ -138,7 +144,7 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
             relaxes = bool(np.any(np.asarray(backend.array_device.params["invtau"]) > 0))
             tdeck = array_deck(backend, stimulus=(times, backend.v_read * series),
                                read_only=not relaxes, tstep=step_time / 20,
-                               include_relative_to=out / "tran",
+                               include_relative_to=out / "tran", model_library=library,
                                tstop=steps * step_time,
                                header={"model array": where,
                                        "stimulus": f".tran replaying sample {sample}: "
@@ -151,26 +157,48 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
     return {"decks": decks, "tran": tran_decks, "expected": expected, "manifest": manifest_path}
 
 
+def _output_folder(out) -> Path:
+    """``out`` as a folder that exists (created if needed); ValueError naming the problem."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"netlist output folder {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the netlist output folder {out}: "
+                         f"{exc.strerror or exc}") from None
+    return out
+
+
 def _readme(sample, step, step_time, names):
     listing = "\n".join(f"- `{n}`" for n in names)
     return f"""# ngspice decks written by `cosim netlist`
 
-One deck per physical crossbar array of the model, with the programmed device states.
+One deck per physical crossbar array of the model, with the programmed device states. The
+folder is self-contained: every deck includes `memtransistor.lib` (the cell subcircuits,
+copied here) by a relative path, so the folder runs from any working directory, on any
+machine with ngspice (>= 39; tested with 46).
 
 - `*.cir`: `.op` of timestep {step} of sample {sample}. Run `ngspice -b <deck>.cir`; the
-  operating point is printed, `vsense<j>#branch` is the current (A) into the sense node of
-  bit line j. `expected_currents.json` holds cosim's compact-backend prediction of those
-  currents, in column order; they agree to about 1e-9 relative.
+  operating point is printed: `vsense<j>#branch` is the current (A) into the sense node of
+  bit line j (7 digits), and `dev<j>` is its deviation from cosim's prediction,
+  `dev<j> = (I_j - ie<j>) / iscale`, with `ie<j>` and `iscale` (the largest |ie|) written
+  in the deck with all 17 digits: `I_j = ie<j> + iscale * dev<j>` gives the current to
+  >= 12 significant digits. cosim's compact backend and ngspice agree to about 1e-10 of
+  the largest current or better (|dev<j>| <~ 1e-10); `expected_currents.json` holds the
+  same `ie<j>`.
 - `tran/*.cir`: `.tran` replaying the sample's spike train, {step_time!r} s per timestep.
   Run `ngspice -b -r out.raw tran/<deck>.cir` and read `i(vsense<j>)` from `out.raw`.
 - `manifest.json`: which weight matrix, delay slice and tile each deck holds, its input
   vector at the chosen step, and the weight mapping.
 
+Editing: the device card is one `.param` block near the top of each deck (e.g. change
+`g_max` there for every cell); the wire segment resistances are `.param rw`/`rb`; each
+cell line `X<i>_<j> ... cell w0=<state>` holds only that cell's programmed state.
+
 Node names: `w<i>_<j>` word line i at column j (drain), `b<i>_<j>` bit line j at row i
 (source), `g<i>` gate line i, `s<j>` sense node; sources `Vin<i>`, `Vg<i>`, `Vsense<j>`.
 Differential columns: bit line 2j carries G+ of output j, bit line 2j+1 carries G-.
-The cell subcircuits are in `device_models/memtransistor.lib`, included by a path relative to
-each deck: move the decks together with that file (or edit the `.include` line).
 
 Decks:
 {listing}

@@ -22,3 +22,24 @@ def require_ngspice():
         find_ngspice()
     except NgspiceNotFoundError:
         pytest.skip("ngspice is not installed (scripts/install_ngspice.sh installs it)")
+
+
+def printed_currents(stdout: str, deck_text: str):
+    """Sense currents from what plain ``ngspice -b deck.cir`` printed, to >= 12 digits.
+
+    An exported ``.op`` deck holds cosim's predictions ``ie<j>`` and ``iscale`` as
+    ``.param`` lines and prints ``dev<j> = (I_j - ie<j>) / iscale`` with the operating
+    point, so I_j = ie<j> + iscale * dev<j>.  Also returns the 7-digit ``vsense<j>#branch``.
+    """
+    import re
+
+    import numpy as np
+
+    params = dict(re.findall(r"^\.param (ie\d+|iscale) = (\S+)", deck_text, flags=re.M))
+    dev = dict(re.findall(r"^\s*dev(\d+)\s+(\S+)\s*$", stdout, flags=re.M))
+    shown = dict(re.findall(r"^\s*vsense(\d+)#branch\s+(\S+)", stdout, flags=re.M))
+    n = len(shown)
+    assert n > 0 and len(dev) == n, "ngspice printed no operating point"
+    scale = float(params["iscale"])
+    exact = np.array([float(params[f"ie{j}"]) + scale * float(dev[str(j)]) for j in range(n)])
+    return exact, np.array([float(shown[str(j)]) for j in range(n)])

@@ -1,7 +1,6 @@
 """`cosim netlist` end to end: the decks run unchanged in plain ngspice and reproduce cosim."""
 
 import json
-import re
 import subprocess
 
 import numpy as np
@@ -13,7 +12,7 @@ from cosim.data import load_digits
 from cosim.network import SRNN
 from cosim.spice import ngspice
 from cosim.spice.netlist import check_deck_safe
-from _spice import require_ngspice  # noqa: E402
+from _spice import printed_currents, require_ngspice  # noqa: E402
 
 pytestmark = pytest.mark.spice
 
@@ -65,14 +64,14 @@ def test_netlist_decks_reproduce_cosim_currents(tiny_model, tmp_path, capsys):
             assert np.abs(got).max() < 1e-15
             continue
         driven += 1
-        assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
-        # the operating point a plain `ngspice -b deck.cir` prints (7 digits) says the same
+        assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()
+        # what a plain `ngspice -b deck.cir` prints says the same, to >= 12 digits
         printed = subprocess.run(["ngspice", "-b", str(deck)], capture_output=True, text=True,
                                  timeout=300, cwd=tmp_path).stdout
-        values = dict(re.findall(r"^\s*vsense(\d+)#branch\s+(\S+)", printed, flags=re.M))
-        assert len(values) == n_cols
-        shown = np.array([float(values[str(j)]) for j in range(n_cols)])
-        assert np.abs(shown - want).max() <= 1e-6 * np.abs(want).max()
+        exact, shown = printed_currents(printed, text)
+        assert shown.size == n_cols
+        assert np.abs(shown - want).max() <= 1e-6 * np.abs(want).max()     # 7 digits
+        assert np.abs(exact - want).max() <= 1e-9 * np.abs(want).max()
     assert driven >= 2
 
 

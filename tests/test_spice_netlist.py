@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from cosim.spice.netlist import (DEFAULT_LIBRARY, check_deck_safe, crossbar_deck,
+from cosim.spice.netlist import (DEFAULT_LIBRARY, DEFAULT_PARAMS, check_deck_safe, crossbar_deck,
                                  sense_vectors)
 from cosim.spice.ngspice import run_dc, run_op, run_tran
 
@@ -237,7 +237,9 @@ def test_memtransistor_zero_wire_is_sum_of_device_currents_and_per_cell_params()
         deck = crossbar_deck(states=W, v_word=V, device_params={"g_max": g_max, "v_th": 0.4},
                              state_map=smap, options={"reltol": 1e-12, "vntol": 1e-12,
                                                       "abstol": 1e-20})
-        assert deck.count("v_th=0.4") == R * C
+        # the card once (v_th), what varies on every instance (g_max)
+        assert re.search(r"^\.param v_th = 0\.4\b", deck, re.M)
+        assert len(re.findall(r"^X\d+_\d+ .* cell w0=\S+ g_max=\S+$", deck, re.M)) == R * C
         r = run_op(deck, sense_vectors(C))
         m = Memtransistor(g_max=g_max, v_th=0.4, state_map=smap)
         ref = m.current(V[:, None], 3.0, W).sum(axis=0)  # default gate = v_gref = 3 V
@@ -260,7 +262,8 @@ def test_numbers_round_trip_and_node_names():
         for j in range(2):
             m = re.search(rf"^R{i}_{j} w{i}_{j} b{i}_{j} (\S+)$", deck, re.M)
             assert float(m.group(1)) == 1.0 / G[i, j]
-    assert re.search(r"^Rw0_1 w0_0 w0_1 (\S+)$", deck, re.M).group(1) == repr(1.0 / 3.0)
+    assert re.search(r"^Rw0_1 w0_0 w0_1 (\S+)$", deck, re.M).group(1) == "{rw}"
+    assert re.search(r"^\.param rw = (\S+) ", deck, re.M).group(1) == repr(1.0 / 3.0)
     # r_bit = 0: 0 V sources, never a 0-Ohm resistor
     assert re.search(r"^Vb2_1 b2_1 s1 DC 0$", deck, re.M)
     assert not re.search(r"^R\S+ \S+ \S+ 0(\.0)?$", deck, re.M)
@@ -276,14 +279,20 @@ def test_memtransistor_deck_structure():
     assert f'.include "{DEFAULT_LIBRARY}"' in deck
     assert "\n.options klu\n" in deck
     # gates on (3 V): the cheap gate-on read cell
-    assert re.search(r"^X1_0 w1_0 g1 b1_0 memtransistor_read_on w0=0.25$", deck, re.M)
+    assert re.search(r"^X1_0 w1_0 g1 b1_0 cell w0=0.25$", deck, re.M)
+    assert re.search(r"^X1 d g s memtransistor_read_on .*w0=\{w0\}$", deck, re.M)
     off = crossbar_deck(states=W, v_word=[0.1, 0.0], v_gate=[3.0, -2.0])
-    assert re.search(r"^X1_0 w1_0 g1 b1_0 memtransistor_read w0=0.25$", off, re.M)
+    assert re.search(r"^X1 d g s memtransistor_read .*w0=\{w0\}$", off, re.M)
     assert re.search(r"^Vg1 g1 0 DC 3.0$", deck, re.M)  # default gate = v_gref
     assert "* weights: W_in" in deck and "* scale: 2.5" in deck
     full = crossbar_deck(states=W, v_word=[0.1, 0.0], read_only=False, klu=False,
                          v_gate=[3.0, -2.0])
-    assert re.search(r"^X0_1 w0_1 g0 b0_1 memtransistor w0=1.0$", full, re.M)
+    assert re.search(r"^X0_1 w0_1 g0 b0_1 cell w0=1.0$", full, re.M)
+    assert re.search(r"^X1 d g s memtransistor .*w0=\{w0\}$", full, re.M)
+    # the device card once, with every parameter, in the default card's values
+    for name, value in DEFAULT_PARAMS.items():
+        assert len(re.findall(rf"^\.param {name} = {re.escape(repr(value))}\b", full,
+                              re.M)) == 1, name
     assert re.search(r"^Vg1 g1 0 DC -2.0$", full, re.M)
     assert ".options klu" not in full
 

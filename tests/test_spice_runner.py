@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import cosim.spice.ngspice as ngs
-from cosim.errors import NgspiceNotFoundError, SpiceError
+from cosim.errors import NgspiceNotFoundError, SpiceError, UnsafeDeckError
 from cosim.spice.cache import SpiceCache, cached_run_op
-from cosim.spice.netlist import DEFAULT_LIBRARY, crossbar_deck, sense_vectors
+from cosim.spice.netlist import DEFAULT_LIBRARY, crossbar_deck, sense_vectors, state_vector
 from cosim.spice.ngspice import (NgspiceSession, find_ngspice, ngspice_calls, parse_raw,
                                  run_op, run_tran)
 
@@ -54,13 +54,13 @@ def test_find_ngspice_reports_version_and_klu():
 
 def test_missing_ngspice_raises_with_install_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(ngs, "_info", None)
+    engine = ngs.NgspiceEngine()
     with pytest.raises(NgspiceNotFoundError) as exc:
-        find_ngspice(refresh=True)
+        engine.info()
     assert "install_ngspice.sh" in str(exc.value)
     assert isinstance(exc.value, SpiceError)
     with pytest.raises(NgspiceNotFoundError):
-        run_op(NO_SOLUTION, ["v(a)"])
+        run_op(NO_SOLUTION, ["v(a)"], ngspice=engine)
 
 
 def test_old_ngspice_without_klu_warns_once(tmp_path, monkeypatch):
@@ -68,15 +68,14 @@ def test_old_ngspice_without_klu_warns_once(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho '** ngspice-39 : Circuit level simulation program'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(ngs, "_info", None)
-    monkeypatch.setattr(ngs, "_warned", False)
+    engine = ngs.NgspiceEngine()
     with pytest.warns(RuntimeWarning, match="install_ngspice.sh") as rec:
-        info = find_ngspice(refresh=True)
+        info = engine.info()
     assert info.version == 39 and info.klu is False
     assert sum("install_ngspice" in str(w.message) for w in rec) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        find_ngspice(refresh=True)  # warned once only
+        engine.info(refresh=True)  # warned once only
 
 
 # ---------------------------------------------------------------------------------------
@@ -151,7 +150,7 @@ def test_timeout_kills_the_run_and_keeps_files(tmp_path, engine):
 
 @needs_spice
 def test_unsafe_decks_and_vector_names_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(UnsafeDeckError):
         run_op("* x\nR1 a 0 1\nV1 a 0 1\n.control\nshell touch /tmp/pwned\n.endc\n.op\n.end\n")
     with pytest.raises(ValueError):
         run_op(_small_deck(), ["i(vsense0) ; shell ls"])
@@ -259,15 +258,17 @@ def test_cache_hit_makes_no_ngspice_call_and_corruption_is_recovered(tmp_path):
     assert not list((tmp_path / "c").rglob("*.tmp"))
 
 
-def test_cache_detects_a_valid_zip_with_a_wrong_checksum(tmp_path):
+def test_cache_entry_with_a_changed_payload_is_a_miss(tmp_path):
     cache = SpiceCache(tmp_path)
     key = "ab" * 32
     cache.put(key, {"i(vsense0)": np.array([1.0])})
     assert cache.get(key)["i(vsense0)"][0] == 1.0
-    with np.load(cache.path(key)) as z:
-        payload = {k: z[k] for k in z.files}
-    payload["v0"] = np.array([2.0])  # payload changed, checksum not
-    np.savez(cache.path(key), **payload)
+    raw = cache.path(key).read_bytes()
+    # a different, valid payload behind the old checksum
+    other = tmp_path / "other"
+    SpiceCache(other).put(key, {"i(vsense0)": np.array([2.0])})
+    body = SpiceCache(other).path(key).read_bytes()
+    cache.path(key).write_bytes(raw[:raw.index(b"\n", 21) + 1] + body[body.index(b"\n", 21) + 1:])
     with pytest.warns(RuntimeWarning, match="corrupt"):
         assert cache.get(key) is None
     assert not cache.path(key).exists()
@@ -300,3 +301,61 @@ def test_default_cache_location(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert ngs.default_cache_dir() == tmp_path / "home" / ".cache" / "cosim" / "spice"
+
+
+# ---------------------------------------------------------------------------------------
+# the engine: shared library ownership, environment, state probes
+# ---------------------------------------------------------------------------------------
+
+@needs_spice
+def test_shared_library_loads_without_environment_or_warnings(tmp_path):
+    import subprocess
+    import sys
+    code = (
+        "import os, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "before = dict(os.environ)\n"
+        "from cosim.spice import ngspice as n\n"
+        "from cosim.spice.netlist import crossbar_deck, sense_vectors\n"
+        "assert n.shared_available(), n.ENGINE\n"
+        "deck = crossbar_deck(conductances=[[1e-5]], v_word=[0.1])\n"
+        "r = n.run_op(deck, sense_vectors(1), engine='shared')\n"
+        "assert dict(os.environ) == before\n"
+        "print(repr(float(r['i(vsense0)'][0])))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NGSPICE_LIBRARY_PATH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""                       # no PySpice / version warning
+    assert float(proc.stdout) == pytest.approx(1e-6, rel=1e-12)
+
+
+@needs_spice
+def test_session_owns_the_library_until_closed_or_yielded():
+    if not ngs.shared_available():
+        pytest.skip("libngspice not loadable")
+    deck = _small_deck()
+    with NgspiceSession(deck) as held:
+        with pytest.raises(RuntimeError, match="holds the ngspice shared library"):
+            run_op(deck, sense_vectors(3), engine="shared")
+        with pytest.raises(RuntimeError):
+            NgspiceSession(deck)
+        auto = run_op(deck, sense_vectors(3))        # falls back to the subprocess
+        assert not held.closed
+        np.testing.assert_allclose(held.op()["i(vsense0)"], auto["i(vsense0)"], rtol=1e-12)
+    assert held.closed
+    yielding = NgspiceSession(deck, yields=True)
+    run_op(deck, sense_vectors(3), engine="shared")   # takes the library from it
+    assert yielding.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        yielding.op()
+
+
+@needs_spice
+def test_state_probe_of_a_full_cell_reads_the_programmed_state():
+    W = np.array([[0.2, 0.7]])
+    deck = crossbar_deck(states=W, read_only=False, stimulus=([0.0], np.array([[0.1]])),
+                         tstep=1e-7, tstop=1e-6, r_word=1.0, r_bit=1.0)
+    r = run_tran(deck, sense_vectors(2) + [state_vector(0, 0), state_vector(0, 1)])
+    np.testing.assert_allclose(r[state_vector(0, 1)], 0.7, atol=1e-9)  # read bias: no drift
+    np.testing.assert_allclose(r[state_vector(0, 0)], 0.2, atol=1e-9)

@@ -2,8 +2,8 @@
 
 Same constructor arguments, mapping, device states and protocol as ``Compact``; only the
 solve differs: every read is an ngspice analysis of the deck written by
-``cosim.spice.netlist.crossbar_deck`` (topology of EQUATIONS.md §5, gate lines of
-DEVICE.md). The cheapest exact way is used for each kind of read, and measured in
+``cosim.spice.netlist.crossbar_deck`` (topology of docs/array.md, gate lines of
+docs/device.md). The cheapest exact way is used for each kind of read, and measured in
 ``benchmarks/bench_spice.py``:
 
 * ``read="linear"``: the circuit is linear, so one ``.dc`` batch analysis with the R unit
@@ -27,14 +27,19 @@ settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way,
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
 import numpy as np
 
 from ..spice import netlist
 from ..spice.cache import SpiceCache, cached_run_dc
 from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
+from ..spice.results import positive_timeout
 from .compact import Compact
 
-__all__ = ["Spice", "TOLERANCES", "array_deck", "array_header"]
+__all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processes"]
 
 TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 #: calls with at most this many new patterns use the loaded-circuit session
@@ -55,6 +60,8 @@ class Spice(Compact):
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
                  cache_size=4096, cache=None, engine="auto", timeout=600.0):
+        self._session = None         # the loaded circuit of the programmed array (or None)
+        self._session_deck = None    # its deck, written on first use
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
                          g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
                          w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
@@ -67,10 +74,15 @@ class Spice(Compact):
         if engine not in ("auto", "shared", "subprocess"):
             raise ValueError(f"engine must be 'auto', 'shared' or 'subprocess', got {engine!r}")
         self.engine = engine
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.timeout = float(timeout)
+        self.timeout = positive_timeout(timeout)
         self.stats["spice_analyses"] = 0
+
+    def __getstate__(self):
+        # a loaded circuit belongs to this process's ngspice: a copy (another process,
+        # a pickle) loads its own when it first needs it
+        state = self.__dict__.copy()
+        state["_session"] = None
+        return state
 
     def get_params(self):
         params = super().get_params()
@@ -93,14 +105,11 @@ class Spice(Compact):
         cols2 = self._states.shape[1]
         names = netlist.sense_vectors(cols2)
         deck = self.deck(batch=V)
+        # run_dc checks the point count and finiteness (SpiceError, deck and log kept)
         result = cached_run_dc(deck, names, cache=self._disk_cache if self._disk_cache else False,
-                               timeout=self.timeout, engine=self.engine)
+                               timeout=self.timeout, engine=self.engine, points=V.shape[0])
         self.stats["spice_analyses"] += 1
-        currents = np.stack([np.atleast_1d(result[n]) for n in names], axis=1)
-        if currents.shape[0] != V.shape[0]:
-            raise RuntimeError(f"ngspice returned {currents.shape[0]} sweep points for "
-                               f"{V.shape[0]} input vectors")
-        return currents
+        return np.stack([result[n] for n in names], axis=1)
 
     # -- solves (override Compact's) ---------------------------------------------------------
     def _transfer_matrix(self):
@@ -122,7 +131,7 @@ class Spice(Compact):
         """Sense currents of one pattern on the loaded circuit (disk cache first)."""
         cols2 = self._states.shape[1]
         names = netlist.sense_vectors(cols2)
-        if getattr(self, "_session_deck", None) is None:
+        if self._session_deck is None:
             self._session_deck = self.deck(v_word=np.zeros(self._states.shape[0]))
         cache = self._disk_cache
         key = None
@@ -133,8 +142,8 @@ class Spice(Compact):
             hit = cache.get(key)
             if hit is not None:
                 return np.array([float(np.ravel(hit[n])[0]) for n in names])
-        session = getattr(self, "_session", None)
-        if session is None or session._ng is None:
+        session = self._session
+        if session is None or session.closed:
             # one loaded circuit per process: ours yields to whoever needs ngspice next
             session = NgspiceSession(self._session_deck, vectors=names, timeout=self.timeout,
                                      yields=True)
@@ -147,9 +156,8 @@ class Spice(Compact):
         return np.array([float(np.ravel(result[n])[0]) for n in names])
 
     def _close_session(self):
-        session = getattr(self, "_session", None)
-        if session is not None:
-            session.close()
+        if self._session is not None:
+            self._session.close()
         self._session = None
 
     def _program(self, weights):
@@ -169,22 +177,21 @@ class Spice(Compact):
 
 
 def array_header(backend) -> dict:
-    """What a deck of a programmed Compact/Spice array holds, for its comment header."""
-    rows, cols2 = backend.states.shape
-    return {"array": f"{rows} word lines x {cols2} bit lines ({cols2 // 2} outputs, "
-                     f"differential columns 2j = G+, 2j+1 = G-)",
+    """What a deck of a programmed Compact/Spice array holds beyond the array itself."""
+    cols2 = backend.states.shape[1]
+    return {"outputs": f"{cols2 // 2} (differential columns: bit line 2j = G+, 2j+1 = G- "
+                       f"of output j)",
             "mapping": f"G in [{backend.g_range[0]!r}, {backend.g_range[1]!r}] S, "
                        f"scale {float(backend.scale)!r} S per weight unit, "
                        f"out_j = (I_2j - I_2j+1) / (V_read scale k), "
                        f"k = {backend.read_factor!r}",
             "read": f"{backend.read}, V_read {backend.v_read!r} V per input spike, "
-                    f"V_gate {backend.v_gate!r} V",
-            "wires": f"r_word {backend.r_word!r} ohm, r_bit {backend.r_bit!r} ohm per segment",
-            "units": "volts, amperes, ohms, siemens, seconds"}
+                    f"V_gate {backend.v_gate!r} V"}
 
 
 def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
-               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None) -> str:
+               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None,
+               model_library=None, expected_currents=None) -> str:
     """An ngspice deck of a programmed Compact (or Spice) array with a stimulus.
 
     ``read`` ("linear": resistor cells of conductance g(w)·k; "nonlinear": memtransistor
@@ -197,7 +204,8 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
         info.update(header)
     common = dict(r_word=backend.r_word, r_bit=backend.r_bit, v_word=v_word, batch=batch,
                   stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
-                  options=TOLERANCES, include_relative_to=include_relative_to)
+                  options=TOLERANCES, include_relative_to=include_relative_to,
+                  expected_currents=expected_currents)
     if read == "linear":
         return netlist.crossbar_deck(conductances=backend.conductances * backend.read_factor,
                                      **common)
@@ -208,7 +216,7 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
         gate = np.broadcast_to(gate, (len(stimulus[0]), rows))
     return netlist.crossbar_deck(states=backend.states, device_params=_device_params(device),
                                  state_map=device.state_map, read_only=read_only, v_gate=gate,
-                                 **common)
+                                 model_library=model_library, **common)
 
 
 def _device_params(device) -> dict:
@@ -218,3 +226,68 @@ def _device_params(device) -> dict:
         arr = np.asarray(value, dtype=float)
         out[name] = float(arr) if arr.ndim == 0 else arr
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# independent reads in worker processes, one ngspice each
+# ---------------------------------------------------------------------------------------
+
+_worker_func = None
+
+
+def _worker_init(func):
+    global _worker_func
+    _worker_func = func
+    try:                       # one BLAS thread per worker: the workers are the parallelism
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _worker_call(item):
+    return _worker_func(item)
+
+
+def map_in_processes(func, items, workers: int = 1, progress=None) -> list:
+    """``[func(item) for item in items]`` spread over ``workers`` processes, in order.
+
+    Meant for independent reads through Spice backends, e.g. the samples of a comparison:
+    ``map_in_processes(net.run, [x[k:k + 1] for k in range(N)], workers=2)``.  Each
+    worker is a fresh interpreter (the ``spawn`` start method: a loaded libngspice is never
+    forked) with its own ngspice -- shared library, loaded circuits, subprocesses -- and one
+    BLAS thread; ``func`` (picklable; Spice arrays drop their loaded circuit when pickled)
+    is sent once per worker, each item once.  Results on disk go through the same
+    content-addressed cache, which is safe to share.  ``progress(done, total)`` is called
+    in this process as items finish.  ``workers=1`` runs in this process.
+
+    A worker that dies raises RuntimeError; when the caller is a script, the spawned
+    workers import it again, so its top level must be under ``if __name__ == "__main__":``.
+    """
+    from .._validate import integer
+
+    workers = integer("workers", workers, minimum=1)
+    items = list(items)
+    total = len(items)
+    if workers == 1 or total <= 1:
+        out = []
+        for k, item in enumerate(items):
+            out.append(func(item))
+            if progress is not None:
+                progress(k + 1, total)
+        return out
+    results = [None] * total
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx,
+                                 initializer=_worker_init, initargs=(func,)) as pool:
+            futures = {pool.submit(_worker_call, item): k for k, item in enumerate(items)}
+            for done, fut in enumerate(as_completed(futures), 1):
+                results[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(done, total)
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"a worker process died ({exc}); if this runs from a script, put its top level "
+            f"under `if __name__ == \"__main__\":` (workers import the script again)") from None
+    return results

@@ -71,7 +71,7 @@ from ..errors import DeviceCardError
 __all__ = ["Memtransistor", "DEFAULT_CARD", "DEFAULT_PARAMS", "STATE_MAPS"]
 
 #: The default MoS2 parameter card shipped with the repository.
-DEFAULT_CARD = Path(__file__).resolve().parents[2] / "device_models" / "mos2_memtransistor.toml"
+DEFAULT_CARD = Path(__file__).resolve().parents[1] / "device_models" / "mos2_memtransistor.toml"
 
 #: Built-in default parameter values (identical to ``DEFAULT_CARD``).
 DEFAULT_PARAMS: dict[str, float] = {

@@ -3,24 +3,31 @@
 A leaf package: it knows arrays of cells, voltages and ngspice -- nothing of networks,
 neurons or learning.
 
-- :mod:`cosim.spice.netlist`: :func:`crossbar_deck` (EQUATIONS.md section 5 topology with
-  resistor or memtransistor cells; ``.op``, ``.tran`` PWL stimulus or ``.dc`` batch of input
-  vectors), :func:`check_deck_safe`.
-- :mod:`cosim.spice.ngspice`: :func:`find_ngspice`, :func:`run_op`, :func:`run_tran`,
-  :func:`run_dc`, :class:`NgspiceSession` (load once, alter sources, rerun op),
-  :func:`ngspice_calls`.
+- :mod:`cosim.spice.netlist`: :func:`crossbar_deck` (docs/array.md topology) from
+  a stimulus (:mod:`~cosim.spice.stimuli`: ``.op``, ``.tran`` PWL, ``.dc`` batch) and a cell
+  writer (resistor / memtransistor cells, the device card once per deck);
+  :mod:`~cosim.spice.deck_text`: exact numbers, safe ``.include`` and comment lines.
+- :mod:`cosim.spice.safety`: :func:`check_deck_safe`, :func:`resolve_deck` (every included
+  file checked and inlined).
+- :mod:`cosim.spice.ngspice`: :class:`NgspiceEngine` (executable, shared library and its
+  owner, process groups), :data:`~cosim.spice.ngspice.ENGINE`, :func:`run_op`,
+  :func:`run_tran`, :func:`run_dc`, :class:`NgspiceSession` (load once, alter sources,
+  rerun op), :func:`ngspice_calls`; :mod:`~cosim.spice.libngspice` (ctypes binding),
+  :mod:`~cosim.spice.rawfile`, :mod:`~cosim.spice.results` (checks shared by both engines).
 - :mod:`cosim.spice.cache`: :class:`SpiceCache`, :func:`cached_run_op`.
 """
 
 from .cache import SpiceCache, cached_run, cached_run_dc, cached_run_op, cached_run_tran
 from .netlist import (DEFAULT_LIBRARY, DEFAULT_PARAMS, PARAM_NAMES, check_deck_safe,
                       crossbar_deck, sense_vectors, state_vector)
-from .ngspice import (NgspiceInfo, NgspiceSession, find_ngspice, ngspice_calls, parse_raw,
-                      run_analysis, run_dc, run_op, run_tran, shared_available)
+from .ngspice import (ENGINE, NgspiceEngine, NgspiceInfo, NgspiceSession, find_ngspice,
+                      ngspice_calls, parse_raw, run_analysis, run_dc, run_op, run_tran,
+                      shared_available)
 
 __all__ = [
     "DEFAULT_LIBRARY", "DEFAULT_PARAMS", "PARAM_NAMES", "check_deck_safe", "crossbar_deck",
-    "sense_vectors", "state_vector", "NgspiceInfo", "NgspiceSession", "find_ngspice",
+    "sense_vectors", "state_vector", "ENGINE", "NgspiceEngine", "NgspiceInfo",
+    "NgspiceSession", "find_ngspice",
     "ngspice_calls", "parse_raw", "run_analysis", "run_dc", "run_op", "run_tran",
     "shared_available", "SpiceCache", "cached_run", "cached_run_dc", "cached_run_op",
     "cached_run_tran",

@@ -1,11 +1,22 @@
-"""ngspice deck writer for crossbar arrays (EQUATIONS.md section 5, DEVICE.md).
+"""ngspice deck writer for crossbar arrays (docs/array.md: topology; docs/device.md: the cell).
 
 This module knows arrays of cells, voltages and wire resistances -- nothing of networks,
 neurons or learning.  Every number that reaches a deck is validated finite and written
 with ``repr(float(x))`` (exact round trip); every element and node name is generated here,
 never taken from a user string; user text only ever lands in ``*`` comment lines, and only
-after it was checked to be one printable line.  No ``.control`` block is ever written by
-this module (the runner appends its own, fixed, control lines).
+after it was checked to be one printable line.  No ``.control`` block is ever written.
+
+A deck is assembled from two small parts that render their own lines:
+
+* a stimulus (:mod:`cosim.spice.stimuli`) -- :class:`OpStimulus` (``.op``),
+  :class:`TranStimulus` (``.tran`` with PWL sources) or :class:`BatchStimulus` (``.dc``
+  stepping through K input vectors) -- writes the word-line sources, any other source it
+  drives, and the analysis card;
+* a cell writer -- :class:`ResistorCells` or :class:`MemtransistorCells` -- writes its
+  definitions (for memtransistors: the device card once, as a ``.param`` block, and a
+  ``cell`` subcircuit whose defaults are that card), its gate lines, and one short
+  instance line per cell holding only that cell's state (and any parameter that varies
+  from cell to cell).
 
 Topology (badcrossbar convention), R word lines x C bit lines::
 
@@ -17,56 +28,47 @@ Topology (badcrossbar convention), R word lines x C bit lines::
     Vg<i> : g<i> -- 0             gate line of row i (no IR drop: gates draw no DC current)
 
 ``i(vsense<j>)`` is the current flowing from the bit line into the sense node (positive
-for positive word-line voltages), i.e. the column output current I_j of EQUATIONS.md.
+for positive word-line voltages), i.e. the column output current I_j of docs/array.md.
 A segment with resistance 0 is written as a 0 V source (ngspice rejects 0 Ohm resistors).
+
+Precision: ngspice re-prints a number written inside a B-source expression with 11
+significant digits, but substitutes ``.param`` values and subcircuit parameters with 16;
+so every constant a B-source uses is a parameter (the device card, the per-cell state).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import os
 import re
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import device_models
 from .._validate import as_float_array, positive
+from .deck_text import fmt, header_lines, include_line
+from .safety import check_deck_safe, resolve_deck
+from .stimuli import BatchStimulus, OpStimulus, TranStimulus, build_stimulus
 
 __all__ = [
     "PARAM_NAMES", "DEFAULT_PARAMS", "DEFAULT_LIBRARY", "crossbar_deck", "check_deck_safe",
-    "sense_vectors", "state_vector", "fmt", "include_line", "header_lines",
+    "resolve_deck", "sense_vectors", "state_vector", "fmt", "include_line", "header_lines",
+    "OpStimulus", "TranStimulus", "BatchStimulus", "ResistorCells", "MemtransistorCells",
 ]
 
-#: Device parameters of the compact model, same names and defaults as the Python model
-#: (``cosim.devices.memtransistor.Memtransistor``) and the subcircuits in
-#: ``device_models/memtransistor.lib``.
-DEFAULT_PARAMS: dict[str, float] = {
-    "g_max": 10e-6, "r_sw": 100.0, "v_th": 0.5, "s_g": 0.25, "v_gref": 3.0, "v_sat": 2.0,
-    "v_on": 3.0, "v_off": -3.0, "k_on": 300.0, "k_off": 300.0, "a_on": 2.0, "a_off": 2.0,
-    "p_on": 1.0, "p_off": 1.0, "invtau": 0.0, "w_eq": 0.0,
-}
+#: Device parameters of the compact model: the ``[parameters]`` of the default card
+#: ``cosim/device_models/mos2_memtransistor.toml`` (their one source); the same names as
+#: the Python model and the subcircuits of ``memtransistor.lib``.
+DEFAULT_PARAMS: dict[str, float] = device_models.default_parameters()
 PARAM_NAMES: tuple[str, ...] = tuple(DEFAULT_PARAMS)
 STATE_MAPS = {"linear": 0, "exp": 1, "exponential": 1}
 
-#: The model library shipped with cosim.
-DEFAULT_LIBRARY = Path(__file__).resolve().parents[2] / "device_models" / "memtransistor.lib"
+#: The model library shipped inside the package.
+DEFAULT_LIBRARY = device_models.LIBRARY
 
-_HEADER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]*")
 _OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_MAX_HEADER_VALUE = 200
-_MAX_HEADER_KEY = 64
-
-
-def fmt(x, name: str = "value") -> str:
-    """``repr(float(x))`` of a finite real number (ValueError for NaN/inf)."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Real, np.floating,
-                                                             np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    v = float(x)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    return repr(v)
+_UNITS = {"g_max": "S", "r_sw": "-", "v_th": "V", "s_g": "V", "v_gref": "V", "v_sat": "V",
+          "v_on": "V", "v_off": "V", "k_on": "1/s", "k_off": "1/s", "a_on": "-",
+          "a_off": "-", "p_on": "-", "p_off": "-", "invtau": "1/s", "w_eq": "-"}
 
 
 def sense_vectors(n_cols: int) -> list[str]:
@@ -76,148 +78,205 @@ def sense_vectors(n_cols: int) -> list[str]:
 
 def state_vector(i: int, j: int) -> str:
     """Name of the state-node voltage of cell (i, j) of a full ``memtransistor`` deck."""
-    return f"v(x{int(i)}_{int(j)}.w)"
+    return f"v(x{int(i)}_{int(j)}.x1.w)"
 
 
-def include_line(path, relative_to=None) -> str:
-    """A safe ``.include "<path>"`` line (rejects quotes, newlines, control chars).
+# ---------------------------------------------------------------------------------------
+# cell writers
+# ---------------------------------------------------------------------------------------
 
-    The path is absolute, or relative to the folder ``relative_to`` (where the deck will be
-    written: ngspice resolves a relative ``.include`` from the including deck's folder), so
-    that a deck and the model library can move together.
-    """
-    target = Path(path).expanduser().resolve()
-    text = str(target)
-    if relative_to is not None:
-        text = os.path.relpath(target, Path(relative_to).expanduser().resolve())
-    for candidate in (str(path), text):
-        if any(c in candidate for c in "\"'\n\r") or not candidate.isprintable():
-            raise ValueError(f"model library path contains quotes, newlines or control "
-                             f"characters: {candidate!r}")
-    if not target.is_file():
-        raise FileNotFoundError(f"model library not found: {target}")
-    return f'.include "{text}"'
+@dataclass(frozen=True)
+class ResistorCells:
+    """Plain resistor cells of conductance ``G`` (R, C) siemens; G == 0 leaves a cell open."""
+    G: np.ndarray
+    needs_library = False
 
+    def describe(self) -> str:
+        return "resistor"
 
-def header_lines(header) -> list[str]:
-    """Descriptive ``* key: value`` comment lines from a dict (validated, truncated)."""
-    if header is None:
+    def definitions(self) -> list[str]:
         return []
-    if not isinstance(header, dict):
-        raise TypeError(f"header must be a dict, got {type(header).__name__}")
-    lines = []
-    for key, value in header.items():
-        if not isinstance(key, str) or not _HEADER_KEY.fullmatch(key) \
-                or len(key) > _MAX_HEADER_KEY:
-            raise ValueError(f"header key {key!r} must match ^[A-Za-z_][A-Za-z0-9_ ]*$ "
-                             f"(at most {_MAX_HEADER_KEY} characters)")
-        if isinstance(value, (bool, np.bool_)):
-            text = str(bool(value))
-        elif isinstance(value, (numbers.Real, np.floating, np.integer)):
-            if isinstance(value, (numbers.Integral, np.integer)):
-                text = str(int(value))
-            else:
-                text = fmt(value, f"header[{key!r}]")
-        elif isinstance(value, str):
-            if not value.isprintable():
-                raise ValueError(f"header[{key!r}] must be one line of printable characters")
-            text = value
-            if len(text) > _MAX_HEADER_VALUE:
-                text = text[:_MAX_HEADER_VALUE - 3] + "..."
-        else:
-            raise TypeError(f"header[{key!r}] must be a number or a string, "
-                            f"got {type(value).__name__}")
-        lines.append(f"* {key}: {text}")
-    return lines
 
+    def gate_lines(self, stimulus) -> list[str]:
+        return []
 
-_UNSAFE_PREFIXES = (".control", ".endc", "*#", "shell", ".exec", "!")
-
-
-def check_deck_safe(text: str, allowed: tuple[str, ...] = ()) -> None:
-    """Raise ValueError if a deck holds lines that would execute commands.
-
-    Flags (case-insensitive, after leading blanks) lines starting with ``.control``,
-    ``.endc``, ``*#`` (ngspice runs ``*#`` comment lines as commands), ``shell``, ``.exec``
-    or ``!``.  ``allowed`` lists exact lines the caller itself appended (the runner's
-    control block) that are exempt.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"deck must be a string, got {type(text).__name__}")
-    allowed_set = {a.strip() for a in allowed}
-    bad = []
-    for n, line in enumerate(text.splitlines(), 1):
-        s = line.lstrip().lower()
-        if s.startswith(_UNSAFE_PREFIXES) and line.strip() not in allowed_set:
-            bad.append(f"line {n}: {line[:60]!r}")
-    if "\x00" in text:
-        bad.append("NUL character")
-    if bad:
-        raise ValueError("deck contains command lines: " + "; ".join(bad[:5]))
-
-
-# ---------------------------------------------------------------------------------------
-# crossbar deck
-# ---------------------------------------------------------------------------------------
-
-def _param_arrays(device_params, shape):
-    """Validate device params: name -> scalar or (R, C) array."""
-    if device_params is None:
-        return {}
-    if not isinstance(device_params, dict):
-        raise TypeError("device_params must be a dict")
-    out = {}
-    for name, value in device_params.items():
-        if name not in DEFAULT_PARAMS:
-            raise ValueError(f"unknown device parameter {name!r}; known: {list(PARAM_NAMES)}")
-        arr = as_float_array(f"device_params[{name!r}]", value)
-        if arr.ndim == 0:
-            out[name] = float(arr)
-        elif arr.shape == shape:
-            out[name] = arr
-        else:
-            raise ValueError(f"device_params[{name!r}] must be a scalar or of shape {shape}, "
-                             f"got {arr.shape}")
-    for name in ("g_max", "r_sw", "s_g", "v_sat", "v_on"):
-        if name in out and np.any(np.asarray(out[name]) <= 0):
-            raise ValueError(f"device_params[{name!r}] must be > 0")
-    if "v_off" in out and np.any(np.asarray(out["v_off"]) >= 0):
-        raise ValueError("device_params['v_off'] must be < 0")
-    return out
+    def instances(self) -> list[str]:
+        R, C = self.G.shape
+        return [f"R{i}_{j} w{i}_{j} b{i}_{j} {fmt(1.0 / self.G[i, j])}"
+                for i in range(R) for j in range(C) if self.G[i, j] > 0]
 
 
 #: u = (V_GM - v_th)/s_g above which memtransistor_read_on is exact (~1e-13)
 GATE_ON_MIN_U = -9.0
 
 
-def _gate_on(params, v_gate, V) -> bool:
+@dataclass(frozen=True)
+class MemtransistorCells:
+    """Memtransistor cells with states ``W`` (R, C) in [0, 1].
+
+    ``card``: every parameter of PARAM_NAMES (scalars, written once as ``.param``);
+    ``per_cell``: parameters that vary from cell to cell, name -> (R, C) (written on each
+    instance); ``subckt``: ``memtransistor`` (state node), ``memtransistor_read`` or
+    ``memtransistor_read_on`` (state fixed); ``v_gate``: (R,) or (T, R) volts.
+    """
+    W: np.ndarray
+    card: dict
+    per_cell: dict
+    state_map: int
+    subckt: str
+    v_gate: np.ndarray
+    needs_library = True
+
+    def describe(self) -> str:
+        return (f"{self.subckt} (state node)" if self.subckt == "memtransistor"
+                else f"{self.subckt} (state fixed)")
+
+    def definitions(self) -> list[str]:
+        out = ["* device card: one place for every cell (SI units; see memtransistor.lib)"]
+        for name, value in self.card.items():
+            out.append(f".param {name} = {fmt(value, name)}"
+                       + ("" if name in self.per_cell else f"  $ [{_UNITS.get(name, '-')}]"))
+        out.append(f".param state_map = {self.state_map}  $ 0: linear g(w), 1: exponential")
+        varying = "".join(f" {n}={{{n}}}" for n in self.per_cell)
+        out.append(f"* cell: one memtransistor; instances give its state w0{' and' + varying if varying else ''}")
+        out.append(f".subckt cell d g s params: w0=0.5{varying}")
+        args = " ".join(f"{n}={{{n}}}" for n in self.card)
+        out.append(f"X1 d g s {self.subckt} {args} state_map={{state_map}} w0={{w0}}")
+        out.append(".ends cell")
+        return out
+
+    def gate_lines(self, stimulus) -> list[str]:
+        R = self.W.shape[0]
+        series = self.v_gate.ndim == 2
+        return ["* gate lines (no IR drop: gates draw no DC current)"] + [
+            stimulus.source(f"Vg{i}", f"g{i}", self.v_gate[:, i] if series else self.v_gate[i])
+            for i in range(R)]
+
+    def instances(self) -> list[str]:
+        R, C = self.W.shape
+        out = []
+        for i in range(R):
+            for j in range(C):
+                extra = "".join(f" {n}={fmt(v[i, j])}" for n, v in self.per_cell.items())
+                out.append(f"X{i}_{j} w{i}_{j} g{i} b{i}_{j} cell w0={fmt(self.W[i, j])}{extra}")
+        return out
+
+
+def _card_and_variation(device_params, shape):
+    """Validated device parameters: the card (every name, scalars) and the per-cell arrays."""
+    if device_params is None:
+        device_params = {}
+    if not isinstance(device_params, dict):
+        raise TypeError("device_params must be a dict")
+    card, per_cell = dict(DEFAULT_PARAMS), {}
+    for name, value in device_params.items():
+        if name not in DEFAULT_PARAMS:
+            raise ValueError(f"unknown device parameter {name!r}; known: {list(PARAM_NAMES)}")
+        arr = as_float_array(f"device_params[{name!r}]", value)
+        if arr.ndim == 0:
+            card[name] = float(arr)
+        elif arr.shape == shape:
+            if np.all(arr == arr.flat[0]):
+                card[name] = float(arr.flat[0])
+            else:
+                per_cell[name] = arr
+                card[name] = float(np.median(arr))   # the default only; every cell sets it
+        else:
+            raise ValueError(f"device_params[{name!r}] must be a scalar or of shape {shape}, "
+                             f"got {arr.shape}")
+    both = {**card, **per_cell}
+    for name in ("g_max", "r_sw", "s_g", "v_sat", "v_on"):
+        if np.any(np.asarray(both[name]) <= 0):
+            raise ValueError(f"device_params[{name!r}] must be > 0")
+    if np.any(np.asarray(both["v_off"]) >= 0):
+        raise ValueError("device_params['v_off'] must be < 0")
+    return card, per_cell
+
+
+def _gate_on(card, per_cell, v_gate, extremes) -> bool:
     """True when every cell's gate drive stays in the range of the cheap read cell.
 
     Node voltages of a passive array lie between min(0, V) and max(0, V), so
     V_GM = V_G - (V_D + V_S)/2 >= min(V_G) - max(0, max V); the same bound is needed at
     the reference point v_gref.
     """
-    get = lambda k: np.asarray(params.get(k, DEFAULT_PARAMS[k]), dtype=float)  # noqa: E731
+    get = lambda k: np.asarray(per_cell.get(k, card[k]), dtype=float)  # noqa: E731
     v_th, s_g, v_gref = get("v_th").max(), get("s_g").min(), get("v_gref").min()
-    v_high = max(0.0, float(np.max(V)))
+    v_high = max(0.0, extremes[1])
     u_min = (float(np.min(v_gate)) - v_high - v_th) / s_g
     return min(u_min, (v_gref - v_th) / s_g) >= GATE_ON_MIN_U
 
 
-def _segment(kind, name, a, b, r):
-    """A wire segment: resistor, or a 0 V source if r == 0."""
+def _segment(kind, name, a, b, r, param):
+    """A wire segment: resistor of value ``{param}``, or a 0 V source if r == 0."""
     if r == 0.0:
         return f"V{kind}{name} {a} {b} DC 0"
-    return f"R{kind}{name} {a} {b} {fmt(r)}"
+    return f"R{kind}{name} {a} {b} {{{param}}}"
 
 
-def _pwl(times, values, rise):
-    """PWL points of rectangular steps: value[k] from times[k] (+rise) to times[k+1]."""
-    pts = [f"{fmt(times[0])} {fmt(values[0])}"]
-    for k in range(1, len(times)):
-        pts.append(f"{fmt(times[k])} {fmt(values[k - 1])}")
-        pts.append(f"{fmt(times[k] + rise)} {fmt(values[k])}")
-    return "PWL(" + " ".join(pts) + ")"
+def _wires(R, C, r_word, r_bit) -> list[str]:
+    out = []
+    if r_word or r_bit:
+        out.append(f".param rw = {fmt(r_word)} rb = {fmt(r_bit)}  $ wire segment resistances [Ohm]")
+    out.append("* word-line segments")
+    for i in range(R):
+        out.append(_segment("w", f"{i}_0", f"in{i}", f"w{i}_0", r_word, "rw"))
+        out += [_segment("w", f"{i}_{j}", f"w{i}_{j - 1}", f"w{i}_{j}", r_word, "rw")
+                for j in range(1, C)]
+    out.append("* bit-line segments and sense sources")
+    for j in range(C):
+        for i in range(R):
+            below = f"b{i + 1}_{j}" if i < R - 1 else f"s{j}"
+            out.append(_segment("b", f"{i}_{j}", f"b{i}_{j}", below, r_bit, "rb"))
+        out.append(f"Vsense{j} s{j} 0 DC 0")
+    return out
+
+
+def _check_block(expected, C) -> list[str]:
+    """Sources that print each sense current's deviation from cosim's prediction.
+
+    ``dev<j> = (I_j - I_expected_j) / max |I_expected|`` is a node voltage, so
+    ``ngspice -b`` prints it with the operating point (7 digits); with I_expected written
+    here with all 17 digits, I_j = ie<j> + iscale * dev<j> is known to >= 12 significant
+    digits from the printed output alone.
+    """
+    ie = as_float_array("expected currents", expected, ndim=1)
+    if ie.shape != (C,):
+        raise ValueError(f"expected currents must have shape ({C},), got {ie.shape}")
+    scale = float(np.abs(ie).max()) or 1.0
+    out = ["* self-check: cosim's predicted sense currents ie<j> [A]; v(dev<j>) = "
+           "(i(vsense<j>) - ie<j>) / iscale",
+           f".param iscale = {fmt(scale)}"]
+    out += [f".param ie{j} = {fmt(v)}" for j, v in enumerate(ie)]
+    out += [f"Bdev{j} dev{j} 0 V = (i(vsense{j}) - ie{j})/iscale" for j in range(C)]
+    return out
+
+
+def _memtransistor_cells(states, device_params, state_map, read_only, v_gate, stim):
+    W = as_float_array("states", states, ndim=2)
+    if np.any(W < 0) or np.any(W > 1):
+        raise ValueError("states must lie in [0, 1]")
+    if not isinstance(state_map, str) or state_map.lower() not in STATE_MAPS:
+        raise ValueError(f"state_map must be one of {sorted(STATE_MAPS)}, got {state_map!r}")
+    R, C = W.shape
+    card, per_cell = _card_and_variation(device_params, (R, C))
+    if v_gate is None:
+        gref = np.broadcast_to(np.asarray(per_cell.get("v_gref", card["v_gref"])), (R, C))
+        if np.any(gref != gref[:, :1]):
+            raise ValueError("v_gref varies along a row: give v_gate explicitly")
+        vg = gref[:, 0].copy()
+    else:
+        vg = as_float_array("v_gate", v_gate, ndim=(1, 2))
+        if vg.ndim == 2 and (stim.analysis != "tran" or vg.shape != (stim.times.size, R)):
+            n_t = stim.times.size if stim.analysis == "tran" else 0
+            raise ValueError(f"a 2-D v_gate needs a stimulus and shape ({n_t}, {R})")
+        if vg.ndim == 1 and vg.shape != (R,):
+            raise ValueError(f"v_gate must have shape ({R},), got {vg.shape}")
+    sub = "memtransistor"
+    if read_only:
+        sub = "memtransistor_read_on" if _gate_on(card, per_cell, vg, stim.extremes) \
+            else "memtransistor_read"
+    return MemtransistorCells(W, card, per_cell, STATE_MAPS[state_map.lower()], sub, vg)
 
 
 def crossbar_deck(*, conductances=None, states=None, device_params=None,
@@ -228,120 +287,53 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                   tmax: float | None = None, rise_time: float = 1e-9,
                   options: dict | None = None, klu: bool = True,
                   model_library=None, include_relative_to=None,
-                  header: dict | None = None,
+                  header: dict | None = None, expected_currents=None,
                   title: str = "cosim crossbar") -> str:
-    """Write an ngspice deck of an R x C crossbar (EQUATIONS.md section 5).
+    """Write an ngspice deck of an R x C crossbar (topology of docs/array.md).
 
     Cells (exactly one of):
       conductances : (R, C) siemens, >= 0 -> plain resistor cells ("linear" read);
                      G == 0 leaves the cell open.
       states       : (R, C) in [0, 1] -> memtransistor cells; ``device_params`` maps
-                     PARAM_NAMES to scalars or (R, C) arrays (device-to-device variation);
-                     ``state_map`` "linear" | "exp"; ``read_only`` selects the
-                     ``memtransistor_read`` cell (state fixed, no state node) or the full
+                     PARAM_NAMES to scalars or (R, C) arrays (device-to-device variation;
+                     missing names take the default card); ``state_map`` "linear" |
+                     "exp"; ``read_only`` selects the fixed-state read cell or the full
                      ``memtransistor`` cell (state node, initial value = states).
-    Analysis (exactly one of):
-      v_word   : (R,) word-line voltages -> ``.op``.
-      stimulus : (times (T,), V (T, R)) -> ``.tran tstep tstop [0 tmax]``; word line i is a
-                 PWL source holding V[k, i] from times[k] + rise_time until times[k+1]
-                 (linear ramps of ``rise_time`` between steps; times strictly increasing,
-                 steps longer than ``rise_time``).
-      batch    : (K, R) input vectors -> ``.dc`` sweep of an index source ``Vidx`` from 0 to
-                 K-1; word sources are then B-sources ``Bin<i>`` = pwl(V(idx), k, V[k, i])
-                 (K pure DC solves in ONE analysis, result k at sweep point k).
+    Analysis (exactly one of): ``v_word`` (R,) -> ``.op``; ``stimulus`` (times (T,),
+      V (T, R)) -> ``.tran tstep tstop [0 tmax]`` with PWL sources (``rise_time`` ramps);
+      ``batch`` (K, R) -> one ``.dc`` stepping through the K input vectors.
     v_gate: per-row gate voltages (R,) (or (T, R) with ``stimulus``); default the device's
             v_gref. Ignored for resistor cells.
     r_word, r_bit: wire segment resistances in ohms (>= 0; 0 -> 0 V sources).
     options: extra ``.options`` name -> number; ``klu`` adds ``.options klu``.
-    model_library: path of the model library (default device_models/memtransistor.lib).
+    model_library: the model library (default: the one inside the package).
     include_relative_to: write the ``.include`` path relative to this folder (the deck's).
     header: descriptive key -> value written as ``*`` comment lines only.
+    expected_currents: (C,) amperes (``.op`` only): add sources printing each sense
+      current's deviation from these (see :func:`_check_block`).
     """
     if (conductances is None) == (states is None):
         raise ValueError("give exactly one of conductances (resistor cells) or states "
                          "(memtransistor cells)")
-    n_an = sum(x is not None for x in (v_word, stimulus, batch))
-    if n_an != 1:
-        raise ValueError("give exactly one of v_word (.op), stimulus (.tran) or batch (.dc)")
     if not isinstance(title, str) or not title.isprintable() or len(title) > 80:
         raise ValueError("title must be one printable line of at most 80 characters")
     r_word = positive("r_word", r_word, allow_zero=True)
     r_bit = positive("r_bit", r_bit, allow_zero=True)
-
+    shape = np.shape(conductances if states is None else states)
+    if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"the array must be 2-D with at least one row and one column, "
+                         f"got shape {shape}")
+    R, C = shape
+    stim = build_stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time)
     if conductances is not None:
-        cell = "resistor"
+        if device_params:
+            raise ValueError("device_params apply to memtransistor cells only")
         G = as_float_array("conductances", conductances, ndim=2)
         if np.any(G < 0):
             raise ValueError("conductances must be >= 0")
-        R, C = G.shape
+        cells = ResistorCells(G)
     else:
-        cell = "memtransistor"
-        W = as_float_array("states", states, ndim=2)
-        if np.any(W < 0) or np.any(W > 1):
-            raise ValueError("states must lie in [0, 1]")
-        R, C = W.shape
-    if R < 1 or C < 1:
-        raise ValueError("the array must have at least one row and one column")
-    if not isinstance(state_map, str) or state_map.lower() not in STATE_MAPS:
-        raise ValueError(f"state_map must be one of {sorted(STATE_MAPS)}, got {state_map!r}")
-    smap = STATE_MAPS[state_map.lower()]
-    params = _param_arrays(device_params, (R, C)) if cell == "memtransistor" else {}
-    if cell == "resistor" and device_params:
-        raise ValueError("device_params apply to memtransistor cells only")
-
-    # --- analysis inputs
-    times = None
-    if v_word is not None:
-        V = as_float_array("v_word", v_word, ndim=1)
-        if V.shape != (R,):
-            raise ValueError(f"v_word must have shape ({R},), got {V.shape}")
-        analysis = "op"
-    elif stimulus is not None:
-        try:
-            times, V = stimulus
-        except (TypeError, ValueError) as exc:
-            raise ValueError("stimulus must be a pair (times, V)") from exc
-        times = as_float_array("stimulus times", times, ndim=1)
-        V = as_float_array("stimulus V", V, ndim=2)
-        if V.shape != (times.size, R):
-            raise ValueError(f"stimulus V must have shape ({times.size}, {R}), got {V.shape}")
-        rise_time = positive("rise_time", rise_time)
-        if times.size < 1 or times[0] < 0:
-            raise ValueError("stimulus times must be non-empty and start at >= 0")
-        if np.any(np.diff(times) <= rise_time):
-            raise ValueError("stimulus times must increase by more than rise_time per step")
-        if tstep is None or tstop is None:
-            raise ValueError("a stimulus needs tstep and tstop")
-        tstep = positive("tstep", tstep)
-        tstop = positive("tstop", tstop)
-        if tstop < times[-1]:
-            raise ValueError("tstop must be >= the last stimulus time")
-        if tmax is not None:
-            tmax = positive("tmax", tmax)
-        analysis = "tran"
-    else:
-        V = as_float_array("batch", batch, ndim=2)
-        if V.shape[1] != R or V.shape[0] < 1:
-            raise ValueError(f"batch must have shape (K, {R}) with K >= 1, got {V.shape}")
-        analysis = "dc"
-
-    # --- gate voltages
-    vg = None
-    if cell == "memtransistor":
-        if v_gate is None:
-            gref = params.get("v_gref", DEFAULT_PARAMS["v_gref"])
-            gref = np.broadcast_to(np.asarray(gref, dtype=float), (R, C))
-            if np.any(gref != gref[:, :1]):
-                raise ValueError("v_gref varies along a row: give v_gate explicitly")
-            vg = gref[:, 0].copy()
-        else:
-            vg = as_float_array("v_gate", v_gate, ndim=(1, 2))
-            if vg.ndim == 2 and (analysis != "tran" or vg.shape != (times.size, R)):
-                raise ValueError(f"a 2-D v_gate needs a stimulus and shape "
-                                 f"({0 if times is None else times.size}, {R})")
-            if vg.ndim == 1 and vg.shape != (R,):
-                raise ValueError(f"v_gate must have shape ({R},), got {vg.shape}")
-
+        cells = _memtransistor_cells(states, device_params, state_map, read_only, v_gate, stim)
     opts = {}
     if options is not None:
         if not isinstance(options, dict):
@@ -350,121 +342,39 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
             if not isinstance(k, str) or not _OPTION_NAME.fullmatch(k) or len(k) > 32:
                 raise ValueError(f"option name {k!r} must match ^[A-Za-z][A-Za-z0-9_]*$")
             opts[k.lower()] = fmt(v, f"options[{k!r}]")
-
-    lib_line = include_line(model_library or DEFAULT_LIBRARY, include_relative_to) if cell == "memtransistor" \
-        else None
+    check = None
+    if expected_currents is not None:
+        if stim.analysis != "op":
+            raise ValueError("expected_currents are printed by .op decks only")
+        check = _check_block(expected_currents, C)
     user_header = header_lines(header)
 
-    sub = None
-    if cell == "memtransistor":
-        sub = "memtransistor"
-        if read_only:
-            sub = "memtransistor_read_on" if _gate_on(params, vg, V) else "memtransistor_read"
-
-    # --- write
-    out = [f"* {title}"]
-    out += [
-        "* Written by cosim.spice.netlist -- run with:  " + (
-            "ngspice -b deck.cir  (prints the operating point)" if analysis == "op" else
-            "ngspice -b -r out.raw deck.cir  (all vectors to out.raw)"),
-        f"* array: {R} word lines (rows) x {C} bit lines (columns); cell: "
-        + (cell if cell == "resistor" else
-           (f"{sub} (state fixed)" if read_only else "memtransistor (state node)")),
-        f"* analysis: {analysis}; wire segments: r_word = {fmt(r_word)} Ohm, "
-        f"r_bit = {fmt(r_bit)} Ohm (0 -> 0 V source)",
-        "* units: V, A, Ohm, S, s",
-        "* nodes: in<i> word-line source, w<i>_<j> word line at cell (i,j) (drain),",
-        "*        b<i>_<j> bit line at cell (i,j) (source), s<j> sense node of column j,",
-        "*        g<i> gate line of row i" + (", x<i>_<j>.w state of cell (i,j)"
-                                              if cell == "memtransistor" and not read_only
-                                              else ""),
-        "* sources: Vin<i> word line i (Bin<i> in a .dc batch deck), Vg<i> gate line i,",
-        "*          Vsense<j> 0 V from s<j> to ground: i(vsense<j>) = current flowing from",
-        "*          bit line j into its sense node (column output current, > 0 for V > 0)",
-        "* wire elements: Rw<i>_<j>/Vw<i>_<j> into w<i>_<j>, Rb<i>_<j>/Vb<i>_<j> below b<i>_<j>",
-    ]
-    if analysis == "dc":
-        out.append(f"* batch: {V.shape[0]} input vectors; sweep point k of Vidx = vector k")
-    if user_header:
-        out.append("* --- mapping info ---")
-        out += user_header
+    out = [f"* {title}",
+           f"* array: {R} word lines (rows) x {C} bit lines (columns); cell: {cells.describe()}",
+           f"* analysis: {stim.describe()}",
+           f"* wire segments: r_word = {fmt(r_word)} Ohm, r_bit = {fmt(r_bit)} Ohm "
+           f"(0 -> 0 V source); units: V, A, Ohm, S, s",
+           "* nodes: in<i> word-line source, w<i>_<j> word line at cell (i,j) (drain),",
+           "*        b<i>_<j> bit line at cell (i,j) (source), s<j> sense node of column j,",
+           "*        g<i> gate line of row i",
+           "* i(vsense<j>): current from bit line j into its sense node (> 0 for V > 0)"]
+    out += user_header
     out.append("*")
-    if lib_line:
-        out.append(lib_line)
+    if cells.needs_library:
+        out.append(include_line(model_library or DEFAULT_LIBRARY, include_relative_to))
     if klu:
         out.append(".options klu")
     if opts:
         out.append(".options " + " ".join(f"{k}={v}" for k, v in opts.items()))
-
-    # word-line sources
+    out += cells.definitions()
     out.append("* word-line sources")
-    if analysis == "op":
-        for i in range(R):
-            out.append(f"Vin{i} in{i} 0 DC {fmt(V[i])}")
-    elif analysis == "tran":
-        for i in range(R):
-            out.append(f"Vin{i} in{i} 0 DC {fmt(V[0, i])} {_pwl(times, V[:, i], rise_time)}")
-    else:
-        K = V.shape[0]
-        out.append("Vidx idx 0 DC 0")
-        out.append("Ridx idx 0 1")
-        for i in range(R):
-            pts = ", ".join(f"{k}, {fmt(V[k, i])}" for k in range(K))
-            if K == 1:
-                pts += f", 1, {fmt(V[0, i])}"
-            out.append(f"Bin{i} in{i} 0 V = pwl(V(idx), {pts})")
-    # gate lines
-    if cell == "memtransistor":
-        out.append("* gate lines (no IR drop: gates draw no DC current)")
-        for i in range(R):
-            if vg.ndim == 1:
-                out.append(f"Vg{i} g{i} 0 DC {fmt(vg[i])}")
-            else:
-                out.append(f"Vg{i} g{i} 0 DC {fmt(vg[0, i])} {_pwl(times, vg[:, i], rise_time)}")
-    # word-line segments
-    out.append("* word-line segments")
-    for i in range(R):
-        out.append(_segment("w", f"{i}_0", f"in{i}", f"w{i}_0", r_word))
-        for j in range(1, C):
-            out.append(_segment("w", f"{i}_{j}", f"w{i}_{j - 1}", f"w{i}_{j}", r_word))
-    # bit-line segments and sense sources
-    out.append("* bit-line segments and sense sources")
-    for j in range(C):
-        for i in range(R):
-            below = f"b{i + 1}_{j}" if i < R - 1 else f"s{j}"
-            out.append(_segment("b", f"{i}_{j}", f"b{i}_{j}", below, r_bit))
-        out.append(f"Vsense{j} s{j} 0 DC 0")
-    # cells
+    out += stim.word_lines()
+    out += cells.gate_lines(stim)
+    out += _wires(R, C, r_word, r_bit)
     out.append("* cells")
-    if cell == "resistor":
-        for i in range(R):
-            for j in range(C):
-                if G[i, j] > 0:
-                    out.append(f"R{i}_{j} w{i}_{j} b{i}_{j} {fmt(1.0 / G[i, j])}")
-    else:
-        extra_scalar = " ".join(f"{k}={fmt(v)}" for k, v in params.items()
-                                if not isinstance(v, np.ndarray))
-        if smap:
-            extra_scalar = (extra_scalar + " state_map=1").strip()
-        arrays = {k: v for k, v in params.items() if isinstance(v, np.ndarray)}
-        for i in range(R):
-            for j in range(C):
-                per = " ".join(f"{k}={fmt(v[i, j])}" for k, v in arrays.items())
-                line = f"X{i}_{j} w{i}_{j} g{i} b{i}_{j} {sub} w0={fmt(W[i, j])}"
-                if per:
-                    line += " " + per
-                if extra_scalar:
-                    line += " " + extra_scalar
-                out.append(line)
-    # analysis
-    if analysis == "op":
-        out.append(".op")
-    elif analysis == "tran":
-        line = f".tran {fmt(tstep)} {fmt(tstop)}"
-        if tmax is not None:
-            line += f" 0 {fmt(tmax)}"
-        out.append(line)
-    else:
-        out.append(f".dc Vidx 0 {V.shape[0] - 1} 1")
+    out += cells.instances()
+    if check:
+        out += check
+    out.append(stim.card())
     out.append(".end")
     return "\n".join(out) + "\n"

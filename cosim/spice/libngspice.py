@@ -1,0 +1,182 @@
+"""libngspice, the ngspice shared library, bound with :mod:`ctypes` (sharedspice.h API).
+
+Only the calls cosim needs: init with output / exit / background-thread callbacks, commands,
+loading a circuit from lines, reading vectors.  No PySpice, no environment variables.  The
+library is one global simulator per process; :class:`cosim.spice.ngspice.NgspiceEngine`
+owns it and serialises its use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SharedLibrary", "find_library"]
+
+_LIB_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libngspice.so.0",
+    "/usr/lib/aarch64-linux-gnu/libngspice.so.0",
+    "/usr/lib/libngspice.so.0",
+    "/usr/local/lib/libngspice.so.0",
+    "/usr/local/lib/libngspice.so",
+    "/opt/homebrew/lib/libngspice.dylib",
+    "/usr/local/lib/libngspice.dylib",
+)
+
+
+def find_library() -> str | None:
+    env = os.environ.get("NGSPICE_LIBRARY_PATH")
+    if env and Path(env).is_file():
+        return env
+    for cand in _LIB_CANDIDATES:
+        if Path(cand).is_file():
+            return cand
+    return ctypes.util.find_library("ngspice")
+
+
+#: The process's engine, used by the module functions below.
+
+
+class _VectorInfo(ctypes.Structure):
+    _fields_ = [("v_name", ctypes.c_char_p), ("v_type", ctypes.c_int),
+                ("v_flags", ctypes.c_short), ("v_realdata", ctypes.POINTER(ctypes.c_double)),
+                ("v_compdata", ctypes.c_void_p), ("v_length", ctypes.c_int)]
+
+
+_SendChar = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p)
+_ControlledExit = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_bool, ctypes.c_bool,
+                                   ctypes.c_int, ctypes.c_void_p)
+_BGThreadRunning = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_bool, ctypes.c_int, ctypes.c_void_p)
+
+
+class SharedLibrary:
+    """libngspice loaded in this process (sharedspice.h API); used under the engine's lock."""
+
+    def __init__(self, path: str):
+        lib = ctypes.CDLL(path)
+        lib.ngSpice_Init.restype = ctypes.c_int
+        lib.ngSpice_Init.argtypes = [_SendChar, _SendChar, _ControlledExit, ctypes.c_void_p,
+                                     ctypes.c_void_p, _BGThreadRunning, ctypes.c_void_p]
+        lib.ngSpice_Command.restype = ctypes.c_int
+        lib.ngSpice_Command.argtypes = [ctypes.c_char_p]
+        lib.ngSpice_Circ.restype = ctypes.c_int
+        lib.ngSpice_Circ.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+        lib.ngGet_Vec_Info.restype = ctypes.POINTER(_VectorInfo)
+        lib.ngGet_Vec_Info.argtypes = [ctypes.c_char_p]
+        lib.ngSpice_CurPlot.restype = ctypes.c_char_p
+        lib.ngSpice_AllVecs.restype = ctypes.POINTER(ctypes.c_char_p)
+        lib.ngSpice_AllVecs.argtypes = [ctypes.c_char_p]
+        lib.ngSpice_running.restype = ctypes.c_bool
+        self._lib = lib
+        self._out: list[str] = []
+        self._out_lock = threading.Lock()
+        self._bg_done = threading.Event()
+        self.exited = False
+        # the callbacks must stay referenced as long as the library may call them
+        self._callbacks = (_SendChar(self._on_output), _SendChar(self._on_status),
+                           _ControlledExit(self._on_exit), _BGThreadRunning(self._on_bg))
+        send_char, send_stat, exit_cb, bg_cb = self._callbacks
+        if lib.ngSpice_Init(send_char, send_stat, exit_cb, None, None, bg_cb, None) != 0:
+            raise OSError("ngSpice_Init failed")
+
+    # callbacks (run in ngspice's threads)
+    def _on_output(self, text, ident, user):
+        line = (text or b"").decode("utf-8", "replace")
+        for prefix in ("stdout ", "stderr "):
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+        with self._out_lock:
+            self._out.append(line)
+        return 0
+
+    def _on_status(self, text, ident, user):
+        return 0
+
+    def _on_exit(self, status, immediate, quit_exit, ident, user):
+        self.exited = True      # ngspice wants to unload: the engine stops using it
+        return 0
+
+    def _on_bg(self, not_running, ident, user):
+        # called with False when the background thread starts, True just before it ends
+        if not_running:
+            self._bg_done.set()
+        return 0
+
+    # commands
+    def take_output(self) -> str:
+        with self._out_lock:
+            out, self._out = self._out, []
+        return "\n".join(out)
+
+    def command(self, text: str) -> str:
+        self._lib.ngSpice_Command(text.encode("ascii"))
+        return self.take_output()
+
+    def load(self, deck: str) -> str:
+        """Hand the (already checked) deck to ngspice, replacing the last one; the log."""
+        self.command("destroy all")
+        self.command("remcirc")
+        lines = [ln.encode("utf-8") for ln in deck.splitlines() if ln.strip()]
+        arr = (ctypes.c_char_p * (len(lines) + 1))(*lines, None)
+        self._lib.ngSpice_Circ(arr)
+        return self.take_output()
+
+    def unload(self) -> None:
+        self.command("destroy all")
+        self.command("remcirc")
+
+    def background(self, command: str, timeout: float) -> tuple[str, bool]:
+        """Run ``command`` in ngspice's background thread; (log, timed out)."""
+        self._bg_done.clear()
+        log = self.command(f"bg_{command}")
+        t0 = time.monotonic()
+        # Wait for the thread's own "ended" callback, not only ngSpice_running(): touching
+        # the circuit while the thread is still unwinding crashes libngspice.
+        while not self._bg_done.wait(0.0005) or self._lib.ngSpice_running():
+            if time.monotonic() - t0 > timeout:
+                log += "\n" + self.command("bg_halt")
+                self._bg_done.wait(10)
+                t1 = time.monotonic()
+                while self._lib.ngSpice_running() and time.monotonic() - t1 < 10:
+                    time.sleep(0.01)
+                time.sleep(0.002)
+                return log + self.take_output() + f"\n*** halted after timeout={timeout} s\n", True
+        time.sleep(0)  # let the thread return from the callback
+        return log + "\n" + self.take_output(), False
+
+    def vector(self, name: str):
+        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
+        if not info or not info.contents.v_realdata:
+            return None
+        n = int(info.contents.v_length)
+        if n <= 0:
+            return np.empty(0)
+        return np.ctypeslib.as_array(info.contents.v_realdata, shape=(n,)).copy()
+
+    def all_vectors(self) -> dict:
+        plot = self._lib.ngSpice_CurPlot() or b""
+        names = self._lib.ngSpice_AllVecs(plot)
+        out = {}
+        k = 0
+        while names and names[k] is not None:
+            raw = names[k].decode()
+            k += 1
+            low = raw.lower()
+            if low.endswith("#branch"):
+                key = f"i({low[:-7]})"
+            elif low == "v-sweep":
+                key = "v(v-sweep)"
+            elif low == "time" or low.startswith(("v(", "i(")):
+                key = low
+            else:
+                key = f"v({low})"
+            vec = self.vector(f"{plot.decode()}.{raw}")
+            if vec is not None:
+                out[key] = vec
+        return out
