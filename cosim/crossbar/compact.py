@@ -20,10 +20,10 @@ computes the transfer matrix once (one sparse factorisation, C solves) and folds
 differential pair and the scale into it; a step is then one dense (R × C) product.
 
 ``read="nonlinear"``: the full memtransistor I-V at the local node voltages (the gate is
-referred to the channel midpoint, so IR drop changes each cell's gate drive): damped Newton
-on the whole array (``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per
-distinct input pattern in a bounded LRU cache, and Newton starts warm from the nearest
-previous solution.
+referred to the channel midpoint, so IR drop changes each cell's gate drive): Newton on the
+whole array with line Gauss-Seidel steps, all distinct patterns of a call solved together
+(``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per distinct input
+pattern in a bounded LRU cache.
 
 ``program`` invalidates exactly what changed: reprogramming the same device states keeps the
 factorisation, the transfer matrix and the cached reads.
@@ -115,7 +115,6 @@ class Compact(Crossbar):
         self._solver = None
         self._map = None
         self._cache = OrderedDict()
-        self._last_solution = None
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
     def get_params(self):
@@ -147,7 +146,6 @@ class Compact(Crossbar):
             self._solver = None
             self._map = None
             self._cache.clear()
-            self._last_solution = None
 
     @property
     def states(self) -> np.ndarray:
@@ -226,7 +224,7 @@ class Compact(Crossbar):
         if self.read == "linear":
             return self._linear_solver().solve(V)
         return nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
-                                     self._states.shape, initial=self._last_solution)
+                                     self._states.shape)
 
     def _cell(self):
         device, states, v_gate = self._array_device, self._states, self.v_gate
@@ -282,14 +280,9 @@ class Compact(Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        cell = self._cell()
-        for k in range(V.shape[0]):
-            sol = nodal.solve_nonlinear(cell, V[k], self.r_word, self.r_bit, (rows, cols2),
-                                        initial=self._last_solution)
-            self.stats["solves"] += 1
-            self._last_solution = sol
-            out[k] = sol.currents
-        return out
+        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2))
+        self.stats["solves"] += V.shape[0]
+        return sol.currents
 
     def forward(self, x):
         if self.read == "linear" and self.read_noise_sigma == 0:

@@ -26,6 +26,7 @@ max|u| << |V| and it practically vanishes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,9 +124,8 @@ def branch_balance(i_dev, u, b, gw, gb):
 
     i_dev, u, b: (B, R, C).  g = 0 marks a shorted line, whose nodes must sit exactly at
     their forced voltage (u = 0, b = 0; +inf residual otherwise).  Returns (F, currents,
-    scale, floor): F (B, 2, R, C) the net current leaving each node, currents (B, C), scale
-    (B,) the largest branch current and floor (B,) the absolute rounding floor for these
-    stored variables.
+    scale, dev): F (B, 2, R, C) the net current leaving each node, currents (B, C), scale
+    (B,) the largest branch current and dev (B,) the largest device current (A).
     """
     Bn, R, C = i_dev.shape
     F = np.empty((Bn, 2, R, C))
@@ -152,17 +152,22 @@ def branch_balance(i_dev, u, b, gw, gb):
         s_b = np.cumsum(i_dev, axis=1)
     currents = s_b[:, -1, :].copy()
     scale = np.maximum(dev, np.maximum(batch_max(s_w), batch_max(s_b)))
-    floor = rounding_floor(gw, batch_max(u) if gw else 0.0, gb, batch_max(b) if gb else 0.0, dev)
-    return F, currents, scale, floor
+    return F, currents, scale, dev
+
+
+def drops_floor(u, b, dev, gw, gb):
+    """Rounding floor (A) of max |F| for stored drops u and bit voltages b (B, R, C) and the
+    largest device current dev (B,)."""
+    return rounding_floor(gw, batch_max(u) if gw else 0.0, gb, batch_max(b) if gb else 0.0, dev)
 
 
 def absolute_balance(i_dev, V, w, b, gw, gb):
     """:func:`branch_balance` for absolute word voltages w (B, R, C) and inputs V (B, R);
     the floor accounts for the rounding of the stored w (|x_w| = max(|V|, |w|))."""
     u = V[:, :, None] - w
-    F, currents, scale, _ = branch_balance(i_dev, u, b, gw, gb)
+    F, currents, scale, dev = branch_balance(i_dev, u, b, gw, gb)
     xw = np.maximum(batch_max(V), batch_max(w)) if gw else 0.0
-    floor = rounding_floor(gw, xw, gb, batch_max(b) if gb else 0.0, batch_max(i_dev))
+    floor = rounding_floor(gw, xw, gb, batch_max(b) if gb else 0.0, dev)
     return F, currents, scale, floor
 
 
@@ -247,6 +252,17 @@ def line_diagonals(g: float, nlines: int, length: int, first_open: bool) -> np.n
     return d
 
 
+@functools.lru_cache(maxsize=8)
+def _couplings(shape, off):
+    """Off-diagonal of ``shape[0]`` concatenated chains: ``off`` inside a line, 0 between
+    consecutive lines (read-only, cached: the same for every factorisation of a family)."""
+    e = np.full(shape, off)
+    e[:, -1] = 0.0
+    e = e.ravel()[:-1]
+    e.setflags(write=False)
+    return e
+
+
 class Lines:
     """Block-diagonal SPD tridiagonal matrix (independent chains of equal length L).
 
@@ -262,9 +278,8 @@ class Lines:
         if n == 1:                         # LAPACK wrapper rejects an empty off-diagonal
             d, e, info = diag.ravel().copy(), np.zeros(0), int(not diag.ravel()[0] > 0)
         else:
-            e = np.full(self.shape, self._off)
-            e[:, -1] = 0.0                 # no coupling between consecutive lines
-            d, e, info = lapack.dpttrf(np.ascontiguousarray(diag).ravel(), e.ravel()[:-1])
+            d, e, info = lapack.dpttrf(np.ascontiguousarray(diag).ravel(),
+                                       _couplings(self.shape, self._off))
         if info != 0:
             raise SolverError(f"line matrix is not positive definite (dpttrf info={info})")
         self._d, self._e = d, e

@@ -60,8 +60,8 @@ import numpy as np
 
 from ... import _validate
 from ...errors import SolverError
-from .kcl import (NodalSolution, batch_max, bit_lines, branch_balance, check_shape, check_V, relative,
-                  segment_conductance, word_lines)
+from .kcl import (NodalSolution, batch_max, bit_lines, branch_balance, check_shape, check_V,
+                  drops_floor, relative, segment_conductance, word_lines)
 from .sparse import factorise, nodal_matrix, ordering
 
 __all__ = ["solve_nonlinear"]
@@ -71,7 +71,7 @@ _SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer res
 _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
-_CHUNK_CELLS = 2 ** 20     # patterns x cells iterated together (bounds the memory)
+_CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
 
 
 def _l2(a):
@@ -85,44 +85,42 @@ def _call_cell(cell, w, b):
         i, dw, db = out
     except (TypeError, ValueError) as exc:
         raise TypeError("cell must return a tuple (i, di_dvw, di_dvb)") from exc
-    return tuple(np.broadcast_to(np.asarray(a, dtype=float), w.shape) for a in (i, dw, db))
+    out = []
+    for a in (i, dw, db):
+        a = np.asarray(a, dtype=float)
+        out.append(a if a.shape == w.shape else np.array(np.broadcast_to(a, w.shape)))
+    return out
 
 
-class _State:
-    """Iterates (u, b) of a batch with the cell evaluation and KCL bookkeeping at them."""
+class _Point:
+    """An iterate (u, b) of a batch with the cell evaluation and KCL bookkeeping there."""
+
+    __slots__ = ("u", "b", "F", "Dw", "Db", "cur", "scale", "dev", "fmax", "ok")
 
     def __init__(self, cell, V, gw, gb, u, b):
-        self.cell, self.V, self.gw, self.gb = cell, V, gw, gb
         self.u, self.b = u, b
-        n = V.shape[0]
-        self.F = np.empty((n, 2) + u.shape[1:])
-        self.Dw = np.empty(u.shape)
-        self.Db = np.empty(u.shape)
-        self.cur = np.empty((n, u.shape[2]))
-        self.scale = np.empty(n)
-        self.floor = np.empty(n)
-        ok = self.store(np.arange(n), *self.evaluate(np.arange(n), u, b))
-        if not ok.all():
-            raise SolverError("nonlinear solve: the cell returned non-finite values at the "
-                              "starting point (KCL residual = nan)")
-
-    def evaluate(self, idx, u, b):
         with np.errstate(all="ignore"):
-            i, dw, db = _call_cell(self.cell, self.V[idx][:, :, None] - u, b)
-            F, cur, scale, floor = branch_balance(i, u, b, self.gw, self.gb)
-            ok = (np.isfinite(batch_max(F)) & np.isfinite(scale) & np.isfinite(batch_max(i))
-                  & np.isfinite(batch_max(dw)) & np.isfinite(batch_max(db)))
-        return u, b, F, dw, db, cur, scale, floor, ok
+            i, self.Dw, self.Db = _call_cell(cell, V[:, :, None] - u, b)
+            self.F, self.cur, self.scale, self.dev = branch_balance(i, u, b, gw, gb)
+            self.fmax = batch_max(self.F)
+            self.ok = np.isfinite(self.fmax) & np.isfinite(self.scale)
 
-    def store(self, idx, u, b, F, dw, db, cur, scale, floor, ok):
-        keep = idx[ok]
-        for dst, src in ((self.u, u), (self.b, b), (self.F, F), (self.Dw, dw), (self.Db, db),
-                         (self.cur, cur), (self.scale, scale), (self.floor, floor)):
-            dst[keep] = src[ok]
-        return ok
+    def take(self, keep):
+        """The iterate restricted to the patterns ``keep`` (an index array)."""
+        out = object.__new__(_Point)
+        for name in self.__slots__:
+            setattr(out, name, getattr(self, name)[keep])
+        return out
+
+    def put(self, where, other):
+        """Overwrite the patterns ``where`` with ``other`` (same length as where)."""
+        for name in self.__slots__:
+            getattr(self, name)[where] = getattr(other, name)
 
     def relative(self):
-        return relative(self.F, self.scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.scale > 0, self.fmax / np.where(self.scale > 0, self.scale, 1.0),
+                            np.where(self.fmax == 0, 0.0, np.inf))
 
 
 def _lines_step(F, Dw, Db, gw, gb):
@@ -136,41 +134,52 @@ def _lines_step(F, Dw, Db, gw, gb):
         ok &= Dw.reshape(n, -1).min(axis=1) >= 0
     if gb > 0:
         ok &= Db.reshape(n, -1).max(axis=1) <= 0
-    s = np.flatnonzero(ok)
-    if s.size == 0:
+    if not ok.any():
         return du, db, ok
-    Fw, Fb, dws, dbs = F[s, 0], F[s, 1], Dw[s], Db[s]
-    word = word_lines(dws, gw) if gw > 0 else None
-    bit = bit_lines(-dbs.transpose(0, 2, 1), gb) if gb > 0 else None
-
-    def bit_solve(rhs):                        # (n, R, C) in, bit-line layout (n, C, R) inside
-        return bit.solve(rhs.transpose(0, 2, 1)).transpose(0, 2, 1)
-
-    if bit is None:
+    s = slice(None) if ok.all() else np.flatnonzero(ok)
+    Fw, dws, dbs = F[s, 0], Dw[s], Db[s]
+    T = (0, 2, 1)                              # (n, R, C) <-> bit-line layout (n, C, R)
+    if gb > 0:
+        FbT = np.ascontiguousarray(F[s, 1].transpose(T))
+        dbT = np.ascontiguousarray(dbs.transpose(T))
+        np.negative(dbT, out=dbT)              # -di/dv_b >= 0 on the diagonal
+        bit = bit_lines(dbT, gb)
+    if gw > 0:
+        word = word_lines(dws, gw)
+    if gb == 0:
         du[s] = word.solve(Fw)
         return du, db, ok
-    if word is None:
-        db[s] = bit_solve(-Fb)
+    if gw == 0:
+        db[s] = bit.solve(np.negative(FbT)).transpose(T)
         return du, db, ok
+    dwT = np.ascontiguousarray(dws.transpose(T))
     target = _SWEEP_ETA * batch_max(F[s])
     x_u = word.solve(Fw)
-    x_b = bit_solve(-Fb - dws * x_u)
+    rhs = dwT * x_u.transpose(T)
+    rhs += FbT
+    x_bT = bit.solve(np.negative(rhs, out=rhs))
     last = None
     for _ in range(_MAX_SWEEPS):
-        x_u = word.solve(Fw + dbs * x_b)
-        nb = bit_solve(-Fb - dws * x_u)
-        res = batch_max(dbs * (nb - x_b))          # word-equation residual after this sweep
-        x_b = nb
+        rhs = dbs * x_bT.transpose(T)
+        rhs += Fw
+        x_u = word.solve(rhs)
+        rhs = dwT * x_u.transpose(T)
+        rhs += FbT
+        nbT = bit.solve(np.negative(rhs, out=rhs))
+        x_bT -= nbT
+        x_bT *= dbT                            # = -D_b (db_k - db_{k-1}) in bit layout
+        res = batch_max(x_bT)                  # word-equation residual after this sweep
+        x_bT = nbT
         if np.all(res <= target):
             break
         if last is not None:
             slow = (res > _MIN_CONTRACTION * last) & (res > target)
             if slow.any():
-                ok[s[slow]] = False
+                ok[np.arange(n)[s][slow]] = False
         last = res
     else:
-        ok[s[res > target]] = False
-    du[s], db[s] = x_u, x_b
+        ok[np.arange(n)[s][res > target]] = False
+    du[s], db[s] = x_u, x_bT.transpose(T)
     return du, db, ok
 
 
@@ -215,56 +224,69 @@ def _step_currents(du, db, Dw, Db, gw, gb):
     return change
 
 
-def _newton(st: _State, idx, tol, max_iter, step):
-    """Damped Newton on the patterns ``idx`` of ``st`` with the inner solver ``step``.
-
-    Returns (iterations, failed) per pattern of idx."""
-    gw, gb = st.gw, st.gb
-    iters = np.zeros(idx.size, dtype=int)
-    failed = np.zeros(idx.size, dtype=bool)
-    done = np.zeros(idx.size, dtype=bool)
-    step_i = np.full(idx.size, np.inf)
-    stall = np.zeros(idx.size, dtype=int)
+def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
+    """Damped Newton on the batch V (n, R) from the iterate ``pt`` with the inner solver
+    ``step``.  Returns (final point, iterations (n,), failed (n,)); the final point holds
+    the last accepted iterate of every pattern (converged or not)."""
+    n = V.shape[0]
+    final = pt.take(np.arange(n))           # results, filled in as patterns finish
+    iters = np.zeros(n, dtype=int)
+    failed = np.zeros(n, dtype=bool)
+    act = np.arange(n)                      # patterns still iterating (rows of pt)
+    step_i = np.full(n, np.inf)             # branch-current change of the last step (A)
+    stall = np.zeros(n, dtype=int)
     update_tol = np.sqrt(tol)
     for it in range(max_iter + 1):
-        rel = st.relative()[idx]
-        fmax = batch_max(st.F[idx])
-        done |= (rel <= tol) & ((step_i <= update_tol * st.scale[idx]) | (fmax == 0))
-        run = np.flatnonzero(~done & ~failed)
-        if run.size == 0 or it == max_iter:
-            break
-        g = idx[run]
-        du, db, ok = step(st.F[g], st.Dw[g], st.Db[g], gw, gb)
-        failed[run[~ok]] = True
-        run, g, du, db = run[ok], g[ok], du[ok], db[ok]
-        if run.size == 0:
-            continue
-        change = _step_currents(du, db, st.Dw[g], st.Db[g], gw, gb)
-        f0 = _l2(st.F[g])
-        alpha = np.ones(run.size)
-        pending = np.arange(run.size)
-        while pending.size:
-            a = alpha[pending][:, None, None]
-            gp = g[pending]
-            trial = st.evaluate(gp, st.u[gp] + a * du[pending], st.b[gp] + a * db[pending])
-            F_t, scale_t, ok_t = trial[2], trial[6], trial[8]
-            f_t = _l2(F_t)
-            with np.errstate(invalid="ignore"):
-                good = ok_t & ((f_t <= (1.0 - 1e-4 * alpha[pending]) * f0[pending])
-                               | (relative(F_t, scale_t) <= tol))
-            st.store(gp, *trial[:8], good)
-            step_i[run[pending[good]]] = alpha[pending[good]] * change[pending[good]]
-            rest = pending[~good]
-            alpha[rest] *= 0.5
-            lost = rest[alpha[rest] < 1e-10]
-            failed[run[lost]] = True
-            pending = rest[alpha[rest] >= 1e-10]
-        iters[run] += 1
-        new_rel = st.relative()[g]
-        stall[run] = np.where(new_rel > 0.5 * rel[run], stall[run] + 1, 0)
-        failed[run[(stall[run] >= _STALL_LIMIT) & ~(new_rel <= tol)]] = True
-    failed |= ~done
-    return iters, failed
+        rel = pt.relative()
+        done = (rel <= tol) & ((step_i[act] <= update_tol * pt.scale) | (pt.fmax == 0))
+        stop = done | failed[act] | (it == max_iter)
+        if stop.any():
+            final.put(act[stop], pt.take(np.flatnonzero(stop)))
+            failed[act[stop & ~done]] = True
+            keep = np.flatnonzero(~stop)
+            if keep.size == 0:
+                break
+            pt, act, rel = pt.take(keep), act[keep], rel[keep]
+        du, db, ok = step(pt.F, pt.Dw, pt.Db, gw, gb)
+        change = _step_currents(du, db, pt.Dw, pt.Db, gw, gb)
+        ok &= np.isfinite(change)           # NaN and inf steps propagate into the maximum
+        failed[act[~ok]] = True             # leaves at the next test, at its current point
+        f0 = _l2(pt.F)
+        alpha = np.ones(act.size)
+        alpha[~ok] = 0.0
+        trial = _Point(cell, V[act], gw, gb, pt.u + du, pt.b + db)
+        good = _accept(trial, f0, alpha, tol) | ~ok
+        while not good.all():
+            bad = np.flatnonzero(~good)
+            alpha[bad] *= 0.5
+            lost = bad[alpha[bad] < 1e-10]
+            failed[act[lost]] = True
+            good[lost] = True
+            bad = bad[alpha[bad] >= 1e-10]
+            if bad.size == 0:
+                break
+            a = alpha[bad][:, None, None]
+            retry = _Point(cell, V[act[bad]], gw, gb, pt.u[bad] + a * du[bad],
+                           pt.b[bad] + a * db[bad])
+            trial.put(bad, retry)
+            good[bad] = _accept(retry, f0[bad], alpha[bad], tol)
+        moved = ok & (alpha > 1e-10)
+        if not moved.all():                 # keep the old point where no step was taken
+            trial.put(np.flatnonzero(~moved), pt.take(np.flatnonzero(~moved)))
+        step_i[act] = np.where(moved, alpha * change, step_i[act])
+        iters[act] += moved
+        new_rel = trial.relative()
+        stall[act] = np.where(new_rel > 0.5 * rel, stall[act] + 1, 0)
+        failed[act[(stall[act] >= _STALL_LIMIT) & ~(new_rel <= tol)]] = True
+        pt = trial
+    return final, iters, failed
+
+
+def _accept(trial, f0, alpha, tol):
+    """Armijo test on ||F||_2, or a trial that already meets the tolerance."""
+    with np.errstate(invalid="ignore"):
+        return trial.ok & ((_l2(trial.F) <= (1.0 - 1e-4 * alpha) * f0)
+                           | (trial.relative() <= tol))
 
 
 def _initial_arrays(initial, V, R, C):
@@ -321,34 +343,49 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     if gb == 0:
         b[:] = 0.0
     Bn = Vb.shape[0]
-    st = _State(cell, Vb, gw, gb, u, b)
     iters = np.zeros(Bn, dtype=int)
     used = "lu" if method == "lu" else "lines"
     chunk = max(1, _CHUNK_CELLS // (R * C))
+    parts = []
     for k0 in range(0, Bn, chunk):
-        idx = np.arange(k0, min(Bn, k0 + chunk))
-        if method == "lu":
-            it, failed = _newton(st, idx, tol, max_iter, _lu_step)
-        else:
-            it, failed = _newton(st, idx, tol, max_iter, _lines_step)
-            if failed.any() and method == "auto":
-                used = "lines+lu"
-                more, failed_lu = _newton(st, idx[failed], tol, max_iter, _lu_step)
-                it[failed] += more
-                failed[failed] = failed_lu
-        iters[idx] = it
+        sl = slice(k0, min(Bn, k0 + chunk))
+        Vc = Vb[sl]
+        pt = _Point(cell, Vc, gw, gb, u[sl], b[sl])
+        if not pt.ok.all():
+            raise SolverError("nonlinear solve: the cell returned non-finite values at the "
+                              "starting point (KCL residual = nan)")
+        pt, it, failed = _newton(cell, Vc, gw, gb, pt, tol, max_iter,
+                                 _lu_step if method == "lu" else _lines_step)
+        if failed.any() and method == "auto":
+            used = "lines+lu"
+            bad = np.flatnonzero(failed)
+            sub, more, failed_lu = _newton(cell, Vc[bad], gw, gb, pt.take(bad), tol, max_iter,
+                                           _lu_step)
+            pt.put(bad, sub)
+            it[bad] += more
+            failed[bad] = failed_lu
         if failed.any():
-            k = int(idx[failed][0])
-            raise SolverError(f"nonlinear solve ({method}) did not converge for input {k} "
-                              f"in {int(it[failed][0])} iterations: relative KCL residual "
-                              f"{float(st.relative()[k]):.3e} > tol {tol:.1e}")
-    rel = st.relative()
-    floor = relative(st.floor[:, None], st.scale)
-    w = Vb[:, :, None] - st.u
+            k = int(np.flatnonzero(failed)[0])
+            raise SolverError(f"nonlinear solve ({method}) did not converge for input "
+                              f"{k0 + k} in {int(it[k])} iterations: relative KCL residual "
+                              f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
+        iters[sl] = it
+        parts.append(pt)
+    pt = parts[0] if len(parts) == 1 else _concat(parts)
+    rel = pt.relative()
+    floor = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
+    w = Vb[:, :, None] - pt.u
     sol = dict(residual=float(rel.max()), iterations=int(iters.sum()), method=f"newton-{used}",
                residual_floor=float(floor.max()))
     if single:
-        return NodalSolution(st.cur[0], w[0], st.b[0], word_drops=st.u[0],
+        return NodalSolution(pt.cur[0], w[0], pt.b[0], word_drops=pt.u[0],
                              pattern_residuals=rel, pattern_iterations=iters, **sol)
-    return NodalSolution(st.cur, w, st.b, word_drops=st.u, pattern_residuals=rel,
+    return NodalSolution(pt.cur, w, pt.b, word_drops=pt.u, pattern_residuals=rel,
                          pattern_iterations=iters, **sol)
+
+
+def _concat(parts):
+    out = object.__new__(_Point)
+    for name in _Point.__slots__:
+        setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
+    return out
