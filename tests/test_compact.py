@@ -7,6 +7,7 @@ import pytest
 from cosim.crossbar import Compact, nodal
 from cosim.devices import Memtransistor
 from cosim.network import SRNN
+from _spice import needs_spice
 
 
 @pytest.fixture
@@ -171,3 +172,45 @@ def test_device_card_drives_the_backend(tmp_path):
     xb = Compact(device=dev, r_word=0, r_bit=0)
     xb.program(np.eye(3))
     assert np.isclose(xb.conductances.max(), dev.params["g_max"])
+
+
+# ----------------------------------------------------------------------------- against ngspice
+
+def _close_on_carrying_lines(i_test, i_ref, rtol):
+    """Relative agreement on every bit line carrying >= 1e-3 of the largest current."""
+    big = np.abs(i_ref) >= 1e-3 * np.abs(i_ref).max()
+    rel = np.abs(i_test - i_ref)[big] / np.abs(i_ref)[big]
+    assert rel.max() <= rtol, f"worst bit line off by {rel.max():.2e} (limit {rtol:.0e})"
+
+
+@needs_spice
+@pytest.mark.parametrize("rows,cols,r_word,r_bit,p", [
+    (24, 10, 0.5, 0.7, 0.1), (24, 10, 0.5, 0.7, 0.9), (9, 31, 2.0, 0.3, 0.5),
+    (40, 7, 0.7, 5.0, 0.2)])
+def test_nonlinear_read_equals_ngspice(tmp_path, rows, cols, r_word, r_bit, p):
+    """Random non-square arrays, asymmetric wires, sparse and dense patterns: the compact
+    nonlinear read equals ngspice's operating point of the same deck."""
+    from cosim.crossbar import Spice
+    rng = np.random.default_rng(rows * cols)
+    W = rng.normal(size=(rows, cols))
+    x = binary(rng, (6, rows), p)
+    x[x.sum(axis=1) == 0, 0] = 1.0
+    settings = dict(r_word=r_word, r_bit=r_bit, read="nonlinear")
+    compact, spice = Compact(**settings), Spice(cache=tmp_path, **settings)
+    compact.program(W * 20)                 # strong devices: IR drops well above rounding
+    spice.program(W * 20)
+    _close_on_carrying_lines(compact.bitline_currents(x), spice.bitline_currents(x), 1e-11)
+
+
+@needs_spice
+def test_single_row_on_half_ohm_lines_equals_ngspice(tmp_path):
+    from cosim.crossbar import Spice
+    W = np.random.default_rng(4).normal(size=(32, 16))
+    x = np.zeros((2, 32))
+    x[0, 7] = 1.0
+    x[1, 31] = 1.0
+    settings = dict(r_word=0.5, r_bit=0.7, read="nonlinear")
+    compact, spice = Compact(**settings), Spice(cache=tmp_path, **settings)
+    compact.program(W)
+    spice.program(W)
+    _close_on_carrying_lines(compact.bitline_currents(x), spice.bitline_currents(x), 1e-11)

@@ -88,7 +88,8 @@ def _call_cell(cell, w, b):
     out = []
     for a in (i, dw, db):
         a = np.asarray(a, dtype=float)
-        out.append(a if a.shape == w.shape else np.array(np.broadcast_to(a, w.shape)))
+        ready = a.shape == w.shape and a.flags.writeable
+        out.append(a if ready else np.array(np.broadcast_to(a, w.shape)))
     return out
 
 
