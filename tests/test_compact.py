@@ -149,6 +149,52 @@ def test_bad_parameters(kwargs, word):
         Compact(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(v_read=1e300), r"v_read must lie in \(0, 3\)"),
+    (dict(v_read=3.0), r"v_read must lie in \(0, 3\)"),      # would program the devices
+    (dict(program_sigma=1e300), r"program_sigma must lie in \[0, 3\]"),
+    (dict(d2d_sigma=50.0), r"d2d_sigma must lie in \[0, 3\]"),
+    (dict(read_noise_sigma=2.0), r"read_noise_sigma must lie in \[0, 1\]"),
+    (dict(v_gate=1e300), r"v_gate must lie in \[-100, 100\]"),
+    (dict(r_word=1e-300), r"r_word must be 0 \(ideal wire\) or lie in \[1e-09, 1e\+12\]"),
+    (dict(r_bit=1e300), r"r_bit must be 0 \(ideal wire\) or lie in"),
+])
+def test_extreme_values_are_refused_with_the_range(kwargs, message):
+    """Values that would read NaN or garbage are refused, naming the allowed range."""
+    with pytest.raises(ValueError, match=message):
+        Compact(**kwargs)
+
+
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_device_to_device_spread_end_to_end(weights, read):
+    """d2d_sigma > 0 programs, reads and realises the spread: every cell conducts
+    e^{sigma N} x its target (open-loop programming of the nominal states)."""
+    nominal = Compact(r_word=0.0, r_bit=0.0, read=read)
+    spread = Compact(r_word=0.0, r_bit=0.0, read=read, d2d_sigma=0.05, seed=3)
+    nominal.program(weights)
+    spread.program(weights)
+    np.testing.assert_array_equal(spread.states, nominal.states)
+    factor = spread.conductances / nominal.conductances
+    assert 0.02 < np.std(np.log(factor)) < 0.08                     # sigma = 0.05, 120 cells
+    np.testing.assert_allclose(factor, spread.array_device.params["g_max"] / 1e-5, rtol=1e-12)
+    x = binary(np.random.default_rng(4), (6, 12))
+    # no wires: the read is exactly the product with the realised weights
+    np.testing.assert_allclose(spread(x), x @ spread.effective_weights, rtol=1e-9,
+                               atol=1e-12 * np.abs(x @ weights).max())
+    assert np.abs(spread.effective_weights - weights).max() > 1e-3
+    # the same seed gives the same array; reprogramming keeps the drawn spread
+    again = Compact(r_word=0.0, r_bit=0.0, read=read, d2d_sigma=0.05, seed=3)
+    again.program(weights)
+    np.testing.assert_array_equal(again.conductances, spread.conductances)
+    spread.program(weights * 0.5)
+    np.testing.assert_array_equal(spread.array_device.params["g_max"],
+                                  again.array_device.params["g_max"])
+    # with wires the nonlinear / linear solves run on the per-cell devices
+    wired = Compact(r_word=2.0, r_bit=2.0, read=read, d2d_sigma=0.05, seed=3)
+    wired.program(weights)
+    assert np.all(np.isfinite(wired(x)))
+
+
 def test_bad_inputs(weights):
     xb = Compact()
     with pytest.raises(RuntimeError, match="program"):
@@ -213,4 +259,19 @@ def test_single_row_on_half_ohm_lines_equals_ngspice(tmp_path):
     compact, spice = Compact(**settings), Spice(cache=tmp_path, **settings)
     compact.program(W)
     spice.program(W)
+    _close_on_carrying_lines(compact.bitline_currents(x), spice.bitline_currents(x), 1e-11)
+
+
+@needs_spice
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_device_to_device_spread_equals_ngspice(tmp_path, read):
+    from cosim.crossbar import Spice
+    W = np.random.default_rng(6).normal(size=(10, 6))
+    x = binary(np.random.default_rng(7), (4, 10))
+    x[:, 0] = 1.0
+    settings = dict(r_word=0.5, r_bit=0.7, read=read, d2d_sigma=0.05, seed=11)
+    compact, spice = Compact(**settings), Spice(cache=tmp_path, **settings)
+    compact.program(W * 20)
+    spice.program(W * 20)
+    np.testing.assert_array_equal(spice.conductances, compact.conductances)
     _close_on_carrying_lines(compact.bitline_currents(x), spice.bitline_currents(x), 1e-11)

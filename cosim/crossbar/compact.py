@@ -49,6 +49,43 @@ from .base import Crossbar
 __all__ = ["Compact"]
 
 READS = ("linear", "nonlinear")
+SIGMA_MAX = Mapping.SIGMA_MAX          # lognormal spreads beyond e^3 per sigma: not a device
+V_GATE_MAX = 100.0                     # V
+R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
+
+
+def _bounded(name, value, lo, hi, what, closed=False):
+    """A real number in (lo, hi) (or [lo, hi] with ``closed``): one error naming the range."""
+    value = check.positive(name, value, allow_zero=True) if lo >= 0 else _real(name, value)
+    inside = (lo <= value <= hi) if closed else (lo < value < hi)
+    if not inside:
+        left, right = ("[", "]") if closed else ("(", ")")
+        raise ValueError(f"{name} must lie in {left}{lo:g}, {hi:g}{right} ({what}), got {value!r}")
+    return value
+
+
+def _real(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _wire(name, r):
+    """Segment resistance: 0 (ideal wire) or within R_WIRE ohm."""
+    r = check.positive(name, r, allow_zero=True)
+    if r != 0 and not R_WIRE[0] <= r <= R_WIRE[1]:
+        raise ValueError(f"{name} must be 0 (ideal wire) or lie in [{R_WIRE[0]:g}, "
+                         f"{R_WIRE[1]:g}] ohm per segment, got {r!r}")
+    return r
+
+
+def _read_limit(device) -> float:
+    """The largest |V_DS| that leaves every state unchanged: min(v_on, |v_off|) (V)."""
+    p = device.params
+    return float(min(np.min(p["v_on"]), np.min(np.abs(p["v_off"]))))
 
 
 class Compact(Crossbar):
@@ -58,7 +95,7 @@ class Compact(Crossbar):
     ----------
     device : :class:`~cosim.devices.Memtransistor` (default card when None).
     r_word, r_bit : wire segment resistances in ohms (>= 0).
-    v_read : read voltage of an input spike on a word line (V).
+    v_read : read voltage of an input spike on a word line (V), in (0, min(v_on, |v_off|)).
     g_range : (g_min, g_max) used by the mapping; default the device's range g(0)..g(1).
     levels : number of programmable conductance levels (None: continuous).
     seed : int or Generator for programming variability, faults and read noise.
@@ -66,7 +103,9 @@ class Compact(Crossbar):
     v_gate : gate voltage of the rows during a read (default the device's v_gref).
     w_max : weight mapped to g_max (default max |W| at each program).
     program_sigma, stuck_on_rate, stuck_off_rate, read_noise_sigma : non-idealities.
-    d2d_sigma : device-to-device spread of g_max (lognormal), drawn once per array.
+    d2d_sigma : device-to-device spread of g_max (lognormal, in [0, 3]), drawn once per
+        array: every cell is programmed to the state the nominal device needs for its
+        target conductance and then conducts g_max,i g(w) = e^{sigma N_i} x the target.
     cache_size : distinct input patterns kept for nonlinear reads.
     """
 
@@ -82,13 +121,15 @@ class Compact(Crossbar):
         if not isinstance(device, Memtransistor):
             raise TypeError(f"device must be a Memtransistor, got {type(device).__name__}")
         self.device = device
-        self.r_word = check.positive("r_word", r_word, allow_zero=True)
-        self.r_bit = check.positive("r_bit", r_bit, allow_zero=True)
-        self.v_read = check.positive("v_read", v_read)
+        self.r_word = _wire("r_word", r_word)
+        self.r_bit = _wire("r_bit", r_bit)
+        self.v_read = _bounded("v_read", v_read, 0.0, _read_limit(device),
+                               "above 0 and below the device's programming thresholds "
+                               "min(v_on, |v_off|), so that a read never programs")
         self.read = check.choice("read", read, READS)
-        self.v_gate = float(device.params["v_gref"] if v_gate is None else v_gate)
-        if not np.isfinite(self.v_gate):
-            raise ValueError("v_gate must be finite")
+        self.v_gate = float(device.params["v_gref"] if v_gate is None else
+                            _bounded("v_gate", v_gate, -V_GATE_MAX, V_GATE_MAX,
+                                     "a gate voltage in volts", closed=True))
         if g_range is None:
             g_range = device.g_range()
         if len(g_range) != 2:
@@ -100,7 +141,9 @@ class Compact(Crossbar):
         self.stuck_on_rate = stuck_on_rate
         self.stuck_off_rate = stuck_off_rate
         self.read_noise_sigma = read_noise_sigma
-        self.d2d_sigma = check.positive("d2d_sigma", d2d_sigma, allow_zero=True)
+        self.d2d_sigma = _bounded("d2d_sigma", d2d_sigma, 0.0, SIGMA_MAX,
+                                  "a lognormal spread (larger spreads exceed any device's "
+                                  "on/off range)", closed=True)
         self.cache_size = check.integer("cache_size", cache_size, minimum=0)
         self.seed = seed
         # the mapping validates g_range, levels, sigmas and rates
@@ -135,10 +178,11 @@ class Compact(Crossbar):
                                   if self.d2d_sigma > 0 else self.device)
             self._array_device_shape = (rows, 2 * cols)
         programmed = self.mapping.to_conductances(weights, self._rng)
-        device = self._array_device
-        states = device.state_from_conductance(programmed.g)
+        # programming (the pulses) targets the nominal device; each cell then realises its
+        # own g_max g(w): device-to-device spread scales every cell's conductance
+        states = self.device.state_from_conductance(programmed.g)
         self._scale = programmed.scale
-        self._g = device.conductance(states)
+        self._g = self._array_device.conductance(states)
         self._effective = self.mapping.to_weights(self._g, self._scale)
         key = hashlib.sha256(states.tobytes() + repr((rows, cols)).encode()).hexdigest()
         if key != self._states_key:
