@@ -110,6 +110,7 @@ class Compact(Crossbar):
     """
 
     name = "compact"
+    physical_columns = 2        # G+ in bit line 2j, G- in 2j+1
 
     def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
@@ -153,8 +154,12 @@ class Compact(Crossbar):
                                read_noise_sigma=read_noise_sigma)
         self._rng = check.rng(seed)
         self._array_device = None
+        self._array_device_shape = None
         self._states = None
         self._states_key = None
+        self._scale = None
+        self._g = None
+        self._effective = None
         self._solver = None
         self._map = None
         self._cache = OrderedDict()
@@ -248,15 +253,12 @@ class Compact(Crossbar):
             self._map = np.ascontiguousarray(diff / (self._scale * self.read_factor))
         return self._map
 
-    def bitline_currents(self, x) -> np.ndarray:
-        """Raw sense currents in amperes, (..., 2C), for inputs x (..., R)."""
+    def linear_map(self):
+        """The weight map (IR drop included) for a noise-free linear read, else None."""
         self._require_programmed()
-        x = check.as_float_array("x", x)
-        if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
-            raise ValueError(f"x must have last dimension {self._weights.shape[0]}, got {x.shape}")
-        lead = x.shape[:-1]
-        currents = self._currents(x.reshape(-1, x.shape[-1]))
-        return currents.reshape(*lead, currents.shape[-1])
+        if self.read == "linear" and self.read_noise_sigma == 0:
+            return self.weight_map()
+        return None
 
     def solution(self, x):
         """Full nodal solution (node voltages, currents) of one input vector x (R,)."""
