@@ -326,7 +326,8 @@ class Compact(Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2))
+        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
+                                    voltages=False)
         self.stats["solves"] += V.shape[0]
         return sol.currents
 

@@ -44,7 +44,8 @@ class NodalSolution:
     """Result of a nodal solve.
 
     currents: (C,) or (B, C) output currents into the sense nodes (A).
-    word_voltages, bit_voltages: (R, C) or (B, R, C) node voltages (V).
+    word_voltages, bit_voltages: (R, C) or (B, R, C) node voltages (V); None when a
+        nonlinear solve was asked for currents only (``voltages=False``).
     residual: maximum relative KCL residual over the batch (module docstring).
     iterations: Newton iterations (nonlinear, summed over a batch) or CG iterations
         (linear ``"cg"``, maximum over the batch); 0 for direct solves.

@@ -290,11 +290,10 @@ def _accept(trial, f0, alpha, tol):
                            | (trial.relative() <= tol))
 
 
-def _initial_arrays(initial, V, R, C):
-    """(u, b) starting arrays (B, R, C): the ideal point u = b = 0 unless ``initial``."""
-    Bn = V.shape[0]
+def _initial_arrays(initial, Bn, R, C):
+    """Read-only (w, b) starts broadcast to (B, R, C), or None for the ideal point."""
     if initial is None:
-        return np.zeros((Bn, R, C)), np.zeros((Bn, R, C))
+        return None
     if isinstance(initial, NodalSolution):
         w, b = initial.word_voltages, initial.bit_voltages
     else:
@@ -309,25 +308,27 @@ def _initial_arrays(initial, V, R, C):
         if arr.shape[-2:] != (R, C) or (arr.ndim == 3 and arr.shape[0] not in (1, Bn)):
             raise ValueError(f"initial node voltages must have shape {(R, C)} or "
                              f"{(Bn, R, C)}, got {arr.shape}")
-    return (V[:, :, None] - np.broadcast_to(w, (Bn, R, C)),
-            np.array(np.broadcast_to(b, (Bn, R, C))))
+    return np.broadcast_to(w, (Bn, R, C)), np.broadcast_to(b, (Bn, R, C))
 
 
 def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e-12,
-                    max_iter: int = 100, method: str = "auto") -> NodalSolution:
+                    max_iter: int = 100, method: str = "auto",
+                    voltages: bool = True) -> NodalSolution:
     """Solve a crossbar of nonlinear two-terminal cells for inputs V (R,) or (B, R) (V).
 
     ``cell(v_w, v_b)`` takes arrays (..., R, C) of word- and bit-node voltages and returns
     ``(i, di_dvw, di_dvb)``: the current from the word node to the bit node through each
     device (A) and its partial derivatives (S; the Jacobian need not be symmetric).  It must
-    broadcast over leading batch axes: all patterns of a call are solved together.
+    broadcast over leading batch axes: all patterns of a call are solved together (in
+    chunks of about 2^16 cells, so memory stays bounded for any B).
 
     ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "lu"
     (Newton with a sparse LU per step, the reference) or "auto" (lines, finishing any
     pattern it cannot handle with lu).  ``initial`` (a NodalSolution or a pair
-    (word_voltages, bit_voltages)) replaces the default start w = V_i, b = 0.  Returns a
-    NodalSolution with the per-pattern residuals and iterations; raises SolverError (with
-    the residual) if a pattern does not converge.
+    (word_voltages, bit_voltages)) replaces the default start w = V_i, b = 0.  With
+    ``voltages=False`` only the currents and the per-pattern residuals and iterations are
+    kept (node-voltage fields None): B x R x C node voltages need not fit in memory.
+    Raises SolverError (with the residual) if a pattern does not converge.
     """
     if not callable(cell):
         raise TypeError("cell must be callable: cell(v_w, v_b) -> (i, di_dvw, di_dvb)")
@@ -338,20 +339,28 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     tol = _validate.positive("tol", tol)
     max_iter = _validate.integer("max_iter", max_iter, minimum=1)
     method = _validate.choice("method", method, METHODS)
-    u, b = _initial_arrays(initial, Vb, R, C)
-    if gw == 0:
-        u[:] = 0.0
-    if gb == 0:
-        b[:] = 0.0
     Bn = Vb.shape[0]
+    start = _initial_arrays(initial, Bn, R, C)
+    cur = np.empty((Bn, C))
+    rel = np.empty(Bn)
+    floor = np.empty(Bn)
     iters = np.zeros(Bn, dtype=int)
+    u_all = np.empty((Bn, R, C)) if voltages else None
+    b_all = np.empty((Bn, R, C)) if voltages else None
     used = "lu" if method == "lu" else "lines"
     chunk = max(1, _CHUNK_CELLS // (R * C))
-    parts = []
     for k0 in range(0, Bn, chunk):
         sl = slice(k0, min(Bn, k0 + chunk))
         Vc = Vb[sl]
-        pt = _Point(cell, Vc, gw, gb, u[sl], b[sl])
+        if start is None:
+            u, b = np.zeros((Vc.shape[0], R, C)), np.zeros((Vc.shape[0], R, C))
+        else:
+            u, b = Vc[:, :, None] - start[0][sl], np.array(start[1][sl])
+        if gw == 0:
+            u[:] = 0.0
+        if gb == 0:
+            b[:] = 0.0
+        pt = _Point(cell, Vc, gw, gb, u, b)
         if not pt.ok.all():
             raise SolverError("nonlinear solve: the cell returned non-finite values at the "
                               "starting point (KCL residual = nan)")
@@ -370,23 +379,16 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
             raise SolverError(f"nonlinear solve ({method}) did not converge for input "
                               f"{k0 + k} in {int(it[k])} iterations: relative KCL residual "
                               f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
-        iters[sl] = it
-        parts.append(pt)
-    pt = parts[0] if len(parts) == 1 else _concat(parts)
-    rel = pt.relative()
-    floor = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
-    w = Vb[:, :, None] - pt.u
-    sol = dict(residual=float(rel.max()), iterations=int(iters.sum()), method=f"newton-{used}",
-               residual_floor=float(floor.max()))
+        cur[sl], rel[sl], iters[sl] = pt.cur, pt.relative(), it
+        floor[sl] = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
+        if voltages:
+            u_all[sl], b_all[sl] = pt.u, pt.b
+    w_all = Vb[:, :, None] - u_all if voltages else None
+    info = dict(residual=float(rel.max()), iterations=int(iters.sum()), method=f"newton-{used}",
+                residual_floor=float(floor.max()), pattern_residuals=rel,
+                pattern_iterations=iters)
     if single:
-        return NodalSolution(pt.cur[0], w[0], pt.b[0], word_drops=pt.u[0],
-                             pattern_residuals=rel, pattern_iterations=iters, **sol)
-    return NodalSolution(pt.cur, w, pt.b, word_drops=pt.u, pattern_residuals=rel,
-                         pattern_iterations=iters, **sol)
-
-
-def _concat(parts):
-    out = object.__new__(_Point)
-    for name in _Point.__slots__:
-        setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
-    return out
+        first = (lambda a: None if a is None else a[0])
+        return NodalSolution(cur[0], first(w_all), first(b_all), word_drops=first(u_all),
+                             **info)
+    return NodalSolution(cur, w_all, b_all, word_drops=u_all, **info)
