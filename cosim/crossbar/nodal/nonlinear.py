@@ -47,9 +47,10 @@ Why this and not the alternatives (measured in ``benchmarks/bench_nonlinear.py``
   (the exact per-pattern Jacobian of each line).
 
 Convergence (cannot stop early): a pattern is done when its relative KCL residual, computed
-from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update
-changed no branch current by more than sqrt(tol) of the largest (so the error after it is
-O(tol) for a Newton step).  There is no rounding-floor shortcut: in drop variables the floor
+from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update s_k
+(the largest change of a branch current it made, relative to the largest branch current)
+is small: s_k <= sqrt(tol), or Newton's error estimate C s_k^2 <= tol with the constant
+C = s_k / s_{k-1}^2 measured from the last two full steps.  There is no rounding-floor shortcut: in drop variables the floor
 (~4 eps of the largest branch current) is far below tol.  Each step is damped
 (alpha = 1, 1/2, ...) until ||F(x + alpha d)||_2 <= (1 - 1e-4 alpha) ||F(x)||_2.
 """
@@ -235,11 +236,12 @@ def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
     failed = np.zeros(n, dtype=bool)
     act = np.arange(n)                      # patterns still iterating (rows of pt)
     step_i = np.full(n, np.inf)             # branch-current change of the last step (A)
+    step_prev = np.full(n, np.inf)          # ... and of the one before
     stall = np.zeros(n, dtype=int)
-    update_tol = np.sqrt(tol)
     for it in range(max_iter + 1):
         rel = pt.relative()
-        done = (rel <= tol) & ((step_i[act] <= update_tol * pt.scale) | (pt.fmax == 0))
+        done = (rel <= tol) & (_update_small(step_i[act], step_prev[act], pt.scale, tol)
+                               | (pt.fmax == 0))
         stop = done | failed[act] | (it == max_iter)
         if stop.any():
             final.put(act[stop], pt.take(np.flatnonzero(stop)))
@@ -274,6 +276,7 @@ def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
         moved = ok & (alpha > 1e-10)
         if not moved.all():                 # keep the old point where no step was taken
             trial.put(np.flatnonzero(~moved), pt.take(np.flatnonzero(~moved)))
+        step_prev[act] = np.where(moved & (alpha == 1), step_i[act], np.inf)
         step_i[act] = np.where(moved, alpha * change, step_i[act])
         iters[act] += moved
         new_rel = trial.relative()
@@ -281,6 +284,17 @@ def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
         failed[act[(stall[act] >= _STALL_LIMIT) & ~(new_rel <= tol)]] = True
         pt = trial
     return final, iters, failed
+
+
+def _update_small(step, prev, scale, tol):
+    """The update test: the last step s_k (relative to the largest branch current) is
+    <= sqrt(tol), or Newton's error estimate C s_k^2 <= tol with C = s_k / s_{k-1}^2 measured
+    from the last two full steps (quadratic convergence observed, not assumed)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_k = np.where(scale > 0, step / np.where(scale > 0, scale, 1.0), np.inf)
+        s_prev = np.where(scale > 0, prev / np.where(scale > 0, scale, 1.0), np.inf)
+        estimate = np.where(np.isfinite(s_prev) & (s_prev > 0), s_k ** 3 / s_prev ** 2, np.inf)
+    return (s_k <= np.sqrt(tol)) | (estimate <= tol)
 
 
 def _accept(trial, f0, alpha, tol):
