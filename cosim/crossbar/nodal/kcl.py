@@ -112,7 +112,8 @@ def batch_max(a) -> np.ndarray:
     """max |a| over all but the first (batch) axis."""
     if a.shape[0] == 0 or a.size == 0:
         return np.zeros(a.shape[0])
-    return np.abs(a).reshape(a.shape[0], -1).max(axis=1)
+    flat = a.reshape(a.shape[0], -1)
+    return np.maximum(flat.max(axis=1), -flat.min(axis=1))    # no |a| temporary: 2x faster
 
 
 def rounding_floor(gw, xw_max, gb, b_max, idev_max):
