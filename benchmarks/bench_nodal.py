@@ -115,7 +115,7 @@ def per_step(n, number=2000):
     return t_m, t_vm, t_vg, err
 
 
-def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256)),
+def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256), (256, 512)),
                     rs=(1.0, 10.0), repeat=3):
     """Fresh transfer_matrix() build: factorisation path (before) vs block method (after)."""
     from cosim.crossbar import nodal

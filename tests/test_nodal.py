@@ -356,10 +356,11 @@ def test_transfer_matrix_near_exact(R, C, r):
 
 
 def test_transfer_matrix_falls_back_when_blocks_fail(monkeypatch):
-    """When the block method gives up, the transfer matrix comes from the factorisation.
+    """When the block method gives up, the transfer matrix comes from the factorisation and
+    is as accurate.
 
     The failure is forced (whether the block method gives up on a given array depends on
-    the machine's rounding), so this runs the fallback on every machine."""
+    the machine's rounding), so the fallback runs on every machine."""
     from cosim.crossbar.nodal import linear
     calls = []
 

@@ -198,8 +198,8 @@ class LinearArray:
         resistive it is built by column marching with dense min(R, C)-sized blocks
         (:func:`~cosim.crossbar.nodal.transfer.transfer_blocks`; for R > C on the mirrored
         array, below), verified on a probe
-        input, and otherwise (or when min(R, C) > ``BLOCK_MAX`` or the 2 m^2 n stored block
-        factors would exceed ``BLOCK_MEM`` bytes) from the cached factorisation
+        input, and otherwise (or when min(R, C) > ``BLOCK_MAX`` or the m^2 n stored block
+        entries (8 bytes each) would exceed ``BLOCK_MEM``) from the cached factorisation
         (min(R, C) solves, by reciprocity).
 
         Mirror: relabelling word line i as bit line R-1-i and bit line j as word line C-1-j
@@ -226,7 +226,7 @@ class LinearArray:
         else:
             M = None
             m, nb = min(R, C), max(R, C)
-            if m <= BLOCK_MAX and 16 * m * m * nb <= BLOCK_MEM:
+            if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
                 if R <= C:
                     M = transfer_blocks(G, gw, gb, self.tol)
                 else:                               # the mirrored array (see docstring)

@@ -12,7 +12,7 @@ from scipy.linalg import lapack
 from .kcl import absolute_balance, bit_lines, within
 
 BLOCK_MAX = 320          # largest dense block (min(R, C)) of the column-marching method
-BLOCK_MEM = 2 ** 28      # bytes of stored block factors (16 m^2 n) allowed for that method
+BLOCK_MEM = 2 ** 28      # bytes of stored blocks Q_j (8 m^2 n) allowed for that method
 
 
 def _bit_line_green(GT: np.ndarray, gb: float):
@@ -54,11 +54,12 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
     u = 0 at the source).  Eliminating from the open end, the load seen from column j is
     Z_j = K_j + gw S_{j+1}^{-1} Z_{j+1} (S = gw I + Z, Z_{C-1} = K_{C-1}; the same recursion
     gives the reduced right-hand side, which is therefore Z_j V); then u_j = U_j V with
-    U_j = S_j^{-1} (Z_j + gw U_{j-1}), U_{-1} = 0.  The output is I_j = c_j . (V - u_j) with
+    U_j = S_j^{-1} (Z_j + gw U_{j-1}) = Q_j + (I - Q_j) U_{j-1} with Q_j = S_j^{-1} Z_j (the
+    only blocks stored: 8 R^2 C bytes), U_{-1} = 0.  The output is I_j = c_j . (V - u_j) with
     c_j = G[:, j] * gb T_j^{-1} e_{R-1}, so M[:, j] = c_j - U_j^T c_j.  Every matrix formed is a
     small load (never a huge conductance minus a huge conductance), so the result is accurate
     to a few ulps even for G << 1/r, where a plain factorisation of the nodal matrix loses
-    several digits.  Cost ~ 4.3 R^3 C flops (Cholesky + solves of the R x R blocks).
+    several digits.  Cost ~ 4.3 R^3 C flops (Cholesky, solves and products of R x R blocks).
 
     The result is verified once on a probe input: the node voltages are rebuilt from the
     same recursion, the bit nodes solved independently (dpttrf/dpttrs), and the full KCL
@@ -85,8 +86,7 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
         return K
 
     potrf, potrs = lapack.dpotrf, lapack.dpotrs
-    chol = [None] * C
-    Q = [None] * C
+    Q = [None] * C                               # Q_j = S_j^{-1} Z_j, the only blocks kept
     Z = load(C - 1)
     for j in range(C - 1, -1, -1):
         c, info = potrf(Z + eye_gw, lower=0, clean=0, overwrite_a=1)
@@ -95,7 +95,7 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
         q, info = potrs(c, Z)
         if info != 0:
             return None
-        chol[j], Q[j] = c, q
+        Q[j] = q
         if j:
             Z = load(j - 1)
             Z += gw * q
@@ -107,10 +107,9 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
     M[:, 0] = cvec[0] - cvec[0] @ U
     u[:, 0] = U @ v
     for j in range(1, C):
-        y, info = potrs(chol[j], U)
-        if info != 0:
-            return None
-        y *= gw
+        # U_j = S_j^{-1} (Z_j + gw U_{j-1}) = Q_j + (I - Q_j) U_{j-1}  (gw S^{-1} = I - Q):
+        # small quantities only, one product instead of a triangular solve
+        y = U - Q[j] @ U
         y += Q[j]
         U = y
         M[:, j] = cvec[j] - cvec[j] @ U
@@ -127,3 +126,4 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
     if not np.abs(v @ M - cur[0]).max() <= max(tol * scale[0], fl[0]):
         return None
     return M
+
