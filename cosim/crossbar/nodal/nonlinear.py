@@ -26,32 +26,33 @@ call.  After a sweep the bit equations hold exactly and the word equations are o
 D_b (db_k - db_{k-1}), so the inner residual costs nothing; sweeps stop at 1e-6 of the
 outer residual.  Each sweep contracts by about g_cell x (line resistance to the source),
 ~1e-3 for uS devices on 1 ohm lines, so one or two sweeps per Newton step suffice, and the
-outer iteration stays quadratic: 2-3 cell evaluations per pattern from the ideal start
-u = 0, b = 0 (whose error is the relative IR drop).  Every pattern of a call is iterated
+outer iteration stays quadratic: 2 Newton steps (3 cell evaluations) per pattern at 1 ohm
+from the ideal start u = 0, b = 0 (whose error is the relative IR drop).  Every pattern of a call is iterated
 together (arrays (B, R, C)); converged patterns drop out.  A pattern whose D violates the
 sign condition, whose sweeps contract by less than 0.5, or that stalls, is finished by the
 reference method.
 
-Why this and not the alternatives (measured in ``benchmarks/bench_nonlinear.py``):
+Why this and not the alternatives (``benchmarks/bench_nonlinear.py``, 64x128 cells, 1 ohm,
+random binary patterns, one thread, CPU time on a shared 2-core machine: 4.8 ms/pattern
+for this method, 2.3x one fresh exact linear solve of the same array):
 
 * Newton with a fresh sparse LU per step ("lu", kept as the reference and the fallback):
-  exact steps but one SuperLU factorisation of the 2RC Jacobian per iteration per pattern
-  (~80 % of its time), ~1e5 x a dense matvec.
-* Chord / Shamanskii with one factorised linear-read operator: the Jacobian at the read
-  point depends on which rows are driven (V_GM and tanh change by O(1) between driven and
-  idle rows), so a pattern-independent factorisation contracts only by the relative
-  difference of the cell conductances (~2-20 %): ~10-20 SuperLU solves of the whole
-  array per pattern, each more expensive than a full line sweep above.
-* Newton-Krylov (GMRES preconditioned by that factorisation) needs about as many
-  preconditioner solves; line sweeps are cheaper solves with a better preconditioner
-  (the exact per-pattern Jacobian of each line).
+  exact steps, but one SuperLU factorisation of the 2RC Jacobian per iteration and
+  pattern: 65 ms/pattern (13x).
+* Chord iterations on the factorised linear-read operator (cells g k, one SuperLU
+  factorisation per array, 26 ms): the cell terms are a ~1e-3 perturbation of the line
+  Laplacians, so even this fixed Jacobian converges in 3 solves per pattern, but each
+  SuperLU solve of the whole array costs more than a line sweep: 9.1 ms/pattern (1.9x).
+* Newton-GMRES preconditioned by that factorisation: 2 preconditioned solves per Newton
+  step, plus the Jacobian assembly: 29 ms/pattern (6.1x).
 
 Convergence (cannot stop early): a pattern is done when its relative KCL residual, computed
 from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update s_k
 (the largest change of a branch current it made, relative to the largest branch current)
 is small: s_k <= sqrt(tol), or Newton's error estimate C s_k^2 <= tol with the constant
-C = s_k / s_{k-1}^2 measured from the last two full steps.  There is no rounding-floor shortcut: in drop variables the floor
-(~4 eps of the largest branch current) is far below tol.  Each step is damped
+C = s_k / s_{k-1}^2 measured from the last two full steps.  There is no rounding-floor
+shortcut: in drop variables the floor (~4 eps of the largest branch current) is far below
+tol.  Each step is damped
 (alpha = 1, 1/2, ...) until ||F(x + alpha d)||_2 <= (1 - 1e-4 alpha) ||F(x)||_2.
 """
 
