@@ -34,12 +34,14 @@ def _backends(tmp_path, r):
     out["tiled-compact-nonlinear"] = lambda: Tiled(out["compact-nonlinear"](), max_array=(4, 3))
     out["spice-linear"] = lambda: _spice(tmp_path, r_word=r, r_bit=r, read="linear")
     out["spice-nonlinear"] = lambda: _spice(tmp_path, r_word=r, r_bit=r, read="nonlinear")
+    out["tiled-spice-linear"] = lambda: Tiled(out["spice-linear"](), max_array=(6, 4))
     out["tiled-spice-nonlinear"] = lambda: Tiled(out["spice-nonlinear"](), max_array=(6, 4))
     return out
 
 
 NAMES = ["ideal", "compact-linear", "compact-nonlinear", "tiled-ideal", "tiled-compact-linear",
-         "tiled-compact-nonlinear", "spice-linear", "spice-nonlinear", "tiled-spice-nonlinear"]
+         "tiled-compact-nonlinear", "spice-linear", "spice-nonlinear", "tiled-spice-linear",
+         "tiled-spice-nonlinear"]
 PARAMS = [pytest.param(n, marks=[pytest.mark.spice,
                                  pytest.mark.skipif(not HAVE_NGSPICE, reason="no ngspice")])
           if "spice" in n else n for n in NAMES]
@@ -93,7 +95,7 @@ def test_linear_map_is_the_read_when_present(tmp_path, name):
     backend.program(W)
     M = backend.linear_map()
     linear = name in ("ideal", "tiled-ideal", "compact-linear", "tiled-compact-linear",
-                      "spice-linear")
+                      "spice-linear", "tiled-spice-linear")
     assert (M is not None) == linear
     if M is not None:
         x = np.random.default_rng(3).uniform(0.0, 1.0, size=(4, R))   # not only binary
