@@ -512,6 +512,13 @@ def test_bad_resistance(name, value):
         nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), np.zeros(2), shape=(2, 3), **kw)
 
 
+def test_nonlinear_refuses_voltages_that_cannot_fit():
+    V = np.zeros((20000, 100))
+    cell = lambda a, b: (a - b, 1.0, -1.0)     # noqa: E731
+    with pytest.raises(ValueError, match="voltages=False"):
+        nodal.solve_nonlinear(cell, V, 1.0, 1.0, (100, 200))
+
+
 def test_bad_shape_and_initial():
     with pytest.raises(ValueError, match="shape"):
         nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), np.zeros(2), 1.0, 1.0, (2, 0))

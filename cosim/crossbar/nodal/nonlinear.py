@@ -74,6 +74,7 @@ _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
 _CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
+_VOLTAGES_MAX_BYTES = 2 ** 31   # node voltages (w, b, drops) returned for a whole batch
 
 
 def _l2(a):
@@ -355,6 +356,11 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     max_iter = _validate.integer("max_iter", max_iter, minimum=1)
     method = _validate.choice("method", method, METHODS)
     Bn = Vb.shape[0]
+    if voltages and 3 * 8 * Bn * R * C > _VOLTAGES_MAX_BYTES:
+        raise ValueError(f"the node voltages of {Bn} inputs on {R}x{C} cells need "
+                         f"{3 * 8 * Bn * R * C / 2**30:.1f} GiB (limit "
+                         f"{_VOLTAGES_MAX_BYTES / 2**30:.0f} GiB): pass voltages=False for "
+                         f"the currents only, or fewer inputs per call")
     start = _initial_arrays(initial, Bn, R, C)
     cur = np.empty((Bn, C))
     rel = np.empty(Bn)
