@@ -75,6 +75,7 @@ _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least thi
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
 _CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
 _VOLTAGES_MAX_BYTES = 2 ** 31   # node voltages (w, b, drops) returned for a whole batch
+_TABLE_LEVELS = 8          # input levels up to which the ideal-point cell values are tabled
 
 
 def _l2(a):
@@ -101,10 +102,11 @@ class _Point:
 
     __slots__ = ("u", "b", "F", "Dw", "Db", "cur", "scale", "dev", "fmax", "ok")
 
-    def __init__(self, cell, V, gw, gb, u, b):
+    def __init__(self, cell, V, gw, gb, u, b, values=None):
         self.u, self.b = u, b
         with np.errstate(all="ignore"):
-            i, self.Dw, self.Db = _call_cell(cell, V[:, :, None] - u, b)
+            i, self.Dw, self.Db = values if values is not None else \
+                _call_cell(cell, V[:, :, None] - u, b)
             self.F, self.cur, self.scale, self.dev = branch_balance(i, u, b, gw, gb)
             self.fmax = batch_max(self.F)
             self.ok = np.isfinite(self.fmax) & np.isfinite(self.scale)
@@ -306,6 +308,22 @@ def _accept(trial, f0, alpha, tol):
                            | (trial.relative() <= tol))
 
 
+def _ideal_point_table(cell, V, R, C):
+    """Cell values at the ideal point (v_w = V_i, v_b = 0) for every level of V, or None.
+
+    Each device sees only its own two node voltages, so at the ideal point a device of row
+    i depends on V_i alone: with few distinct input levels (binary spikes: 2) one
+    evaluation of (levels, R, C) replaces a full one per pattern.  Returns (levels, table).
+    """
+    levels = np.unique(V)
+    if levels.size > _TABLE_LEVELS:
+        return None
+    shape = (levels.size, R, C)
+    table = _call_cell(cell, np.broadcast_to(levels[:, None, None], shape).copy(),
+                       np.zeros(shape))
+    return levels, table
+
+
 def _initial_arrays(initial, Bn, R, C):
     """Read-only (w, b) starts broadcast to (B, R, C), or None for the ideal point."""
     if initial is None:
@@ -335,8 +353,9 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     ``cell(v_w, v_b)`` takes arrays (..., R, C) of word- and bit-node voltages and returns
     ``(i, di_dvw, di_dvb)``: the current from the word node to the bit node through each
     device (A) and its partial derivatives (S; the Jacobian need not be symmetric).  It must
-    broadcast over leading batch axes: all patterns of a call are solved together (in
-    chunks of about 2^16 cells, so memory stays bounded for any B).
+    be elementwise (each device sees only its own two node voltages; per-device parameters
+    of shape (R, C) broadcast) and broadcast over leading batch axes: all patterns of a
+    call are solved together (in chunks of about 2^16 cells, so memory stays bounded).
 
     ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "lu"
     (Newton with a sparse LU per step, the reference) or "auto" (lines, finishing any
@@ -362,6 +381,8 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
                          f"{_VOLTAGES_MAX_BYTES / 2**30:.0f} GiB): pass voltages=False for "
                          f"the currents only, or fewer inputs per call")
     start = _initial_arrays(initial, Bn, R, C)
+    ideal = _ideal_point_table(cell, Vb, R, C) if start is None else None
+    rows = np.arange(R)[None, :]
     cur = np.empty((Bn, C))
     rel = np.empty(Bn)
     floor = np.empty(Bn)
@@ -381,7 +402,11 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
             u[:] = 0.0
         if gb == 0:
             b[:] = 0.0
-        pt = _Point(cell, Vc, gw, gb, u, b)
+        values = None
+        if ideal is not None:
+            level = np.searchsorted(ideal[0], Vc)            # (n, R) index of each V_i
+            values = tuple(t[level, rows] for t in ideal[1])
+        pt = _Point(cell, Vc, gw, gb, u, b, values)
         if not pt.ok.all():
             raise SolverError("nonlinear solve: the cell returned non-finite values at the "
                               "starting point (KCL residual = nan)")
