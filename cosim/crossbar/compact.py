@@ -56,20 +56,11 @@ R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
 
 def _bounded(name, value, lo, hi, what, closed=False):
     """A real number in (lo, hi) (or [lo, hi] with ``closed``): one error naming the range."""
-    value = check.positive(name, value, allow_zero=True) if lo >= 0 else _real(name, value)
+    value = check.positive(name, value, allow_zero=True) if lo >= 0 else check.real(name, value)
     inside = (lo <= value <= hi) if closed else (lo < value < hi)
     if not inside:
         left, right = ("[", "]") if closed else ("(", ")")
         raise ValueError(f"{name} must lie in {left}{lo:g}, {hi:g}{right} ({what}), got {value!r}")
-    return value
-
-
-def _real(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
     return value
 
 
