@@ -512,6 +512,20 @@ def test_bad_resistance(name, value):
         nodal.solve_nonlinear(lambda a, b: (a - b, 1.0, -1.0), np.zeros(2), shape=(2, 3), **kw)
 
 
+def test_nonlinear_currents_only_and_warm_start():
+    R, C = 6, 9
+    cell = memtransistor_cell((R, C), 3)
+    V = 0.1 * binary_patterns(np.random.default_rng(4), 3, R, 0.5)
+    full = nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C))
+    lean = nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C), voltages=False)
+    np.testing.assert_array_equal(lean.currents, full.currents)
+    assert lean.word_voltages is None and lean.bit_voltages is None and lean.word_drops is None
+    warm = nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C), initial=full)
+    assert rel_err(warm.currents, full.currents) <= 1e-12
+    with pytest.raises(ValueError, match="voltages=False"):
+        nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C), initial=lean)
+
+
 def test_nonlinear_refuses_voltages_that_cannot_fit():
     V = np.zeros((20000, 100))
     cell = lambda a, b: (a - b, 1.0, -1.0)     # noqa: E731

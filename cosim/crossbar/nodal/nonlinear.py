@@ -329,6 +329,9 @@ def _initial_arrays(initial, Bn, R, C):
     if initial is None:
         return None
     if isinstance(initial, NodalSolution):
+        if initial.word_voltages is None:
+            raise ValueError("initial is a NodalSolution without node voltages "
+                             "(solved with voltages=False): it cannot start a solve")
         w, b = initial.word_voltages, initial.bit_voltages
     else:
         try:
