@@ -15,7 +15,7 @@ The per-step cost ``V @ M`` (M = LinearArray.transfer_matrix()) is compared with
 
 The transfer-matrix build (fresh LinearArray(G, r, r).transfer_matrix(), G in [1e-7, 1e-5] S)
 is timed for the hardware-aware-training shapes, block method (default) against the
-sparse-factorisation path it replaced (forced with nodal._BLOCK_MAX = 0).
+sparse-factorisation path it replaced (forced with nodal.linear.BLOCK_MAX = 0).
 
     .venv/bin/python benchmarks/bench_nodal.py [--sizes 64 128 256 512] [--skip-badcrossbar]
     .venv/bin/python benchmarks/bench_nodal.py --transfer-only
@@ -115,10 +115,11 @@ def per_step(n, number=2000):
     return t_m, t_vm, t_vg, err
 
 
-def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256)),
+def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256), (256, 512)),
                     rs=(1.0, 10.0), repeat=3):
     """Fresh transfer_matrix() build: factorisation path (before) vs block method (after)."""
     from cosim.crossbar import nodal
+    from cosim.crossbar.nodal import linear
     print("\ntransfer matrix build (fresh LinearArray(G, r, r).transfer_matrix(), "
           f"G in [1e-7, 1e-5] S, best of {repeat})")
     print(f"{'shape':>9} {'r':>5} | {'before ms':>9} {'after ms':>9} {'speedup':>7} | "
@@ -127,9 +128,9 @@ def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256)),
         G = np.random.default_rng(0).uniform(1e-7, 1e-5, size=(R, C))
         for r in rs:
             res = {}
-            for name, block_max in (("before", 0), ("after", nodal._BLOCK_MAX)):
-                saved = nodal._BLOCK_MAX
-                nodal._BLOCK_MAX = block_max
+            for name, block_max in (("before", 0), ("after", linear.BLOCK_MAX)):
+                saved = linear.BLOCK_MAX
+                linear.BLOCK_MAX = block_max
                 try:
                     times = []
                     for _ in range(repeat):
@@ -137,7 +138,7 @@ def transfer_timing(shapes=((64, 200), (100, 200), (100, 20), (128, 256)),
                         M = nodal.LinearArray(G, r, r).transfer_matrix()
                         times.append(time.perf_counter() - t0)
                 finally:
-                    nodal._BLOCK_MAX = saved
+                    linear.BLOCK_MAX = saved
                 res[name] = (min(times), M)
             (tb, Mb), (ta, Ma) = res["before"], res["after"]
             diff = np.abs(Ma - Mb).max() / np.abs(Mb).max()

@@ -99,7 +99,7 @@ def test_nonlinear_reads_sum_tile_by_tile():
     x = spikes((3, 10), p=0.5, seed=7)
     tiled = Tiled(Compact(r_word=2.0, r_bit=2.0, read="nonlinear"), max_array=(4, 4))
     tiled.program(W)
-    assert tiled._fused is None
+    assert tiled.linear_map() is None              # nonlinear tiles: no single map
     total = np.zeros((3, 6))
     for rs, cs, tile in tiled.tiles:
         total[:, cs] += tile(x[:, rs])

@@ -11,7 +11,14 @@ physical array and turns a batch of inputs at one timestep into synaptic current
 * ``fresh(index)`` returns an unprogrammed backend with the same settings, so a network can
   give each of its weight matrices (and delay slices) an array of its own.
 
+* ``bitline_currents(x)`` returns the raw sense currents in amperes, shape
+  (..., physical_columns · C): ``physical_columns`` bit lines per weight column (2 for a
+  differential G+/G- array, 1 otherwise);
+* ``linear_map()`` returns the (R, C) matrix M with ``forward(x) == x @ M`` for every x when
+  the read is linear in x (IR drop included), else None (nonlinear devices, read noise).
+
 The network calls ``forward`` (unchecked, hot path); users call ``backend(x)`` (checked).
+Subclasses create every attribute in ``__init__`` (None until programmed).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ class Crossbar:
     """Base class of crossbar backends; subclasses implement ``_program`` and ``forward``."""
 
     name = "crossbar"
+    #: bit lines per weight column
+    physical_columns = 1
 
     def __init__(self):
         self._weights = None
@@ -78,17 +87,34 @@ class Crossbar:
 
     def __call__(self, x) -> np.ndarray:
         """Synaptic current in weight units for inputs x of shape (..., R)."""
+        return self._batched(self.forward, x)
+
+    def bitline_currents(self, x) -> np.ndarray:
+        """Raw sense currents in amperes, (..., physical_columns · C), for inputs x (..., R)."""
+        return self._batched(self._currents, x)
+
+    def linear_map(self) -> np.ndarray | None:
+        """M (R, C) with ``forward(x) == x @ M`` for every x, or None if the read is not
+        linear in x."""
+        self._require_programmed()
+        return None
+
+    def _batched(self, method, x):
         self._require_programmed()
         x = check.as_float_array("x", x)
         if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
             raise ValueError(f"x must have last dimension {self._weights.shape[0]} (array rows), "
                              f"got shape {x.shape}")
         lead = x.shape[:-1]
-        out = self.forward(x.reshape(-1, x.shape[-1]))
+        out = method(x.reshape(-1, x.shape[-1]))
         return out.reshape(*lead, out.shape[-1])
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Unchecked (B, R) -> (B, C); the hot path the network uses."""
+        raise NotImplementedError
+
+    def _currents(self, x: np.ndarray) -> np.ndarray:
+        """Unchecked (B, R) -> sense currents (B, physical_columns · C) in amperes."""
         raise NotImplementedError
 
     def _require_programmed(self):

@@ -20,10 +20,10 @@ computes the transfer matrix once (one sparse factorisation, C solves) and folds
 differential pair and the scale into it; a step is then one dense (R × C) product.
 
 ``read="nonlinear"``: the full memtransistor I-V at the local node voltages (the gate is
-referred to the channel midpoint, so IR drop changes each cell's gate drive): damped Newton
-on the whole array (``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per
-distinct input pattern in a bounded LRU cache, and Newton starts warm from the nearest
-previous solution.
+referred to the channel midpoint, so IR drop changes each cell's gate drive): Newton on the
+whole array with line Gauss-Seidel steps, all distinct patterns of a call solved together
+(``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per distinct input
+pattern in a bounded LRU cache.
 
 ``program`` invalidates exactly what changed: reprogramming the same device states keeps the
 factorisation, the transfer matrix and the cached reads.
@@ -49,6 +49,34 @@ from .base import Crossbar
 __all__ = ["Compact"]
 
 READS = ("linear", "nonlinear")
+SIGMA_MAX = Mapping.SIGMA_MAX          # lognormal spreads beyond e^3 per sigma: not a device
+V_GATE_MAX = 100.0                     # V
+R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
+
+
+def _bounded(name, value, lo, hi, what, closed=False):
+    """A real number in (lo, hi) (or [lo, hi] with ``closed``): one error naming the range."""
+    value = check.positive(name, value, allow_zero=True) if lo >= 0 else check.real(name, value)
+    inside = (lo <= value <= hi) if closed else (lo < value < hi)
+    if not inside:
+        left, right = ("[", "]") if closed else ("(", ")")
+        raise ValueError(f"{name} must lie in {left}{lo:g}, {hi:g}{right} ({what}), got {value!r}")
+    return value
+
+
+def _wire(name, r):
+    """Segment resistance: 0 (ideal wire) or within R_WIRE ohm."""
+    r = check.positive(name, r, allow_zero=True)
+    if r != 0 and not R_WIRE[0] <= r <= R_WIRE[1]:
+        raise ValueError(f"{name} must be 0 (ideal wire) or lie in [{R_WIRE[0]:g}, "
+                         f"{R_WIRE[1]:g}] ohm per segment, got {r!r}")
+    return r
+
+
+def _read_limit(device) -> float:
+    """The largest |V_DS| that leaves every state unchanged: min(v_on, |v_off|) (V)."""
+    p = device.params
+    return float(min(np.min(p["v_on"]), np.min(np.abs(p["v_off"]))))
 
 
 class Compact(Crossbar):
@@ -58,7 +86,7 @@ class Compact(Crossbar):
     ----------
     device : :class:`~cosim.devices.Memtransistor` (default card when None).
     r_word, r_bit : wire segment resistances in ohms (>= 0).
-    v_read : read voltage of an input spike on a word line (V).
+    v_read : read voltage of an input spike on a word line (V), in (0, min(v_on, |v_off|)).
     g_range : (g_min, g_max) used by the mapping; default the device's range g(0)..g(1).
     levels : number of programmable conductance levels (None: continuous).
     seed : int or Generator for programming variability, faults and read noise.
@@ -66,11 +94,14 @@ class Compact(Crossbar):
     v_gate : gate voltage of the rows during a read (default the device's v_gref).
     w_max : weight mapped to g_max (default max |W| at each program).
     program_sigma, stuck_on_rate, stuck_off_rate, read_noise_sigma : non-idealities.
-    d2d_sigma : device-to-device spread of g_max (lognormal), drawn once per array.
+    d2d_sigma : device-to-device spread of g_max (lognormal, in [0, 3]), drawn once per
+        array: every cell is programmed to the state the nominal device needs for its
+        target conductance and then conducts g_max,i g(w) = e^{sigma N_i} x the target.
     cache_size : distinct input patterns kept for nonlinear reads.
     """
 
     name = "compact"
+    physical_columns = 2        # G+ in bit line 2j, G- in 2j+1
 
     def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
@@ -82,13 +113,15 @@ class Compact(Crossbar):
         if not isinstance(device, Memtransistor):
             raise TypeError(f"device must be a Memtransistor, got {type(device).__name__}")
         self.device = device
-        self.r_word = check.positive("r_word", r_word, allow_zero=True)
-        self.r_bit = check.positive("r_bit", r_bit, allow_zero=True)
-        self.v_read = check.positive("v_read", v_read)
+        self.r_word = _wire("r_word", r_word)
+        self.r_bit = _wire("r_bit", r_bit)
+        self.v_read = _bounded("v_read", v_read, 0.0, _read_limit(device),
+                               "above 0 and below the device's programming thresholds "
+                               "min(v_on, |v_off|), so that a read never programs")
         self.read = check.choice("read", read, READS)
-        self.v_gate = float(device.params["v_gref"] if v_gate is None else v_gate)
-        if not np.isfinite(self.v_gate):
-            raise ValueError("v_gate must be finite")
+        self.v_gate = float(device.params["v_gref"] if v_gate is None else
+                            _bounded("v_gate", v_gate, -V_GATE_MAX, V_GATE_MAX,
+                                     "a gate voltage in volts", closed=True))
         if g_range is None:
             g_range = device.g_range()
         if len(g_range) != 2:
@@ -100,7 +133,9 @@ class Compact(Crossbar):
         self.stuck_on_rate = stuck_on_rate
         self.stuck_off_rate = stuck_off_rate
         self.read_noise_sigma = read_noise_sigma
-        self.d2d_sigma = check.positive("d2d_sigma", d2d_sigma, allow_zero=True)
+        self.d2d_sigma = _bounded("d2d_sigma", d2d_sigma, 0.0, SIGMA_MAX,
+                                  "a lognormal spread (larger spreads exceed any device's "
+                                  "on/off range)", closed=True)
         self.cache_size = check.integer("cache_size", cache_size, minimum=0)
         self.seed = seed
         # the mapping validates g_range, levels, sigmas and rates
@@ -110,12 +145,15 @@ class Compact(Crossbar):
                                read_noise_sigma=read_noise_sigma)
         self._rng = check.rng(seed)
         self._array_device = None
+        self._array_device_shape = None
         self._states = None
         self._states_key = None
+        self._scale = None
+        self._g = None
+        self._effective = None
         self._solver = None
         self._map = None
         self._cache = OrderedDict()
-        self._last_solution = None
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
     def get_params(self):
@@ -136,10 +174,11 @@ class Compact(Crossbar):
                                   if self.d2d_sigma > 0 else self.device)
             self._array_device_shape = (rows, 2 * cols)
         programmed = self.mapping.to_conductances(weights, self._rng)
-        device = self._array_device
-        states = device.state_from_conductance(programmed.g)
+        # programming (the pulses) targets the nominal device; each cell then realises its
+        # own g_max g(w): device-to-device spread scales every cell's conductance
+        states = self.device.state_from_conductance(programmed.g)
         self._scale = programmed.scale
-        self._g = device.conductance(states)
+        self._g = self._array_device.conductance(states)
         self._effective = self.mapping.to_weights(self._g, self._scale)
         key = hashlib.sha256(states.tobytes() + repr((rows, cols)).encode()).hexdigest()
         if key != self._states_key:
@@ -147,7 +186,6 @@ class Compact(Crossbar):
             self._solver = None
             self._map = None
             self._cache.clear()
-            self._last_solution = None
 
     @property
     def states(self) -> np.ndarray:
@@ -206,15 +244,12 @@ class Compact(Crossbar):
             self._map = np.ascontiguousarray(diff / (self._scale * self.read_factor))
         return self._map
 
-    def bitline_currents(self, x) -> np.ndarray:
-        """Raw sense currents in amperes, (..., 2C), for inputs x (..., R)."""
+    def linear_map(self):
+        """The weight map (IR drop included) for a noise-free linear read, else None."""
         self._require_programmed()
-        x = check.as_float_array("x", x)
-        if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
-            raise ValueError(f"x must have last dimension {self._weights.shape[0]}, got {x.shape}")
-        lead = x.shape[:-1]
-        currents = self._currents(x.reshape(-1, x.shape[-1]))
-        return currents.reshape(*lead, currents.shape[-1])
+        if self.read == "linear" and self.read_noise_sigma == 0:
+            return self.weight_map()
+        return None
 
     def solution(self, x):
         """Full nodal solution (node voltages, currents) of one input vector x (R,)."""
@@ -226,7 +261,7 @@ class Compact(Crossbar):
         if self.read == "linear":
             return self._linear_solver().solve(V)
         return nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
-                                     self._states.shape, initial=self._last_solution)
+                                     self._states.shape)
 
     def _cell(self):
         device, states, v_gate = self._array_device, self._states, self.v_gate
@@ -282,14 +317,10 @@ class Compact(Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        cell = self._cell()
-        for k in range(V.shape[0]):
-            sol = nodal.solve_nonlinear(cell, V[k], self.r_word, self.r_bit, (rows, cols2),
-                                        initial=self._last_solution)
-            self.stats["solves"] += 1
-            self._last_solution = sol
-            out[k] = sol.currents
-        return out
+        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
+                                    voltages=False)
+        self.stats["solves"] += V.shape[0]
+        return sol.currents
 
     def forward(self, x):
         if self.read == "linear" and self.read_noise_sigma == 0:

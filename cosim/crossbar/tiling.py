@@ -29,7 +29,6 @@ import numpy as np
 
 from .. import _validate as check
 from .base import Crossbar
-from .ideal import Ideal
 
 __all__ = ["Tiled", "tile_slices"]
 
@@ -116,8 +115,7 @@ class Tiled(Crossbar):
     @property
     def physical_columns(self) -> int:
         """Bit lines per weight column of the wrapped backend: 2 when differential, else 1."""
-        # differential backends expose the (R, 2C) conductances of their physical array
-        return 2 if isinstance(getattr(type(self.inner), "conductances", None), property) else 1
+        return self.inner.physical_columns
 
     # -- programming -------------------------------------------------------------------------
     def _program(self, weights):
@@ -136,22 +134,21 @@ class Tiled(Crossbar):
     def _fuse(self, R, C):
         """For linear reads the whole tiled read is one (R, C) map: assemble it once.
 
-        Each tile's read is exactly x_tile @ M_tile (ideal: M = W; compact linear read
-        without read noise: M = its weight map, IR drop included), so the tiled output
-        Σ_tiles x_tile @ M_tile equals x @ M with M the block matrix of the M_tile. Returns
-        None when some tile is not linear (nonlinear or noisy reads go tile by tile).
+        Each tile's read is exactly x_tile @ M_tile (its ``linear_map()``), so the tiled
+        output Σ_tiles x_tile @ M_tile equals x @ M with M the block matrix of the M_tile.
+        Returns None when some tile is not linear (those reads go tile by tile).
         """
         M = np.empty((R, C))
         for rs, cs, backend in self._tiles:
-            if type(backend) is Ideal:
-                M[rs, cs] = backend.weights
-            elif (getattr(backend, "read", None) == "linear"
-                  and getattr(backend, "read_noise_sigma", None) == 0
-                  and hasattr(backend, "weight_map")):
-                M[rs, cs] = backend.weight_map()
-            else:
+            tile_map = backend.linear_map()
+            if tile_map is None:
                 return None
+            M[rs, cs] = tile_map
         return M
+
+    def linear_map(self):
+        self._require_programmed()
+        return self._fused
 
     @property
     def tiles(self) -> list:
@@ -180,6 +177,16 @@ class Tiled(Crossbar):
         out = np.zeros((x.shape[0], self._weights.shape[1]))
         for rs, cs, backend in self._tiles:
             out[:, cs] += backend.forward(np.ascontiguousarray(x[:, rs]))
+        return out
+
+    def _currents(self, x):
+        """Sense currents summed per physical column over the tiles of each column block
+        (what summing the sense-amplifier currents measures; each tile keeps its own
+        mapping scale, so ``forward`` adds outputs in weight units instead)."""
+        pc = self.physical_columns
+        out = np.zeros((x.shape[0], pc * self._weights.shape[1]))
+        for rs, cs, backend in self._tiles:
+            out[:, pc * cs.start:pc * cs.stop] += backend._currents(np.ascontiguousarray(x[:, rs]))
         return out
 
     def tile_outputs(self, x) -> list:

@@ -36,7 +36,7 @@ Read noise (:meth:`Mapping.apply_read_noise`) is multiplicative Gaussian,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -91,6 +91,14 @@ def _real(name, value, allow_none=False):
     return _validate.real(name, value)
 
 
+def _sigma(name, value, hi, what):
+    """A spread in [0, hi]: one error naming the range."""
+    value = _validate.positive(name, value, allow_zero=True)
+    if value > hi:
+        raise ValueError(f"{name} must lie in [0, {hi:g}] ({what}), got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Mapping:
     """Weight-to-conductance mapping with optional non-idealities (seeded).
@@ -99,8 +107,12 @@ class Mapping:
     scale or None (use max|W|); ``levels``: number of conductance levels (int >= 2) or None
     (analog); ``program_sigma``: lognormal programming variability; ``stuck_on_rate``,
     ``stuck_off_rate``: fault probabilities (sum <= 1); ``read_noise_sigma``: relative
-    Gaussian read noise.
+    Gaussian read noise.  Spreads are bounded: ``program_sigma`` in [0, SIGMA_MAX],
+    ``read_noise_sigma`` in [0, READ_NOISE_MAX].
     """
+
+    SIGMA_MAX: ClassVar[float] = 3.0
+    READ_NOISE_MAX: ClassVar[float] = 1.0
 
     g_min: float
     g_max: float
@@ -122,8 +134,10 @@ class Mapping:
         levels = self.levels
         if levels is not None:
             levels = _validate.integer("levels", levels, minimum=2)
-        sig = _validate.positive("program_sigma", self.program_sigma, allow_zero=True)
-        rsig = _validate.positive("read_noise_sigma", self.read_noise_sigma, allow_zero=True)
+        sig = _sigma("program_sigma", self.program_sigma, self.SIGMA_MAX,
+                     "a lognormal spread; beyond e^3 per sigma no device is meant")
+        rsig = _sigma("read_noise_sigma", self.read_noise_sigma, self.READ_NOISE_MAX,
+                      "a relative current noise; above 1 most reads change sign")
         r_on = _validate.positive("stuck_on_rate", self.stuck_on_rate, allow_zero=True)
         r_off = _validate.positive("stuck_off_rate", self.stuck_off_rate, allow_zero=True)
         if r_on > 1:

@@ -1,0 +1,272 @@
+"""Exact solves of a crossbar of linear devices (G in S) with line resistance.
+
+Two exact methods for inputs V (B, R) (V), both checked against the KCL residual (see
+:mod:`~cosim.crossbar.nodal.kcl`):
+
+* ``"cg"``: the word nodes are eliminated exactly through the factorised tridiagonal
+  word-line blocks (Schur complement on the bit nodes); the reduced SPD system is solved by
+  conjugate gradients preconditioned with the factorised tridiagonal bit-line blocks
+  (LAPACK ``dpttrf``/``dpttrs``; one factorisation per line family, reused for every
+  right-hand side and iteration).  Iterates until the relative KCL residual is <= ``tol/10``
+  (or a tenth of the rounding floor); the final answer is checked against ``tol`` (or the
+  floor) with an independent residual evaluation; if CG does not get there the direct
+  method is used.
+* ``"direct"``: one sparse factorisation (nested dissection + SuperLU,
+  :mod:`~cosim.crossbar.nodal.sparse`) of the full SPD nodal matrix, reused for all
+  right-hand sides.
+
+``"auto"`` (default) uses the cached factorisation if there is one, CG for up to
+``cg_max_batch`` input vectors and the factorisation otherwise.  If either r is zero the
+remaining lines decouple into independent tridiagonal systems solved directly.
+:meth:`LinearArray.transfer_matrix` uses column marching with dense blocks
+(:mod:`~cosim.crossbar.nodal.transfer`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ... import _validate
+from .kcl import (NodalSolution, absolute_balance, bit_lines, check_G, check_V, relative,
+                  rounding_floor, segment_conductance, within, word_lines)
+from .sparse import factorise, nodal_matrix, ordering
+from .transfer import BLOCK_MAX, BLOCK_MEM, transfer_blocks
+
+_CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
+_CG_MAX_ITER = 500
+_SOLVE_CHUNK = 32         # right-hand sides per SuperLU solve call
+
+
+class LinearArray:
+    """A programmed crossbar of linear devices with line resistance.
+
+    ``G`` (R, C) conductances in siemens (>= 0), ``r_word`` / ``r_bit`` segment resistances in
+    ohms (>= 0).  Line factorisations are built at construction (cheap); the factorisation of
+    the full nodal matrix is built on first need and cached, as is the transfer matrix.
+    """
+
+    def __init__(self, G, r_word, r_bit, *, tol: float = 1e-12, cg_max_batch: int = 8):
+        self.G = check_G(G)
+        self.gw = segment_conductance("r_word", r_word)
+        self.gb = segment_conductance("r_bit", r_bit)
+        self.r_word, self.r_bit = float(r_word), float(r_bit)
+        self.tol = _validate.positive("tol", tol)
+        self.cg_max_batch = _validate.integer("cg_max_batch", cg_max_batch, minimum=0)
+        self.shape = self.G.shape
+        R, C = self.shape
+        self._GT = np.ascontiguousarray(self.G.T)     # bit-line layout (C, R)
+        self._word = word_lines(self.G, self.gw) if self.gw > 0 else None
+        self._bit = bit_lines(self._GT, self.gb) if self.gb > 0 else None
+        self._lu = None
+        self._perm = None
+        self._M = None
+
+    # -- full factorisation -------------------------------------------------------------
+    def _factor(self):
+        if self._lu is None:
+            R, C = self.shape
+            self._lu = factorise(nodal_matrix(self.gw, self.gb, self.G, -self.G), symmetric=True)
+            self._perm = ordering(R, C, True, True)
+        return self._lu
+
+    def _solve_factor(self, rhs: np.ndarray) -> np.ndarray:
+        """rhs (n, k) in natural numbering -> solution (n, k)."""
+        lu = self._factor()
+        p = self._perm
+        x = np.empty_like(rhs)
+        x[p] = lu.solve(np.asfortranarray(rhs[p]))
+        return x
+
+    # -- solves -------------------------------------------------------------------------
+    def solve(self, V, method: str = "auto") -> NodalSolution:
+        """Node voltages and output currents for input voltages V of shape (R,) or (B, R)."""
+        method = _validate.choice("method", method, {"auto", "cg", "direct"})
+        R, C = self.shape
+        Vb, single = check_V(V, R)
+        Bn = Vb.shape[0]
+        G = self.G
+        iters = 0
+        if self.gw == 0 and self.gb == 0:
+            w = np.broadcast_to(Vb[:, :, None], (Bn, R, C)).copy()
+            b = np.zeros((Bn, R, C))
+            used = "exact"
+        elif self.gw == 0:
+            w = np.broadcast_to(Vb[:, :, None], (Bn, R, C)).copy()
+            b = self._bit.solve(self._GT[None] * Vb[:, None, :]).transpose(0, 2, 1)
+            used = "lines"
+        elif self.gb == 0:
+            s = np.zeros((Bn, R, C))
+            s[:, :, 0] = self.gw * Vb
+            w = self._word.solve(s)
+            b = np.zeros((Bn, R, C))
+            used = "lines"
+        else:
+            if method == "auto":
+                method = "direct" if (self._lu is not None or Bn > self.cg_max_batch) else "cg"
+            w = b = None
+            if method == "cg":
+                w, b, iters = self._solve_cg(Vb)
+                used = "cg"
+            if w is None:
+                n = 2 * R * C
+                w = np.empty((Bn, R, C))
+                b = np.empty((Bn, R, C))
+                for k0 in range(0, Bn, _SOLVE_CHUNK):
+                    k1 = min(Bn, k0 + _SOLVE_CHUNK)
+                    rhs = np.zeros((n, k1 - k0))
+                    rhs[np.arange(R) * C, :] = self.gw * Vb[k0:k1].T
+                    x = self._solve_factor(rhs)
+                    w[k0:k1] = x[:R * C].T.reshape(-1, R, C)
+                    b[k0:k1] = x[R * C:].T.reshape(-1, R, C)
+                used = "direct"
+        if used == "exact":
+            i_dev = G * w
+            currents = Vb @ G
+            res = np.zeros(Bn)
+            floor = np.zeros(Bn)
+        else:
+            i_dev = G * (w - b)
+            F, currents, scale, fl = absolute_balance(i_dev, Vb, w, b, self.gw, self.gb)
+            res = relative(F, scale)
+            floor = relative(fl[:, None], scale)
+        if single:
+            return NodalSolution(currents[0], w[0], b[0], float(res.max()), iters, used,
+                                 float(floor.max()))
+        return NodalSolution(currents, w, b, float(res.max()), iters, used, float(floor.max()))
+
+    def _solve_cg(self, Vb):
+        """Schur complement on the bit nodes + preconditioned CG; None if not converged."""
+        R, C = self.shape
+        Bn = Vb.shape[0]
+        G, GT, gw, gb = self.G, self._GT, self.gw, self.gb
+        word, bit = self._word, self._bit
+        s = np.zeros((Bn, R, C))
+        s[:, :, 0] = gw * Vb
+        inner = self.tol * _CG_TOL_FACTOR
+        x = np.zeros((Bn, C, R))                    # bit voltages, layout (C, R)
+        total = 0
+        for _restart in range(3):
+            w = word.solve(s + G * x.transpose(0, 2, 1))
+            # true Schur residual  r = G w - A_bb x   (b-node KCL with the sign flipped)
+            r = GT * w.transpose(0, 2, 1) - bit.matvec(x)
+            active = np.ones(Bn, dtype=bool)
+            z = bit.solve(r)
+            p = z.copy()
+            rz = np.einsum("kij,kij->k", r, z)
+            while total < _CG_MAX_ITER:
+                # convergence test on the current iterate
+                idev = np.abs(G * (w - x.transpose(0, 2, 1))).reshape(Bn, -1).max(axis=1)
+                isense = np.abs(gb * x[:, :, -1]).max(axis=1)
+                isrc = np.abs(gw * (Vb - w[:, :, 0])).max(axis=1)
+                scale = np.maximum(idev, np.maximum(isense, isrc))
+                floor = rounding_floor(gw, np.maximum(np.abs(Vb).max(axis=1),
+                                                      np.abs(w).reshape(Bn, -1).max(axis=1)),
+                                       gb, np.abs(x).reshape(Bn, -1).max(axis=1), idev)
+                rmax = np.abs(r).reshape(Bn, -1).max(axis=1)
+                active = rmax > np.maximum(inner * scale, 0.1 * floor)
+                if not active.any():
+                    break
+                total += 1
+                u = word.solve(G * p.transpose(0, 2, 1))
+                q = bit.matvec(p) - GT * u.transpose(0, 2, 1)
+                pq = np.einsum("kij,kij->k", p, q)
+                alpha = np.where(active & (pq > 0), rz / np.where(pq > 0, pq, 1.0), 0.0)
+                a3 = alpha[:, None, None]
+                x += a3 * p
+                w += a3 * u
+                r -= a3 * q
+                z = bit.solve(r)
+                rz_new = np.einsum("kij,kij->k", r, z)
+                beta = np.where(active & (rz > 0), rz_new / np.where(rz > 0, rz, 1.0), 0.0)
+                rz = rz_new
+                p *= beta[:, None, None]
+                p += z
+            # independent check of the full KCL residual with w recomputed exactly
+            w = word.solve(s + G * x.transpose(0, 2, 1))
+            b = x.transpose(0, 2, 1).copy()
+            F, _, scale, fl = absolute_balance(G * (w - b), Vb, w, b, gw, gb)
+            if np.all(within(F, scale, fl, self.tol)):
+                return w, b, total
+            if total >= _CG_MAX_ITER:
+                break
+        return None, None, total
+
+    def transfer_matrix(self) -> np.ndarray:
+        """M (R, C) with ``currents = V @ M`` for any input V (the read is linear in V).
+
+        Computed once and cached; the returned array is read-only.  With both lines
+        resistive it is built by column marching with dense min(R, C)-sized blocks
+        (:func:`~cosim.crossbar.nodal.transfer.transfer_blocks`; for R > C on the mirrored
+        array, below), verified on a probe
+        input, and otherwise (or when min(R, C) > ``BLOCK_MAX`` or the m^2 n stored block
+        entries (8 bytes each) would exceed ``BLOCK_MEM``) from the cached factorisation
+        (min(R, C) solves, by reciprocity).
+
+        Mirror: relabelling word line i as bit line R-1-i and bit line j as word line C-1-j
+        maps the array (G, r_word, r_bit) onto (G[::-1, ::-1].T, r_bit, r_word) with the same
+        nodal matrix; by reciprocity (M[i, j] = g_w g_b A^{-1}[w(i, 0), b(R-1, j)]) its
+        transfer matrix is M[::-1, ::-1].T.
+        """
+        if self._M is not None:
+            return self._M
+        R, C = self.shape
+        G, gw, gb = self.G, self.gw, self.gb
+        if gw == 0 and gb == 0:
+            M = G.copy()
+        elif gw == 0:
+            e = np.zeros((C, R))
+            e[:, -1] = 1.0
+            y = self._bit.solve(e)                  # T_j^{-1} e_last, layout (C, R)
+            M = gb * G * y.T
+        elif gb == 0:
+            e = np.zeros((R, C))
+            e[:, 0] = 1.0
+            y = self._word.solve(e)                 # T_i^{-1} e_0, layout (R, C)
+            M = gw * G * y
+        else:
+            M = None
+            m, nb = min(R, C), max(R, C)
+            if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
+                if R <= C:
+                    M = transfer_blocks(G, gw, gb, self.tol)
+                else:                               # the mirrored array (see docstring)
+                    Mt = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
+                                          self.tol)
+                    M = None if Mt is None else Mt[::-1, ::-1].T
+        if M is None:
+            n, N = 2 * R * C, R * C
+            M = np.empty((R, C))
+            src = np.arange(R) * C                  # w(i, 0)
+            sense = N + (R - 1) * C + np.arange(C)  # b(R-1, j)
+            if R <= C:
+                for k0 in range(0, R, _SOLVE_CHUNK):
+                    k1 = min(R, k0 + _SOLVE_CHUNK)
+                    rhs = np.zeros((n, k1 - k0))
+                    rhs[src[k0:k1], np.arange(k1 - k0)] = gw
+                    M[k0:k1, :] = gb * self._solve_factor(rhs)[sense].T
+            else:
+                for k0 in range(0, C, _SOLVE_CHUNK):
+                    k1 = min(C, k0 + _SOLVE_CHUNK)
+                    rhs = np.zeros((n, k1 - k0))
+                    rhs[sense[k0:k1], np.arange(k1 - k0)] = gb
+                    M[:, k0:k1] = gw * self._solve_factor(rhs)[src]
+        M = np.ascontiguousarray(M)
+        M.setflags(write=False)
+        self._M = M
+        return M
+
+
+def solve(G, V, r_word, r_bit, *, method: str = "auto", tol: float = 1e-12) -> NodalSolution:
+    """Solve a linear crossbar (G (R, C) in S) for inputs V (R,) or (B, R).
+
+    See :class:`LinearArray` and the module docstring for the methods and the residual.
+    """
+    return LinearArray(G, r_word, r_bit, tol=tol).solve(V, method=method)
+
+
+def solve(G, V, r_word, r_bit, *, method: str = "auto", tol: float = 1e-12) -> NodalSolution:
+    """Solve a linear crossbar (G (R, C) in S) for inputs V (R,) or (B, R).
+
+    See :class:`LinearArray` and the module docstring for the methods and the residual.
+    """
+    return LinearArray(G, r_word, r_bit, tol=tol).solve(V, method=method)
