@@ -107,7 +107,10 @@ def test_learns_receptive_fields_and_classifies(trained):
         assert share > 0.6, f"unit {j} (class {c}) has only {share:.2f} of its weight on its block"
     w = net.W_in_
     assert w.min() >= 0.0 and w.max() <= 1.0
-    np.testing.assert_allclose(w.sum(axis=0), 0.1 * N_IN, rtol=1e-9)   # normalised columns
+    # normalised columns: ||w_j||_2 = norm·sqrt(n_in) (default p = 2); p = 1 is the sum
+    np.testing.assert_allclose(np.linalg.norm(w, axis=0), 0.1 * math.sqrt(N_IN), rtol=1e-9)
+    l1 = small_net(norm_ord=1).fit(patterns(5, seed=1)[0])
+    np.testing.assert_allclose(l1.W_in_.sum(axis=0), 0.1 * N_IN, rtol=1e-9)
 
 
 def test_batched_presentations_learn_like_online_ones():
@@ -257,6 +260,8 @@ def test_bad_inputs_raise(trained):
         DiehlCook(theta_scale="per_unit").fit(x)
     with pytest.raises(ValueError, match="tau_theta"):
         DiehlCook(tau_theta=0.0).fit(x)
+    with pytest.raises(ValueError, match="norm_ord"):
+        DiehlCook(norm_ord=3).fit(x)
     with pytest.raises(ValueError, match="train_batch"):
         DiehlCook(train_batch=0).fit(x)
     with pytest.raises(RuntimeError, match="assign_labels"):
