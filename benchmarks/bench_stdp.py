@@ -16,7 +16,7 @@ Targets (issue 16): ideal test accuracy >= 94 % at 400 units and >= 92 % at 100,
 units silent after training; device within 2 points of ideal at the same size; an epoch at 400
 units no slower than 2× an epoch at 100 (ideal crossbar). The ratios are printed.
 
-    python benchmarks/bench_stdp.py [--sizes 100 400] [--backends ideal device] [--epochs 3]
+    python benchmarks/bench_stdp.py [--sizes 100 400] [--backends ideal device] [--epochs 5]
 """
 
 import os
@@ -98,7 +98,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400])
     parser.add_argument("--backends", nargs="+", default=["ideal", "device"],
                         choices=["ideal", "device"])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--T", type=int, default=100)
     parser.add_argument("--max-rate", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)

@@ -142,6 +142,15 @@ def test_block_accumulation_equals_summed_steps_at_fixed_weights():
     np.testing.assert_allclose(P, P_ref, rtol=1e-12)
     np.testing.assert_allclose(D, D_ref, rtol=1e-12)
     np.testing.assert_allclose(tr.x_pre, xp, rtol=1e-12)
+    np.testing.assert_allclose(tr.x_post, xq, rtol=1e-12)
+    P0, D0, tr0 = stdp_accumulate(pre, post, params)          # from zero traces
+    xq0 = np.zeros((B, n_post))
+    D_zero = np.zeros((n_pre, n_post))
+    for t in range(T):
+        xq0 = math.exp(-1 / 9.0) * xq0 + post[t]
+        D_zero += pre[t].T @ xq0
+    np.testing.assert_allclose(D0, D_zero, rtol=1e-12)
+    np.testing.assert_allclose(tr0.x_post, xq0, rtol=1e-12)
     w = rng.uniform(0.3, 0.7, (n_pre, n_post))
     expected = w + 0.01 * (1 - w) ** 2 * P_ref - 0.02 * w ** 2 * D_ref
     np.testing.assert_allclose(apply_block(w, P, D, params), np.clip(expected, 0, 1),

@@ -517,10 +517,24 @@ def stdp_accumulate(pre, post, params: STDPParams, traces: STDPTraces | None = N
         x0_pre = np.broadcast_to(np.asarray(traces.x_pre, dtype=np.float64), lead + (n_pre,))
         x0_post = np.broadcast_to(np.asarray(traces.x_post, dtype=np.float64), lead + (n_post,))
     x_pre = _filter_traces(pre, params.decay_plus, x0_pre)
-    x_post = _filter_traces(post, params.decay_minus, x0_post)
-    P = x_pre.reshape(-1, n_pre).T @ post.reshape(-1, n_post)
-    D = pre.reshape(-1, n_pre).T @ x_post.reshape(-1, n_post)
-    return P, D, STDPTraces(x_pre[-1].copy(), x_post[-1].copy())
+    # D = Σ_t s_t ⊗ x^{post}_t with x^{post}_t = Σ_{t'<=t} d^{t-t'} z_{t'} + d^{t+1} x0 (d the
+    # post decay) is regrouped by post spike: D = Σ_t y_t ⊗ z_t + Σ_t d^{t+1} s_t ⊗ x0 with the
+    # anti-causal pre filter y_t = Σ_{t'>=t} d^{t'-t} s_{t'}. Only the presynaptic side is
+    # filtered and only steps with a post spike enter the products (post spikes are sparse).
+    d = params.decay_minus
+    T = pre.shape[0]
+    y = _filter_traces(pre[::-1], d, np.zeros(lead + (n_pre,)))[::-1]
+    post_flat = post.reshape(-1, n_post)
+    rows = np.flatnonzero(post_flat.any(axis=1))
+    z = post_flat[rows]
+    P = x_pre.reshape(-1, n_pre)[rows].T @ z
+    D = y.reshape(-1, n_pre)[rows].T @ z
+    powers = d ** np.arange(T + 1)
+    if np.any(x0_post):
+        u = np.tensordot(powers[1:], pre, axes=(0, 0)).reshape(-1, n_pre)
+        D = D + u.T @ x0_post.reshape(-1, n_post)
+    x_post_last = np.tensordot(powers[T - 1::-1], post, axes=(0, 0)) + powers[T] * x0_post
+    return P, D, STDPTraces(x_pre[-1].copy(), np.asarray(x_post_last, dtype=np.float64))
 
 
 def apply_block(w, P, D, params: STDPParams, programmer=None, rng=None, scale: float = 1.0):

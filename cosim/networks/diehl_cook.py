@@ -21,6 +21,10 @@ Architecture (one excitatory layer, dt = 1 step)
 * presentations with fewer than ``min_spikes`` excitatory spikes are repeated with the input
   current multiplied by ``gain_step`` (at most ``max_retries`` times; the paper raises the
   input rate instead, scaling the current has the same mean effect and keeps the spike trains).
+  All higher gains of a presentation's ladder are simulated at once. As θ grows every unit's
+  threshold rises together and most presentations need the same, slowly rising gain, so in
+  training the ladder of a batch starts at the lowest gain the previous batch needed
+  (``gain_index_``); ``assign_labels``/``predict`` always start at gain 1.
 
 Homeostasis: the adaptive threshold θ (:class:`AdaptiveThreshold`)
 -----------------------------------------------------------------
@@ -130,15 +134,15 @@ class DiehlCook:
     ``benchmarks/bench_stdp.py`` and the README for the measured accuracies.
     """
 
-    DEFAULT_STDP = STDPParams(eta_plus=0.003, eta_minus=0.0003, tau_plus=10.0, tau_minus=10.0,
+    DEFAULT_STDP = STDPParams(eta_plus=0.001, eta_minus=0.0001, tau_plus=10.0, tau_minus=10.0,
                               w_min=0.0, w_max=1.0, mu=1.0, mode="multiplicative")
 
     def __init__(self, n_exc: int = 100, n_classes: int = 10, tau_m: float = 50.0,
-                 thr: float = 0.5, w_inh: float = 50.0, theta_plus: float = 0.05,
-                 tau_theta: float = 1e6, theta_scale: str = "per_100", n_refractory: int = 2,
+                 thr: float = 0.5, w_inh: float = 50.0, theta_plus: float = 0.01,
+                 tau_theta: float = 1e5, theta_scale: str = "per_100", n_refractory: int = 2,
                  one_spike: bool = True, stdp=None, norm: float | None = 0.1,
                  norm_ord: int = 2, w_init: float = 0.3, min_spikes: int = 6, max_retries: int = 8,
-                 gain_step: float = 1.15, lr_decay: float = 0.7, train_batch: int = 16,
+                 gain_step: float = 1.15, lr_decay: float = 0.8, train_batch: int = 16,
                  crossbar="ideal", programmer: PulseProgrammer | None = None,
                  batch_size: int = 256, seed=0):
         self.n_exc = n_exc
@@ -273,6 +277,7 @@ class DiehlCook:
         self.n_seen_ = 0
         self.epochs_ = 0
         self.spike_counts_ = np.zeros(self.n_exc, dtype=np.int64)
+        self.gain_index_ = 0
         self._xbar = None
 
     def _normalise(self, w, stdp):
@@ -320,18 +325,31 @@ class DiehlCook:
             Z[:, t] = z
         return Z
 
-    def _spikes(self, current):
-        """Spikes (B, T, n) at θ_ with the gain ladder for presentations below min_spikes."""
-        Z = self._simulate(current, self.theta_)
+    def _spikes(self, current, start: int = 0):
+        """Spikes (B, T, n) at θ_ with the gain ladder, and each presentation's gain index.
+
+        Gains are ``gain_step**k``, k = ``start`` ... ``max_retries``. Every presentation is
+        simulated at gain index ``start``; those below ``min_spikes`` are simulated at every
+        higher gain at once (one batch: presentations are independent) and keep the first
+        that reaches ``min_spikes`` (the last one if none does).
+        """
+        gains = float(self.gain_step) ** np.arange(self.max_retries + 1)
+        Z = self._simulate(gains[start] * current, self.theta_)
+        index = np.full(current.shape[0], start)
         need = max(self.min_spikes, 1)
-        gain = 1.0
-        for _ in range(self.max_retries):
-            silent = np.nonzero(Z.sum(axis=(1, 2)) < need)[0]
-            if silent.size == 0:
-                break
-            gain *= self.gain_step
-            Z[silent] = self._simulate(gain * current[silent], self.theta_)
-        return Z
+        silent = np.flatnonzero(Z.sum(axis=(1, 2)) < need)
+        higher = gains[start + 1:]
+        if silent.size == 0 or higher.size == 0:
+            return Z, index
+        ladder = (higher[:, None, None, None] * current[silent][None]).reshape(
+            -1, *current.shape[1:])
+        Zg = self._simulate(ladder, self.theta_).reshape(higher.size, silent.size,
+                                                         *current.shape[1:])
+        ok = Zg.sum(axis=(2, 3)) >= need                     # (gains, silent)
+        first = np.where(ok.any(axis=0), ok.argmax(axis=0), higher.size - 1)
+        Z[silent] = Zg[first, np.arange(silent.size)]
+        index[silent] = start + 1 + first
+        return Z, index
 
     def _responses(self, x):
         """Spike counts (N, n_exc) with learning off and θ frozen."""
@@ -341,7 +359,7 @@ class DiehlCook:
         for start in range(0, N, self.batch_size):
             xb = x[start:start + self.batch_size]
             cur = xbar.forward(xb.reshape(-1, n_in)).reshape(xb.shape[0], T, self.n_exc)
-            counts[start:start + xb.shape[0]] = self._spikes(cur).sum(axis=1)
+            counts[start:start + xb.shape[0]] = self._spikes(cur)[0].sum(axis=1)
         return counts
 
     # -- training -------------------------------------------------------------------------------
@@ -378,7 +396,10 @@ class DiehlCook:
             for start in range(0, N, tb):
                 xb = xe[order[start:start + tb]]
                 cur = xbar.forward(xb.reshape(-1, n_in)).reshape(xb.shape[0], T, self.n_exc)
-                Z = self._spikes(cur)
+                Z, index = self._spikes(cur, self.gain_index_)
+                # the gain presentations need drifts slowly (θ grows): the next batch starts
+                # its ladder at the lowest gain this one needed
+                self.gain_index_ = int(index.min())
                 counts = Z.sum(axis=1)
                 self.theta_ = homeostasis.update(self.theta_, counts, T)
                 self.spike_counts_ += counts.sum(axis=0).astype(np.int64)
@@ -469,7 +490,7 @@ class DiehlCook:
             params["programmer"] = params["programmer"].to_dict()
         return {"params": params, "W_in": self.W_in_.copy(), "theta": self.theta_.copy(),
                 "labels": None if self.labels_ is None else self.labels_.copy(),
-                "spike_counts": self.spike_counts_.copy(),
+                "spike_counts": self.spike_counts_.copy(), "gain_index": int(self.gain_index_),
                 "n_inputs": int(self.n_inputs_), "n_seen": int(self.n_seen_),
                 "epochs": int(self.epochs_),
                 "rng_state": self._rng.bit_generator.state}
@@ -520,6 +541,8 @@ class DiehlCook:
         self.theta_ = theta.copy()
         self.labels_ = labels
         self.spike_counts_ = counts.astype(np.int64)
+        self.gain_index_ = min(check.integer("gain_index", state.get("gain_index", 0),
+                                             minimum=0), self.max_retries)
         self.n_seen_ = int(state.get("n_seen", 0))
         self.epochs_ = int(state.get("epochs", 0))
         rng_state = state.get("rng_state")
