@@ -183,8 +183,7 @@ def device_net(**kw):
     device = Memtransistor()
     array = Compact(device, r_word=1.0, r_bit=1.0, w_max=1.0)
     prog = PulseProgrammer(device, c2c_sigma=0.1)
-    return small_net(crossbar=array, programmer=prog,
-                     stdp=small_net().stdp.replace(mode="pulses"), **kw)
+    return small_net(crossbar=array, programmer=prog, **kw)
 
 
 def test_device_aware_stdp_learns_with_pulses_on_compact_arrays():
@@ -208,18 +207,15 @@ def test_device_aware_settings_are_checked():
     x, _ = patterns(3, seed=0)
     device = Memtransistor()
     prog = PulseProgrammer(device)
-    pulses = STDPParams(mode="pulses")
     with pytest.raises(ValueError, match="w_max"):
-        DiehlCook(crossbar=Compact(device), programmer=prog, stdp=pulses).fit(x)
+        DiehlCook(crossbar=Compact(device), programmer=prog).fit(x)
     with pytest.raises(ValueError, match="state_map"):
         DiehlCook(crossbar=Compact(device.replace(state_map="exponential"), w_max=1.0),
-                  programmer=prog, stdp=pulses).fit(x)
-    with pytest.raises(ValueError, match="pulses"):
-        DiehlCook(programmer=prog).fit(x)                       # additive factors twice
+                  programmer=prog).fit(x)
     with pytest.raises(ValueError, match="programmer"):
-        DiehlCook(stdp=pulses).fit(x)
+        DiehlCook(stdp=STDPParams(mode="pulses")).fit(x)      # the rule, not the writer
     with pytest.raises(ValueError, match="programmer"):
-        DiehlCook(programmer="device", stdp=pulses).fit(x)
+        DiehlCook(programmer="device").fit(x)
 
 
 def test_device_aware_state_round_trip():

@@ -186,7 +186,7 @@ PULSES = STDPParams(0.1, 0.1, 10.0, 10.0, 0.0, 1.0, 1.0, "pulses")
 
 
 def programmer(**kw):
-    return PulseProgrammer(DEVICE, **{"rounding": "nearest", **kw})
+    return PulseProgrammer(DEVICE, **{"rounding": "nearest", "count_model": "linear", **kw})
 
 
 def requested(counts, prog):
@@ -212,7 +212,7 @@ def test_pulse_writes_equal_memtransistor_apply_pulses_and_spare_unselected_cell
     counts = np.array([[3, 0, -2, 0], [0, 0, 0, 0], [40, 0, 0, -7], [0, 0, 1, 0],
                        [0, 0, -25, 0]])
     prog = programmer()
-    np.testing.assert_array_equal(prog.counts(requested(counts, prog), PULSES), counts)
+    np.testing.assert_array_equal(prog.counts(w, requested(counts, prog), PULSES), counts)
     w_new = prog.write(w, requested(counts, prog), PULSES)
     # written cells: exactly the device's response to that many pulses at the selected bias
     # (SET: drain +4 V, gate 3 V; RESET: source +4 V, gate 3 V -> V_GS = -1 V), then the one
@@ -240,6 +240,23 @@ def test_pulse_writes_equal_memtransistor_apply_pulses_and_spare_unselected_cell
     assert np.max(np.abs(sneaky[idle] - w[idle])) > 1e-3
 
 
+def test_device_count_model_inverts_the_one_pulse_response():
+    prog = programmer(count_model="device")
+    up, down = prog.state_steps()
+    s = np.array([[0.1, 0.5, 0.9], [0.3, 0.7, 0.05]])
+    k = np.array([[4, 11, 2], [-3, -20, 0]])
+    # targets k pulses away along the device's geometric approach to 1 (SET) or 0 (RESET)
+    target = np.where(k > 0, 1 - (1 - s) * (1 - up) ** np.abs(k), s * (1 - down) ** np.abs(k))
+    np.testing.assert_array_equal(prog.counts(s, target - s, PULSES), k)
+    written = prog.write(s, target - s, PULSES)
+    np.testing.assert_allclose(written, target, rtol=0, atol=1e-9)   # only RESET disturb left
+    # the same request under the linear model: the device's soft bound shortens the SET step
+    linear = programmer().write(s, target - s, PULSES)
+    assert linear[0, 2] < target[0, 2] - 1e-3
+    # a target beyond the reachable range takes max_pulses
+    assert prog.counts(np.array([[0.5]]), np.array([[0.5]]), PULSES)[0, 0] == 1000
+
+
 def test_pulse_noise_is_seeded_and_multiplies_each_pulse():
     prog = programmer(c2c_sigma=0.3)
     w = np.full((3, 50), 0.5)
@@ -256,8 +273,8 @@ def test_pulse_noise_is_seeded_and_multiplies_each_pulse():
 
 
 def test_stochastic_rounding_is_unbiased():
-    prog = PulseProgrammer(DEVICE, dw_per_pulse=0.01)
-    k = prog.counts(np.full(20000, 0.0137), PULSES, rng=0)
+    prog = PulseProgrammer(DEVICE, dw_per_pulse=0.01, count_model="linear")
+    k = prog.counts(np.full(20000, 0.5), np.full(20000, 0.0137), PULSES, rng=0)
     assert set(np.unique(k)) == {1, 2}
     assert k.mean() == pytest.approx(1.37, abs=0.02)
 
@@ -281,7 +298,7 @@ def test_pulse_programmer_validation_names_the_argument():
         PulseProgrammer(object())
     for field, value in (("dw_per_pulse", 0.0), ("v_set", -1.0), ("v_reset", 2.0),
                          ("v_inhibit", 1.5), ("width", 0.0), ("c2c_sigma", -0.1),
-                         ("rounding", "up")):
+                         ("rounding", "up"), ("count_model", "exact")):
         with pytest.raises(ValueError, match=field):
             PulseProgrammer(DEVICE, **{field: value})
     with pytest.raises(ValueError, match="pulse must move"):

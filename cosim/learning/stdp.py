@@ -189,14 +189,18 @@ class PulseProgrammer:
     maps to the state s = (w - w_min)/(w_max - w_min); w is (R, C) with row i on word line i
     (drains and gate of row i) and column j on bit line j (sources).
 
-    Pulse counts: per cell n = Δw / δ with δ the nominal weight change of one pulse
-    (``dw_per_pulse``; default: the device's change of one SET pulse from s = 0 for Δw > 0,
-    of one RESET pulse from s = 1 for Δw < 0, times the weight span), rounded to the nearest
-    integer (``rounding="nearest"``) or stochastically (``"stochastic"``, unbiased, seeded),
-    capped at ``max_pulses``. The device decides what the pulses do: for the default card one
-    SET pulse moves s by (1 - e^{-c t})(1 - s) and one RESET pulse by -(1 - e^{-c t}) s
-    (saturating, state-dependent), each pulse's change times e^{σ N} with
-    ``c2c_sigma`` = σ (cycle-to-cycle noise from the seeded ``rng``).
+    Pulse counts (``count_model``): with ``"linear"`` a cell owed Δw gets n = Δw / δ pulses,
+    δ the nominal weight change of one pulse (``dw_per_pulse``; default: the device's change of
+    one SET pulse from s = 0 for Δw > 0, of one RESET pulse from s = 1 for Δw < 0, times the
+    weight span), so the device's state dependence acts on top of the request; with
+    ``"device"`` (default) the controller inverts the one-pulse response of a device with
+    p_on = p_off = 1 windows (the default card: one SET pulse maps 1 - s to (1 - s)(1 - δ_+),
+    one RESET pulse maps s to s (1 - δ_-)), n = ln((1 - s)/(1 - s')) / -ln(1 - δ_+) or
+    ln(s/s') / -ln(1 - δ_-) for the target s' — the write then lands on the target up to
+    whole pulses and noise. n is rounded to the nearest integer (``rounding="nearest"``) or
+    stochastically (``"stochastic"``, unbiased, seeded) and capped at ``max_pulses``. The
+    device decides what the pulses do: saturating, state-dependent steps, each pulse's change
+    times e^{σ N} with ``c2c_sigma`` = σ (cycle-to-cycle noise from the seeded ``rng``).
 
     Write scheme (rows selected one at a time by their gate; voltages in volts):
 
@@ -230,6 +234,7 @@ class PulseProgrammer:
     c2c_sigma: float = 0.0
     max_pulses: int = 1000
     rounding: str = "stochastic"
+    count_model: str = "device"
 
     def __post_init__(self):
         if not callable(getattr(self.device, "apply_pulses", None)):
@@ -254,6 +259,9 @@ class PulseProgrammer:
         check.integer("max_pulses", self.max_pulses, minimum=1)
         if self.rounding not in ("nearest", "stochastic"):
             raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {self.rounding!r}")
+        if self.count_model not in ("linear", "device"):
+            raise ValueError(f"count_model must be 'linear' or 'device', got "
+                             f"{self.count_model!r}")
 
     @property
     def gate_on(self) -> float:
@@ -274,15 +282,26 @@ class PulseProgrammer:
                              f"step {down}): raise |v_set|, |v_reset| or width")
         return up, down
 
-    def counts(self, dw, params: STDPParams, rng=None) -> np.ndarray:
-        """Signed whole pulse counts for a requested weight change (same shape as dw)."""
+    def counts(self, w, dw, params: STDPParams, rng=None) -> np.ndarray:
+        """Signed whole pulse counts that move weights ``w`` by ``dw`` (see ``count_model``)."""
+        w = np.asarray(w, dtype=np.float64)
         dw = np.asarray(dw, dtype=np.float64)
-        if self.dw_per_pulse is not None:
-            n = dw / self.dw_per_pulse
+        span = params.w_max - params.w_min
+        if self.count_model == "linear":
+            if self.dw_per_pulse is not None:
+                n = dw / self.dw_per_pulse
+            else:
+                up, down = self.state_steps()
+                n = np.where(dw > 0, dw / (up * span), dw / (down * span))
         else:
-            span = params.w_max - params.w_min
             up, down = self.state_steps()
-            n = np.where(dw > 0, dw / (up * span), dw / (down * span))
+            s = np.clip((w - params.w_min) / span, 0.0, 1.0)
+            target = np.clip(s + dw / span, 0.0, 1.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                n_up = np.log((1.0 - s) / (1.0 - target)) / -math.log1p(-up)
+                n_down = np.log(s / target) / -math.log1p(-down)
+            n = np.where(target > s, n_up, np.where(target < s, -n_down, 0.0))
+            n = np.nan_to_num(n, nan=0.0, posinf=self.max_pulses, neginf=-self.max_pulses)
         if self.rounding == "nearest":
             k = np.rint(n)
         else:
@@ -325,7 +344,7 @@ class PulseProgrammer:
         if w.ndim != 2:
             raise ValueError(f"w must be 2-D (rows = word lines), got shape {w.shape}")
         rng = check.rng(rng)
-        k = self.counts(dw, params, rng)
+        k = self.counts(w, dw, params, rng)
         span = params.w_max - params.w_min
         state = np.clip((w - params.w_min) / span, 0.0, 1.0)
         for count, v_ds, v_gs, noisy in self.exposures(k):

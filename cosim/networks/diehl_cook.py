@@ -24,7 +24,7 @@ Architecture (one excitatory layer, dt = 1 step)
   All higher gains of a presentation's ladder are simulated at once. As θ grows every unit's
   threshold rises together and most presentations need the same, slowly rising gain, so in
   training the ladder of a batch starts at the lowest gain the previous batch needed
-  (``gain_index_``); ``assign_labels``/``predict`` always start at gain 1.
+  (``gain_index_``); ``assign_labels``/``predict`` start where training ended.
 
 Homeostasis: the adaptive threshold θ (:class:`AdaptiveThreshold`)
 -----------------------------------------------------------------
@@ -58,17 +58,17 @@ against 87 % with p = 1 at 100 prototypes). The presentations of a batch are sim
 which is what makes an epoch's cost nearly independent of ``n_exc``; ``train_batch=1`` is the
 online rule of the paper. The STDP rates are multiplied by ``lr_decay ** epoch``.
 
-Device-aware learning (``programmer=PulseProgrammer(...)``, STDP ``mode="pulses"``)
-----------------------------------------------------------------------------------
-The weights are device states (w = w_min + s·(w_max - w_min)); each batch computes the
-requested change ΔW = normalise(clip(W + η_+ P - η_- D)) - W with *additive* factors — the
-device supplies the soft bounds itself (one SET pulse moves s by (1 - e^{-c t})(1 - s), one
-RESET pulse by -(1 - e^{-c t}) s) — and writes it as whole pulses with gate-selected rows
-(:meth:`~cosim.learning.stdp.PulseProgrammer.write`), cycle-to-cycle noise seeded.
-The new states are then programmed on the crossbar, whose reads (IR drop included) drive the
-next batch. With a :class:`~cosim.crossbar.Compact` (or a ``Tiled`` of them) the backend must
-map w_max to the device's g_max with the linear state map, so that programming the
-written states reproduces them exactly; this is checked.
+Device-aware learning (``programmer=PulseProgrammer(...)``)
+----------------------------------------------------------
+The weights are device states (w = w_min + s·(w_max - w_min)). Each batch computes the same
+update as on the ideal crossbar (STDP, then normalisation) and writes the change as whole
+programming pulses with gate-selected rows
+(:meth:`~cosim.learning.stdp.PulseProgrammer.write`): the pulse counts come from the
+programmer's count model, the device's saturating response decides where each cell lands,
+cycle-to-cycle noise is seeded. The new states are programmed on the crossbar, whose reads
+(IR drop included) drive the next batch. With a :class:`~cosim.crossbar.Compact` (or a
+``Tiled`` of them) the backend must map w_max to the device's g_max with the linear state map,
+so that programming the written states reproduces them exactly; this is checked.
 
 Read-out (labels as in Diehl & Cook)
 ------------------------------------
@@ -213,16 +213,13 @@ class DiehlCook:
         check.integer("train_batch", self.train_batch, minimum=1)
         check.integer("batch_size", self.batch_size, minimum=1)
         stdp = self._stdp()
-        if self.programmer is None:
-            if stdp.mode == "pulses":
-                raise ValueError("stdp.mode='pulses' needs programmer=PulseProgrammer(...)")
-        else:
-            if not isinstance(self.programmer, PulseProgrammer):
-                raise ValueError(f"programmer must be a PulseProgrammer or None, got "
-                                 f"{type(self.programmer).__name__}")
-            if stdp.mode != "pulses":
-                raise ValueError("a programmer writes pulses: use stdp.mode='pulses' (the "
-                                 f"device gives the soft bounds), got {stdp.mode!r}")
+        if stdp.mode == "pulses":
+            raise ValueError("stdp.mode must be 'additive' or 'multiplicative' (the rule that "
+                             "computes the update); DiehlCook writes pulses through "
+                             "programmer=PulseProgrammer(...)")
+        if self.programmer is not None and not isinstance(self.programmer, PulseProgrammer):
+            raise ValueError(f"programmer must be a PulseProgrammer or None, got "
+                             f"{type(self.programmer).__name__}")
         return stdp
 
     def _homeostasis(self) -> AdaptiveThreshold:
@@ -359,7 +356,7 @@ class DiehlCook:
         for start in range(0, N, self.batch_size):
             xb = x[start:start + self.batch_size]
             cur = xbar.forward(xb.reshape(-1, n_in)).reshape(xb.shape[0], T, self.n_exc)
-            counts[start:start + xb.shape[0]] = self._spikes(cur)[0].sum(axis=1)
+            counts[start:start + xb.shape[0]] = self._spikes(cur, self.gain_index_)[0].sum(axis=1)
         return counts
 
     # -- training -------------------------------------------------------------------------------
@@ -417,16 +414,12 @@ class DiehlCook:
         return self
 
     def _learn(self, P, D, stdp, scale):
+        target = self._normalise(apply_block(self.W_in_, P, D, stdp, scale=scale), stdp)
         if self.programmer is None:
-            self.W_in_ = self._normalise(apply_block(self.W_in_, P, D, stdp, scale=scale), stdp)
-            return
-        # device-aware: the additive request (normalised) is written as whole pulses; the
-        # device supplies the soft bounds and the saturation
-        target = self._normalise(np.clip(self.W_in_ + scale * (stdp.eta_plus * P
-                                                               - stdp.eta_minus * D),
-                                         stdp.w_min, stdp.w_max), stdp)
-        self.W_in_ = self.programmer.write(self.W_in_, target - self.W_in_, stdp,
-                                                 rng=self._rng)
+            self.W_in_ = target
+        else:   # device-aware: the same update, written as whole pulses through the device
+            self.W_in_ = self.programmer.write(self.W_in_, target - self.W_in_, stdp,
+                                               rng=self._rng)
 
     # -- read-out -------------------------------------------------------------------------------
     @property
