@@ -9,8 +9,8 @@ Every configuration runs in this one process, one thread, and the table compares
 * ``device``: the same network on Compact memtransistor arrays (``--r-wire`` ohm word- and
   bit-line segments, linear read with IR drop, tiles of at most 64 inputs × ``--tile-cols``
   outputs), STDP written as whole programming pulses through the device model
-  (PulseProgrammer: gate-selected rows, device soft bounds, cycle-to-cycle noise
-  ``--c2c``, seeded).
+  (PulseProgrammer: the ideal run's update, written with gate-selected rows, pulse counts from
+  the device's one-pulse response (``--count-model``), cycle-to-cycle noise ``--c2c``, seeded).
 
 Targets (issue 16): ideal test accuracy >= 94 % at 400 units and >= 92 % at 100, <= 5 % of the
 units silent after training; device within 2 points of ideal at the same size; an epoch at 400
@@ -44,9 +44,9 @@ def build(kind, n_exc, args):
     device = Memtransistor.default()
     array = Compact(device, r_word=args.r_wire, r_bit=args.r_wire, w_max=1.0, seed=args.seed)
     crossbar = Tiled(array, max_rows=64, max_cols=args.tile_cols)
-    programmer = PulseProgrammer(device, width=args.width, c2c_sigma=args.c2c)
-    stdp = DiehlCook.DEFAULT_STDP.replace(mode="pulses")
-    return DiehlCook(crossbar=crossbar, programmer=programmer, stdp=stdp, **common)
+    programmer = PulseProgrammer(device, width=args.width, c2c_sigma=args.c2c,
+                                 count_model=args.count_model)
+    return DiehlCook(crossbar=crossbar, programmer=programmer, **common)
 
 
 def run(kind, n_exc, data, args):
@@ -110,6 +110,8 @@ def main():
     parser.add_argument("--tile-cols", type=int, default=100, help="outputs per device array")
     parser.add_argument("--width", type=float, default=1e-3, help="programming pulse width (s)")
     parser.add_argument("--c2c", type=float, default=0.1, help="cycle-to-cycle sigma")
+    parser.add_argument("--count-model", default="device", choices=["device", "linear"],
+                        help="pulse counts from the device's response or nominal steps")
     parser.add_argument("--no-kmeans", action="store_true")
     args = parser.parse_args()
 

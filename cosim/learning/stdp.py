@@ -537,8 +537,8 @@ def stdp_accumulate(pre, post, params: STDPParams, traces: STDPTraces | None = N
         x0_post = np.broadcast_to(np.asarray(traces.x_post, dtype=np.float64), lead + (n_post,))
     x_pre = _filter_traces(pre, params.decay_plus, x0_pre)
     # D = Σ_t s_t ⊗ x^{post}_t with x^{post}_t = Σ_{t'<=t} d^{t-t'} z_{t'} + d^{t+1} x0 (d the
-    # post decay) is regrouped by post spike: D = Σ_t y_t ⊗ z_t + Σ_t d^{t+1} s_t ⊗ x0 with the
-    # anti-causal pre filter y_t = Σ_{t'>=t} d^{t'-t} s_{t'}. Only the presynaptic side is
+    # post decay) is regrouped by post spike: D = Σ_t y_t ⊗ z_t + Σ_t d^{t+1} s_t ⊗ x0 with
+    # the anti-causal pre filter y_t = Σ_{t'>=t} d^{t'-t} s_{t'}. Only the presynaptic side is
     # filtered and only steps with a post spike enter the products (post spikes are sparse).
     d = params.decay_minus
     T = pre.shape[0]

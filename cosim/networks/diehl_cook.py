@@ -54,9 +54,10 @@ is rescaled to the p-norm ||w_j||_p = ``norm``·n_in^{1/p} (p = ``norm_ord``) an
 unit's drive x·w_j = |x| |w_j| cos(x, w_j), so the first unit to fire is the one whose
 prototype is closest in angle to the input, not the one whose weight is most concentrated on
 bright pixels (measured on digits with k-means centroids as prototypes: 96 % with p = 2
-against 87 % with p = 1 at 100 prototypes). The presentations of a batch are simulated together (vectorised),
-which is what makes an epoch's cost nearly independent of ``n_exc``; ``train_batch=1`` is the
-online rule of the paper. The STDP rates are multiplied by ``lr_decay ** epoch``.
+against 87 % with p = 1 at 100 prototypes). The presentations of a batch are simulated
+together (vectorised), which is what makes an epoch's cost nearly independent of ``n_exc``;
+``train_batch=1`` is the online rule of the paper. The STDP rates are multiplied by
+``lr_decay ** epoch``.
 
 Device-aware learning (``programmer=PulseProgrammer(...)``)
 ----------------------------------------------------------
@@ -170,8 +171,8 @@ class DiehlCook:
         self.seed = seed
 
     _PARAM_NAMES = ("n_exc", "n_classes", "tau_m", "thr", "w_inh", "theta_plus", "tau_theta",
-                    "theta_scale", "n_refractory", "one_spike", "stdp", "norm", "norm_ord", "w_init",
-                    "min_spikes", "max_retries", "gain_step", "lr_decay", "train_batch",
+                    "theta_scale", "n_refractory", "one_spike", "stdp", "norm", "norm_ord",
+                    "w_init", "min_spikes", "max_retries", "gain_step", "lr_decay", "train_batch",
                     "crossbar", "programmer", "batch_size", "seed")
 
     # -- scikit-learn style parameters ----------------------------------------------------------
@@ -356,7 +357,8 @@ class DiehlCook:
         for start in range(0, N, self.batch_size):
             xb = x[start:start + self.batch_size]
             cur = xbar.forward(xb.reshape(-1, n_in)).reshape(xb.shape[0], T, self.n_exc)
-            counts[start:start + xb.shape[0]] = self._spikes(cur, self.gain_index_)[0].sum(axis=1)
+            Z, _ = self._spikes(cur, self.gain_index_)
+            counts[start:start + xb.shape[0]] = Z.sum(axis=1)
         return counts
 
     # -- training -------------------------------------------------------------------------------
