@@ -278,3 +278,48 @@ def test_model_trains_diehl_cook_with_stdp_and_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.network.W_in_, model.network.W_in_)
     with pytest.raises(TypeError, match="SRNN"):
         Model(small_net(), rule="bptt")
+
+
+# ---------------------------------------------------------------------- the excitatory loop
+def reference_layer(current, thr, tau, n_ref, w_inh):
+    """The layer step by step with cosim.neurons.LIF, inhibition and the one-spike rule."""
+    from cosim.neurons import LIF
+
+    B, T, n = current.shape
+    neuron = LIF(n, tau=tau, thr=thr, n_refractory=n_ref)
+    state = neuron.zero_state(B)
+    z = np.zeros((B, n))
+    out = np.zeros((B, T, n))
+    for t in range(T):
+        i_t = current[:, t] - w_inh * (z.sum(axis=1, keepdims=True) - z)
+        old_ref = state.refractory
+        z, state, trace = neuron.advance(i_t, state)
+        for b in range(B):
+            if z[b].sum() > 1:          # keep the largest relative overshoot, no reset for others
+                over = np.where(z[b] > 0, (trace.v_pre[b] - thr) / thr, -np.inf)
+                keep = int(np.argmax(over))
+                vetoed = (z[b] > 0) & (np.arange(n) != keep)
+                state.v[b, vetoed] = trace.v_pre[b, vetoed]
+                state.refractory[b, vetoed] = np.maximum(old_ref[b, vetoed] - 1, 0)
+                z[b] = 0.0
+                z[b, keep] = 1.0
+        state = state._replace(z=z)
+        out[:, t] = z
+    return out
+
+
+@pytest.mark.parametrize("n_ref,w_inh", [(0, 0.0), (2, 0.0), (2, 0.3), (3, 5.0)])
+def test_layer_responses_match_lif_steps(n_ref, w_inh):
+    rng = np.random.default_rng(n_ref)
+    B, T_, n_in, n = 4, 80, 10, 7
+    x = (rng.random((B, T_, n_in)) < 0.4).astype(float)
+    w = rng.uniform(0.0, 1.0, (n_in, n))
+    theta = rng.uniform(0.0, 0.3, n)
+    net = DiehlCook(n_exc=n, tau_m=8.0, thr=0.6, n_refractory=n_ref, w_inh=w_inh, norm=None,
+                    max_retries=0)
+    net.set_state({"params": net.get_params(), "W_in": w, "theta": theta, "labels": None,
+                   "n_inputs": n_in})
+    current = (x.reshape(-1, n_in) @ w).reshape(B, T_, n)       # what the ideal array reads
+    ref = reference_layer(current, 0.6 + theta, 8.0, n_ref, w_inh)
+    assert ref.sum() > 20
+    np.testing.assert_array_equal(net.responses(x), ref.sum(axis=1))

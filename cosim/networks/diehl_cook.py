@@ -301,26 +301,57 @@ class DiehlCook:
     def _simulate(self, current, theta):
         """Run the excitatory layer on feed-forward currents (B, T, n) at thresholds thr + θ.
 
-        Returns the spikes (B, T, n). θ is held fixed during a presentation.
+        Returns the spikes (B, T, n); θ is held fixed during a presentation. The step is that
+        of :class:`cosim.neurons.LIF` (v' = α v + (1 - α) I, spike if v' > A, reset to 0,
+        ``n_refractory`` steps held at 0; its coefficients are taken from an LIF) fused with
+        the inhibition and the one-spike rule and written over the sparse spikes: a step
+        costs a handful of dense operations whatever the number of units (this loop is the
+        whole cost of an epoch).
         """
         from ..neurons import LIF
         B, T, n = current.shape
         neuron = LIF(n, tau=float(self.tau_m), thr=float(self.thr) + theta,
                      n_refractory=self.n_refractory)
-        state = neuron.zero_state(B)
-        Z = np.zeros((B, T, n))
-        z = np.zeros((B, n))
+        alpha, gain = neuron.voltage_coefficients()
+        thr = neuron.thr
+        n_ref = int(self.n_refractory)
         w_inh = float(self.w_inh)
         one_spike = bool(self.one_spike)
+        Z = np.zeros((B, T, n))
+        v = np.zeros((B, n))
+        spike_b = spike_j = np.zeros(0, dtype=np.int64)       # the last step's spikes
+        ref_b = ref_j = ref_until = np.zeros(0, dtype=np.int64)
         for t in range(T):
             i_t = current[:, t]
-            if w_inh and z.any():
-                i_t = i_t - w_inh * (z.sum(axis=1, keepdims=True) - z)
-            old_refractory = state.refractory
-            z, state, trace = neuron.advance(i_t, state)
-            if one_spike:
-                z, state = _one_spike(z, state, trace, old_refractory)
-            Z[:, t] = z
+            if w_inh and spike_b.size:
+                # each spike inhibits every other unit of its presentation one step later
+                rows, slot = np.unique(spike_b, return_inverse=True)
+                z_prev = np.zeros((rows.size, n))
+                z_prev[slot, spike_j] = 1.0
+                i_t = i_t.copy()
+                i_t[rows] -= w_inh * (z_prev.sum(axis=1, keepdims=True) - z_prev)
+            v = alpha * v + gain * i_t
+            if ref_b.size:
+                held = ref_until >= t
+                ref_b, ref_j, ref_until = ref_b[held], ref_j[held], ref_until[held]
+                v[ref_b, ref_j] = 0.0
+            cb, cj = np.nonzero(v > thr)
+            if one_spike and cb.size > 1 and np.any(cb[1:] == cb[:-1]):
+                # several crossings in one presentation: the largest relative overshoot
+                # (v' - A)/A spikes, the others keep their voltage (no reset)
+                over = (v[cb, cj] - thr[cj]) / thr[cj]
+                order = np.lexsort((-over, cb))
+                cb, cj = cb[order], cj[order]
+                first = np.concatenate([[True], cb[1:] != cb[:-1]])
+                cb, cj = cb[first], cj[first]
+            if cb.size:
+                Z[cb, t, cj] = 1.0
+                v[cb, cj] = 0.0
+                if n_ref:
+                    ref_b = np.concatenate([ref_b, cb])
+                    ref_j = np.concatenate([ref_j, cj])
+                    ref_until = np.concatenate([ref_until, np.full(cb.size, t + n_ref)])
+            spike_b, spike_j = cb, cj
         return Z
 
     def _spikes(self, current, start: int = 0):
@@ -552,21 +583,6 @@ class DiehlCook:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"DiehlCook({args})"
-
-
-def _one_spike(z, state, trace, old_refractory):
-    """Keep only the unit with the largest relative overshoot (v' - A)/A per sample."""
-    multi = z.sum(axis=1) > 1
-    if not multi.any():
-        return z, state
-    over = np.where(z > 0, (trace.v_pre - trace.threshold) / trace.threshold, -np.inf)
-    keep = np.zeros_like(z)
-    keep[np.arange(z.shape[0]), np.argmax(over, axis=1)] = 1.0
-    keep = np.where(multi[:, None], keep, z)
-    veto = (z > 0) & (keep == 0)
-    v = np.where(veto, trace.v_pre, state.v)
-    refractory = np.where(veto, np.maximum(old_refractory - 1, 0), state.refractory)
-    return keep, state._replace(v=v, z=keep, refractory=refractory)
 
 
 def _check_pulse_backend(xbar, stdp):
