@@ -437,7 +437,7 @@ class DiehlCook:
                     # (B, T, n) -> (T, B, n): traces run along time, the batch is summed
                     P, D, _ = stdp_accumulate(xb.transpose(1, 0, 2), Z.transpose(1, 0, 2),
                                               stdp, checked=False)
-                    self._learn(P, D, stdp, scale)
+                    self._learn(P, D, stdp, scale, np.flatnonzero(counts.sum(axis=0)))
                     xbar.program(self.W_in_)
                 self.n_seen_ += xb.shape[0]
                 if report is not None:
@@ -446,13 +446,19 @@ class DiehlCook:
             self.epochs_ += 1
         return self
 
-    def _learn(self, P, D, stdp, scale):
-        target = self._normalise(apply_block(self.W_in_, P, D, stdp, scale=scale), stdp)
-        if self.programmer is None:
-            self.W_in_ = target
-        else:   # device-aware: the same update, written as whole pulses through the device
-            self.W_in_ = self.programmer.write(self.W_in_, target - self.W_in_, stdp,
-                                               rng=self._rng)
+    def _learn(self, P, D, stdp, scale, active):
+        """Update the columns of the units that fired (the others' updates are exactly 0)."""
+        w = self.W_in_[:, active]
+        target = self._normalise(apply_block(w, P[:, active], D[:, active], stdp, scale=scale),
+                                 stdp)
+        if self.programmer is not None:
+            # device-aware: the same update, written as whole pulses through the device (only
+            # the learning columns: re-normalising a column that did not learn would write
+            # rounding noise into it)
+            target = self.programmer.write(w, target - w, stdp, rng=self._rng)
+        weights = self.W_in_.copy()
+        weights[:, active] = target
+        self.W_in_ = weights
 
     # -- read-out -------------------------------------------------------------------------------
     @property
