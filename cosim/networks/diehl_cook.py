@@ -131,8 +131,9 @@ NORM_ORDS = (1, 2)
 class DiehlCook:
     """Diehl & Cook style unsupervised network; see the module docstring for the model.
 
-    Tuned defaults (sklearn digits, 64 inputs, p = 0.5·pixel per step, T = 100): see
-    ``benchmarks/bench_stdp.py`` and the README for the measured accuracies.
+    Tuned defaults (sklearn digits, 64 inputs, p = 0.5·pixel per step, T = 100), measured by
+    ``benchmarks/bench_stdp.py``: 92.8 % test accuracy at 100 units (5 epochs), 95.0 % at 400
+    (8 epochs), no silent unit.
     """
 
     DEFAULT_STDP = STDPParams(eta_plus=0.001, eta_minus=0.0001, tau_plus=10.0, tau_minus=10.0,
