@@ -145,6 +145,12 @@ def test_state_round_trip(trained):
         DiehlCook().set_state(dict(state, W_in=state["W_in"][:-1]))
     with pytest.raises(ValueError, match="spike_counts"):
         DiehlCook().set_state(dict(state, spike_counts=-state["spike_counts"]))
+    # a state saved before homeostasis per 100 units, p-norms and batches meant the paper's
+    old = {k: v for k, v in state["params"].items()
+           if k not in ("theta_scale", "norm_ord", "train_batch", "programmer")}
+    legacy = DiehlCook().set_state({k: v for k, v in state.items()
+                                    if k not in ("spike_counts", "gain_index")} | {"params": old})
+    assert (legacy.theta_scale, legacy.norm_ord, legacy.train_batch) == ("absolute", 1, 1)
 
 
 def test_old_import_path_is_the_same_class():

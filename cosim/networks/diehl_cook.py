@@ -455,7 +455,9 @@ class DiehlCook:
         if self.programmer is not None:
             # device-aware: the same update, written as whole pulses through the device (only
             # the learning columns: re-normalising a column that did not learn would write
-            # rounding noise into it)
+            # rounding noise into it; the other columns' sources sit at the inhibit level, so
+            # their cells see the scheme's half-selected biases, inside the default card's
+            # threshold gap, and do not move)
             target = self.programmer.write(w, target - w, stdp, rng=self._rng)
         weights = self.W_in_.copy()
         weights[:, active] = target
@@ -541,6 +543,9 @@ class DiehlCook:
             raise ValueError(f"state params has unknown keys {sorted(unknown)}")
         if crossbar is not None:
             params["crossbar"] = crossbar
+        # states saved before these settings existed meant the paper's forms
+        for key, before in (("theta_scale", "absolute"), ("norm_ord", 1), ("train_batch", 1)):
+            params.setdefault(key, before)
         params["stdp"] = params_from(params.get("stdp"), self.DEFAULT_STDP)
         if isinstance(params.get("programmer"), dict):
             params["programmer"] = PulseProgrammer.from_dict(params["programmer"])
