@@ -83,6 +83,10 @@ The constructor stores parameters only (scikit-learn style); ``fit`` initialises
 (uniform in [0, ``w_init``], then normalised) from ``seed`` and trains, ``partial_fit``
 continues. ``x`` is (N, T, n_in) spikes, or an object with ``sample(epoch)`` and ``shape``
 (e.g. :class:`cosim.data.EncodedImages`) giving a fresh spike draw per epoch.
+
+(This module is over 500 lines because it is one network: its model, training loop,
+read-out and saved state belong together; the rule and the pulse writer live in
+:mod:`cosim.learning`.)
 """
 
 from __future__ import annotations
