@@ -1,14 +1,13 @@
-"""Pair-based STDP (EQUATIONS.md §3) against hand-computed windows, and the Diehl & Cook net."""
+"""Pair-based STDP (EQUATIONS.md §3) against hand-computed windows; pulse writes on the device."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 
-from cosim.crossbar import Ideal
-from cosim.learning.stdp import (DiehlCook, PulseProgrammer, STDPParams, STDPTraces,
-                                 apply_block, stdp_accumulate, stdp_init, stdp_run, stdp_step)
+from cosim.devices import Memtransistor
+from cosim.learning.stdp import (PulseProgrammer, STDPParams, STDPTraces, apply_block,
+                                 stdp_accumulate, stdp_init, stdp_run, stdp_step)
 
 ETA_P, ETA_M, TAU_P, TAU_M = 0.011, 0.0073, 7.0, 13.0
 
@@ -143,6 +142,15 @@ def test_block_accumulation_equals_summed_steps_at_fixed_weights():
     np.testing.assert_allclose(P, P_ref, rtol=1e-12)
     np.testing.assert_allclose(D, D_ref, rtol=1e-12)
     np.testing.assert_allclose(tr.x_pre, xp, rtol=1e-12)
+    np.testing.assert_allclose(tr.x_post, xq, rtol=1e-12)
+    P0, D0, tr0 = stdp_accumulate(pre, post, params)          # from zero traces
+    xq0 = np.zeros((B, n_post))
+    D_zero = np.zeros((n_pre, n_post))
+    for t in range(T):
+        xq0 = math.exp(-1 / 9.0) * xq0 + post[t]
+        D_zero += pre[t].T @ xq0
+    np.testing.assert_allclose(D0, D_zero, rtol=1e-12)
+    np.testing.assert_allclose(tr0.x_post, xq0, rtol=1e-12)
     w = rng.uniform(0.3, 0.7, (n_pre, n_post))
     expected = w + 0.01 * (1 - w) ** 2 * P_ref - 0.02 * w ** 2 * D_ref
     np.testing.assert_allclose(apply_block(w, P, D, params), np.clip(expected, 0, 1),
@@ -173,196 +181,138 @@ def test_params_bounds_order_and_bad_shapes():
 
 
 # ------------------------------------------------------------------------------ pulses mode
-class LinearDevice:
-    """Duck-typed device: each pulse moves the state by ±0.01 (bounded), records counts."""
-
-    def __init__(self):
-        self.calls = []
-
-    def apply_pulses(self, state, v_pulse, width, count, v_gs=None, c2c_sigma=0.0, rng=None):
-        self.calls.append((float(v_pulse), np.array(count)))
-        step = 0.01 if v_pulse > 0 else -0.01
-        return np.clip(state + step * np.asarray(count), 0.0, 1.0)
+DEVICE = Memtransistor()          # the built-in default card
+PULSES = STDPParams(0.1, 0.1, 10.0, 10.0, 0.0, 1.0, 1.0, "pulses")
 
 
-def test_pulses_mode_writes_whole_pulses():
-    device = LinearDevice()
-    prog = PulseProgrammer(device, dw_per_pulse=0.02, rounding="nearest")
-    params = STDPParams(0.1, 0.1, 10.0, 10.0, -1.0, 1.0, 1.0, "pulses")
-    w = np.array([[0.0, 0.5]])
-    # one pre and one post spike in the same step: Δw = η_+ - η_- = 0 -> no pulses;
-    # post-only step after a pre spike: Δw = 0.1·e^{-0.1} = 0.0905 -> round(4.52) = 5 pulses
+def programmer(**kw):
+    return PulseProgrammer(DEVICE, **{"rounding": "nearest", "count_model": "linear", **kw})
+
+
+def requested(counts, prog):
+    """A Δw that rounds to exactly ``counts`` pulses (half a pulse inside each bin)."""
+    up, down = prog.state_steps()
+    counts = np.asarray(counts, dtype=float)
+    return np.where(counts > 0, counts * up, counts * down)
+
+
+def test_pulse_steps_are_the_device_steps_of_one_pulse():
+    prog = programmer()
+    up, down = prog.state_steps()
+    # DEVICE.md: +4 V, 1 ms at V_G = 3 V moves w by 1 - exp(-7.09e-3) from 0; the RESET pulse
+    # on the source side (V_DS = -4 V, V_GS = -1 V) has the same midpoint gate drive V_GM = 1 V
+    assert up == pytest.approx(float(DEVICE.apply_pulses(0.0, 4.0, 1e-3, 1, v_gs=3.0)), rel=1e-14)
+    assert up == pytest.approx(7.06e-3, rel=2e-3)
+    assert down == pytest.approx(up, rel=1e-12)
+
+
+def test_pulse_writes_equal_memtransistor_apply_pulses_and_spare_unselected_cells():
+    rng = np.random.default_rng(5)
+    w = rng.uniform(0.05, 0.95, (5, 4))
+    counts = np.array([[3, 0, -2, 0], [0, 0, 0, 0], [40, 0, 0, -7], [0, 0, 1, 0],
+                       [0, 0, -25, 0]])
+    prog = programmer()
+    np.testing.assert_array_equal(prog.counts(w, requested(counts, prog), PULSES), counts)
+    w_new = prog.write(w, requested(counts, prog), PULSES)
+    # written cells: exactly the device's response to that many pulses at the selected bias
+    # (SET: drain +4 V, gate 3 V; RESET: source +4 V, gate 3 V -> V_GS = -1 V), then the one
+    # other exposure that is outside the device's threshold gap: the RESET pulses of the other
+    # rows of its column through an off gate (source +4 V, gate -2 V -> V_GS = -6 V)
+    up, down = counts > 0, counts < 0
+    resets = np.where(down, -counts, 0)
+    others = resets.sum(axis=0, keepdims=True) - resets
+    expected = w.copy()
+    expected[up] = DEVICE.apply_pulses(w[up], 4.0, 1e-3, counts[up], v_gs=3.0)
+    expected[down] = DEVICE.apply_pulses(w[down], -4.0, 1e-3, resets[down], v_gs=-1.0)
+    expected = DEVICE.apply_pulses(expected, -4.0, 1e-3, others, v_gs=-6.0)
+    np.testing.assert_allclose(w_new, expected, rtol=1e-13, atol=0)
+    # those half-selected exposures are tiny: below 1e-10 per pulse
+    assert np.max(np.abs(expected - w)[counts == 0]) < 1e-10 * others.max()
+    # the device's soft bounds: 40 SET pulses from w gives (1 - w)(1 - e^{-40 c t})
+    c_t = -math.log(1 - prog.state_steps()[0])
+    assert w_new[2, 0] == pytest.approx(w[2, 0] + (1 - w[2, 0]) * (1 - math.exp(-40 * c_t)),
+                                        rel=1e-9)
+    # no sneak writes: cells owed no pulses move by less than 1e-9 ...
+    idle = counts == 0
+    assert np.max(np.abs(w_new[idle] - w[idle])) < 1e-9
+    # ... because their gates are off: with the unselected gates at the read level they would
+    sneaky = programmer(v_gate_off=3.0).write(w, requested(counts, prog), PULSES)
+    assert np.max(np.abs(sneaky[idle] - w[idle])) > 1e-3
+
+
+def test_device_count_model_inverts_the_one_pulse_response():
+    prog = programmer(count_model="device")
+    up, down = prog.state_steps()
+    s = np.array([[0.1, 0.5, 0.9], [0.3, 0.7, 0.05]])
+    k = np.array([[4, 11, 2], [-3, -20, 0]])
+    # targets k pulses away along the device's geometric approach to 1 (SET) or 0 (RESET)
+    target = np.where(k > 0, 1 - (1 - s) * (1 - up) ** np.abs(k), s * (1 - down) ** np.abs(k))
+    np.testing.assert_array_equal(prog.counts(s, target - s, PULSES), k)
+    written = prog.write(s, target - s, PULSES)
+    np.testing.assert_allclose(written, target, rtol=0, atol=1e-9)   # only RESET disturb left
+    # the same request under the linear model: the device's soft bound shortens the SET step
+    linear = programmer().write(s, target - s, PULSES)
+    assert linear[0, 2] < target[0, 2] - 1e-3
+    # a target beyond the reachable range takes max_pulses
+    assert prog.counts(np.array([[0.5]]), np.array([[0.5]]), PULSES)[0, 0] == 1000
+
+
+def test_pulse_noise_is_seeded_and_multiplies_each_pulse():
+    prog = programmer(c2c_sigma=0.3)
+    w = np.full((3, 50), 0.5)
+    counts = np.tile([[5], [0], [-5]], (1, 50))
+    dw = requested(counts, prog)
+    a = prog.write(w, dw, PULSES, rng=1)
+    np.testing.assert_array_equal(a, prog.write(w, dw, PULSES, rng=1))
+    assert not np.array_equal(a, prog.write(w, dw, PULSES, rng=2))
+    exact = programmer().write(w, dw, PULSES)
+    assert np.std(a[0]) > 1e-4 and np.std(exact[0]) == 0
+    # lognormal factors of median 1: the median change stays close to the noiseless one
+    assert np.median(a[0] - 0.5) == pytest.approx(exact[0, 0] - 0.5, rel=0.2)
+    assert np.all(a[2] < 0.5) and np.all(a[0] > 0.5)
+
+
+def test_stochastic_rounding_is_unbiased():
+    prog = PulseProgrammer(DEVICE, dw_per_pulse=0.01, count_model="linear")
+    k = prog.counts(np.full(20000, 0.5), np.full(20000, 0.0137), PULSES, rng=0)
+    assert set(np.unique(k)) == {1, 2}
+    assert k.mean() == pytest.approx(1.37, abs=0.02)
+
+
+def test_stdp_step_in_pulses_mode_goes_through_the_device():
+    prog = programmer(dw_per_pulse=0.02)
+    w = np.array([[0.25, 0.5]])
+    # a post-only step after a pre spike: Δw = 0.1·e^{-0.1} = 0.0905 -> round(4.52) = 5 pulses
     tr = STDPTraces(np.array([1.0]), np.zeros(2))
-    w_new, _ = stdp_step(w, [0.0], [1.0, 1.0], tr, params, programmer=prog)
-    n = round(0.1 * math.exp(-0.1) / 0.02)
-    assert n == 5
-    # state s = (w + 1)/2 moves by 0.01 per pulse -> w moves by 0.02 per pulse
-    np.testing.assert_allclose(w_new, w + 0.02 * n, rtol=1e-12)
-    assert device.calls[0][0] == 4.0 and np.all(device.calls[0][1] == n)
-    # depression goes through v_reset
+    w_new, _ = stdp_step(w, [0.0], [1.0, 1.0], tr, PULSES, programmer=prog)
+    np.testing.assert_allclose(w_new[0], DEVICE.apply_pulses(w[0], 4.0, 1e-3, 5, v_gs=3.0),
+                               rtol=1e-12)
     tr = STDPTraces(np.zeros(1), np.array([1.0, 1.0]))
-    w_dep, _ = stdp_step(w, [1.0], [0.0, 0.0], tr, params, programmer=prog)
-    assert device.calls[-1][0] == -4.0
-    assert np.all(w_dep < w)
+    w_dep, _ = stdp_step(w, [1.0], [0.0, 0.0], tr, PULSES, programmer=prog)
+    np.testing.assert_allclose(w_dep[0], DEVICE.apply_pulses(w[0], -4.0, 1e-3, 5, v_gs=-1.0),
+                               rtol=1e-12)
 
 
-def test_pulses_with_memtransistor_if_present():
-    mt = pytest.importorskip("cosim.devices.memtransistor")
-    device = mt.Memtransistor.default()
-    prog = PulseProgrammer(device, dw_per_pulse=0.005, rounding="nearest")
-    params = STDPParams(0.05, 0.05, 10.0, 10.0, 0.0, 1.0, 1.0, "pulses")
-    w = np.full((4, 3), 0.5)
-    w_up, _ = stdp_step(w, np.zeros(4), np.ones(3), STDPTraces(np.ones(4), np.zeros(3)),
-                        params, programmer=prog, rng=0)
-    w_dn, _ = stdp_step(w, np.ones(4), np.zeros(3), STDPTraces(np.zeros(4), np.ones(3)),
-                        params, programmer=prog, rng=0)
-    assert np.all(w_up > w) and np.all(w_up <= 1.0)
-    assert np.all(w_dn < w) and np.all(w_dn >= 0.0)
-
-
-def test_pulse_programmer_rejects_objects_without_apply_pulses():
+def test_pulse_programmer_validation_names_the_argument():
     with pytest.raises(ValueError, match="apply_pulses"):
-        PulseProgrammer(object(), dw_per_pulse=0.01)
-    with pytest.raises(ValueError, match="dw_per_pulse"):
-        PulseProgrammer(LinearDevice(), dw_per_pulse=0.0)
+        PulseProgrammer(object())
+    for field, value in (("dw_per_pulse", 0.0), ("v_set", -1.0), ("v_reset", 2.0),
+                         ("v_inhibit", 1.5), ("width", 0.0), ("c2c_sigma", -0.1),
+                         ("rounding", "up"), ("count_model", "exact")):
+        with pytest.raises(ValueError, match=field):
+            PulseProgrammer(DEVICE, **{field: value})
+    with pytest.raises(ValueError, match="pulse must move"):
+        PulseProgrammer(DEVICE, v_set=2.0).state_steps()       # below the SET threshold
+    with pytest.raises(ValueError, match="2-D"):
+        programmer().write(np.zeros(3), np.zeros(3), PULSES)
 
 
-# ------------------------------------------------------------------------- Diehl & Cook net
-N_IN, T = 12, 40
+def test_programmer_round_trips_through_a_dict():
+    import json
 
-
-def patterns(n_per_class, seed):
-    """Three classes, each lighting one disjoint block of 4 inputs (p = 0.5, background 0.02)."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(3), n_per_class)
-    rng.shuffle(y)
-    p = np.full((len(y), N_IN), 0.02)
-    for i, c in enumerate(y):
-        p[i, 4 * c:4 * c + 4] = 0.5
-    x = (rng.random((len(y), T, N_IN)) < p[:, None, :]).astype(float)
-    return x, y
-
-
-def small_net(**kw):
-    # short presentations of few inputs: faster membrane, larger STDP rates, a longer gain ladder
-    params = dict(n_exc=6, n_classes=3, tau_m=10.0, min_spikes=4, gain_step=1.25,
-                  max_retries=16, stdp=DiehlCook.DEFAULT_STDP.replace(eta_plus=0.03,
-                                                                       eta_minus=0.003),
-                  seed=7)
-    params.update(kw)
-    return DiehlCook(**params)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    x, y = patterns(40, seed=1)
-    net = small_net().fit(x, epochs=2, progress=False)
-    net.assign_labels(x, y)
-    return net, x, y
-
-
-def test_learns_receptive_fields_and_classifies(trained):
-    net, _, _ = trained
-    x_test, y_test = patterns(30, seed=2)
-    assert net.evaluate(x_test, y_test) >= 0.97
-    labels = net.labels_
-    assert set(labels[labels >= 0]) == {0, 1, 2}       # every class has a unit
-    for j, c in enumerate(labels):
-        if c < 0:
-            continue
-        share = net.W_in_[4 * c:4 * c + 4, j].sum() / net.W_in_[:, j].sum()
-        assert share > 0.6, f"unit {j} (class {c}) has only {share:.2f} of its weight on its block"
-    w = net.W_in_
-    assert w.min() >= 0.0 and w.max() <= 1.0
-    np.testing.assert_allclose(w.sum(axis=0), 0.1 * N_IN, rtol=1e-9)   # normalised columns
-
-
-def test_same_seed_same_weights_other_seed_differs(trained):
-    net, x, _ = trained
-    again = small_net().fit(x, epochs=2, progress=False)
-    np.testing.assert_array_equal(again.W_in_, net.W_in_)
-    np.testing.assert_array_equal(again.theta_, net.theta_)
-    other = small_net(seed=8).fit(x, epochs=2, progress=False)
-    assert not np.array_equal(other.W_in_, net.W_in_)
-
-
-def test_state_round_trip(trained):
-    net, x, _ = trained
-    state = net.get_state()
-    arrays = {k for k, v in state.items() if isinstance(v, np.ndarray)}
-    assert arrays == {"W_in", "theta", "labels"}
-    json.dumps({k: v for k, v in state.items() if k not in arrays})     # the rest is JSON-able
-    clone = DiehlCook().set_state(state)
-    np.testing.assert_array_equal(clone.predict(x), net.predict(x))
-    assert clone.n_exc == 6 and clone.get_params()["seed"] == 7
-    bad = dict(state, W_in=state["W_in"][:-1])
-    with pytest.raises(ValueError, match="W_in"):
-        DiehlCook().set_state(bad)
-
-
-class CountingIdeal(Ideal):
-    forwards = 0
-    programs = 0
-
-    def forward(self, x):
-        type(self).forwards += 1
-        return super().forward(x)
-
-    def _program(self, weights):
-        type(self).programs += 1
-        super()._program(weights)
-
-
-def test_input_current_goes_through_the_crossbar_backend():
-    x, y = patterns(5, seed=3)
-    CountingIdeal.forwards = CountingIdeal.programs = 0
-    net = small_net(crossbar=CountingIdeal()).fit(x, epochs=1, progress=False)
-    assert CountingIdeal.forwards >= len(y) and CountingIdeal.programs >= 1
-    before = CountingIdeal.forwards
-    net.responses(x)
-    assert CountingIdeal.forwards > before
-
-
-def test_bad_inputs_raise(trained):
-    net, x, y = trained
-    with pytest.raises(ValueError, match="x"):
-        net.predict(x[0])                                # 2-D
-    with pytest.raises(ValueError, match="inputs"):
-        net.predict(x[:, :, :5])                         # wrong number of inputs
-    bad = x.copy()
-    bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        net.predict(bad)
-    with pytest.raises(ValueError, match="non-negative"):
-        net.predict(-x)
-    with pytest.raises(ValueError, match="y"):
-        net.assign_labels(x, np.full(len(y), 3))        # label out of range
-    with pytest.raises(ValueError, match="y"):
-        net.evaluate(x, y[:-1])                          # wrong length
-    with pytest.raises(ValueError, match="y"):
-        net.assign_labels(x, y + 0.5)                    # not integers
-    with pytest.raises(ValueError, match="n_exc"):
-        DiehlCook(n_exc=0).fit(x, progress=False)
-    with pytest.raises(ValueError, match="gain_step"):
-        DiehlCook(gain_step=1.0).fit(x, progress=False)
-    with pytest.raises(ValueError, match="pulses"):
-        DiehlCook(stdp=STDPParams(mode="pulses")).fit(x, progress=False)
-    with pytest.raises(RuntimeError, match="assign_labels"):
-        small_net().fit(x[:3], progress=False).predict(x)
-
-
-def test_model_trains_diehl_cook_with_stdp_and_round_trips(tmp_path):
-    from cosim import Model
-    from cosim.errors import ModelFileError  # noqa: F401  (import path of load errors)
-
-    x, y = patterns(40, seed=1)
-    x_test, y_test = patterns(20, seed=2)
-    model = Model(small_net(), rule="stdp")
-    history = model.train(x, y, epochs=2, progress=False)
-    assert len(history["accuracy"]) == 2
-    assert model.evaluate(x_test, y_test) >= 0.95
-    loaded = Model.load(model.save(tmp_path / "dc.npz"))
-    np.testing.assert_array_equal(loaded.predict(x_test), model.predict(x_test))
-    np.testing.assert_array_equal(loaded.network.W_in_, model.network.W_in_)
-    with pytest.raises(TypeError, match="SRNN"):
-        Model(small_net(), rule="bptt")
+    prog = programmer(c2c_sigma=0.1, width=5e-4)
+    again = PulseProgrammer.from_dict(json.loads(json.dumps(prog.to_dict())))
+    assert again.width == 5e-4 and again.c2c_sigma == 0.1
+    assert again.device.params == DEVICE.params
+    with pytest.raises(ValueError, match="unknown"):
+        PulseProgrammer.from_dict({**prog.to_dict(), "volts": 3})

@@ -51,17 +51,16 @@ the clipped new weights. :func:`stdp_run` is the online time loop (weights chang
 for a (T, n) or batched (T, B, n) spike sequence; the batch shares one weight matrix and its
 updates are summed.
 
-Diehl & Cook network
---------------------
-:class:`DiehlCook` is an unsupervised spiking network after Diehl & Cook (2015, Front.
-Comput. Neurosci. 9:99): rate-coded inputs drive ``n_exc`` excitatory LIF units
-(:class:`cosim.neurons.LIF`) through weights ``W_in`` learned by STDP; see its docstring.
+Networks
+--------
+This module is the rule only. The Diehl & Cook network that learns with it lives in
+:mod:`cosim.networks.diehl_cook` (``cosim.learning.stdp.DiehlCook`` still resolves to it);
+:class:`STDPRule` is the rule object :class:`cosim.Model` drives it with.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -69,9 +68,11 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .. import _validate as check
+from .pulses import PulseProgrammer, real_field as _real
 
 __all__ = ["STDPParams", "STDPTraces", "MODES", "stdp_init", "stdp_step", "stdp_run",
-           "stdp_accumulate", "apply_block", "stdp_factors", "PulseProgrammer", "DiehlCook"]
+           "stdp_accumulate", "apply_block", "stdp_factors", "PulseProgrammer", "params_from",
+           "STDPRule"]
 
 MODES = ("additive", "multiplicative", "pulses")
 
@@ -79,15 +80,6 @@ MODES = ("additive", "multiplicative", "pulses")
 # ----------------------------------------------------------------------------------------------
 # parameters and state
 # ----------------------------------------------------------------------------------------------
-def _real(name, value) -> float:
-    # STDP parameter errors are all ValueErrors naming the field (a dataclass field of the
-    # wrong type is a bad value of that field)
-    try:
-        return check.real(name, value)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
-
-
 @dataclass(frozen=True)
 class STDPParams:
     """Parameters of the pair-based STDP rule (validated; a bad field raises ValueError).
@@ -174,78 +166,6 @@ def stdp_factors(w: np.ndarray, params: STDPParams):
             up, down = up ** params.mu, down ** params.mu
         return up, down
     return 1.0, 1.0
-
-
-# ----------------------------------------------------------------------------------------------
-# device-aware writes
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PulseProgrammer:
-    """Writes Δw as whole programming pulses through a device model (``mode="pulses"``).
-
-    ``device`` is any object with ``apply_pulses(state, v_pulse, width, count, v_gs=None,
-    c2c_sigma=0.0, rng=None)`` acting on states in [0, 1] (e.g.
-    :class:`cosim.devices.Memtransistor`; duck-typed, nothing is imported). A weight maps to
-    the state s = (w - w_min) / (w_max - w_min). Per synapse the pulse count is
-    ``round(|Δw| / dw_per_pulse)`` (``rounding="nearest"``) or its seeded stochastic rounding
-    (``"stochastic"``, unbiased: small Δw still move weights on average), capped at
-    ``max_pulses``; Δw > 0 gets pulses of ``v_set``, Δw < 0 pulses of ``v_reset``. The device
-    decides how far each pulse moves the state (nonlinear, bounded, noisy with ``c2c_sigma``).
-    ``dw_per_pulse`` is the nominal weight change of one pulse used for the conversion.
-    """
-
-    device: object
-    dw_per_pulse: float
-    v_set: float = 4.0
-    v_reset: float = -4.0
-    width: float = 1e-3
-    v_gs: float | None = None
-    c2c_sigma: float = 0.0
-    max_pulses: int = 1000
-    rounding: str = "stochastic"
-
-    def __post_init__(self):
-        if not callable(getattr(self.device, "apply_pulses", None)):
-            raise ValueError("device must have an apply_pulses(state, v_pulse, width, count, "
-                             "v_gs=None, c2c_sigma=0.0, rng=None) method")
-        if _real("dw_per_pulse", self.dw_per_pulse) <= 0:
-            raise ValueError(f"dw_per_pulse must be > 0, got {self.dw_per_pulse}")
-        if _real("width", self.width) <= 0:
-            raise ValueError(f"width must be > 0, got {self.width}")
-        if _real("c2c_sigma", self.c2c_sigma) < 0:
-            raise ValueError(f"c2c_sigma must be >= 0, got {self.c2c_sigma}")
-        _real("v_set", self.v_set)
-        _real("v_reset", self.v_reset)
-        check.integer("max_pulses", self.max_pulses, minimum=1)
-        if self.rounding not in ("nearest", "stochastic"):
-            raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {self.rounding!r}")
-
-    def counts(self, dw, rng=None) -> np.ndarray:
-        """Signed whole pulse counts for a requested weight change."""
-        n = np.asarray(dw, dtype=np.float64) / self.dw_per_pulse
-        if self.rounding == "nearest":
-            k = np.rint(n)
-        else:
-            floor = np.floor(n)
-            k = floor + (check.rng(rng).random(n.shape) < (n - floor))
-        return np.clip(k, -self.max_pulses, self.max_pulses).astype(np.int64)
-
-    def write(self, w, dw, params: STDPParams, rng=None) -> np.ndarray:
-        """New weights after writing ``dw`` as pulses (returns a new array)."""
-        w = np.asarray(w, dtype=np.float64)
-        rng = check.rng(rng)
-        k = self.counts(dw, rng)
-        span = params.w_max - params.w_min
-        out = w.copy()
-        for sign, v in ((1, self.v_set), (-1, self.v_reset)):
-            mask = (k * sign) > 0
-            if not mask.any():
-                continue
-            state = np.clip((w[mask] - params.w_min) / span, 0.0, 1.0)
-            new = self.device.apply_pulses(state, v, self.width, np.abs(k[mask]),
-                                           v_gs=self.v_gs, c2c_sigma=self.c2c_sigma, rng=rng)
-            out[mask] = params.w_min + np.clip(np.asarray(new, dtype=np.float64), 0, 1) * span
-        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,10 +321,24 @@ def stdp_accumulate(pre, post, params: STDPParams, traces: STDPTraces | None = N
         x0_pre = np.broadcast_to(np.asarray(traces.x_pre, dtype=np.float64), lead + (n_pre,))
         x0_post = np.broadcast_to(np.asarray(traces.x_post, dtype=np.float64), lead + (n_post,))
     x_pre = _filter_traces(pre, params.decay_plus, x0_pre)
-    x_post = _filter_traces(post, params.decay_minus, x0_post)
-    P = x_pre.reshape(-1, n_pre).T @ post.reshape(-1, n_post)
-    D = pre.reshape(-1, n_pre).T @ x_post.reshape(-1, n_post)
-    return P, D, STDPTraces(x_pre[-1].copy(), x_post[-1].copy())
+    # D = Σ_t s_t ⊗ x^{post}_t with x^{post}_t = Σ_{t'<=t} d^{t-t'} z_{t'} + d^{t+1} x0 (d the
+    # post decay) is regrouped by post spike: D = Σ_t y_t ⊗ z_t + Σ_t d^{t+1} s_t ⊗ x0 with
+    # the anti-causal pre filter y_t = Σ_{t'>=t} d^{t'-t} s_{t'}. Only the presynaptic side is
+    # filtered and only steps with a post spike enter the products (post spikes are sparse).
+    d = params.decay_minus
+    T = pre.shape[0]
+    y = _filter_traces(pre[::-1], d, np.zeros(lead + (n_pre,)))[::-1]
+    post_flat = post.reshape(-1, n_post)
+    rows = np.flatnonzero(post_flat.any(axis=1))
+    z = post_flat[rows]
+    P = x_pre.reshape(-1, n_pre)[rows].T @ z
+    D = y.reshape(-1, n_pre)[rows].T @ z
+    powers = d ** np.arange(T + 1)
+    if np.any(x0_post):
+        u = np.tensordot(powers[1:], pre, axes=(0, 0)).reshape(-1, n_pre)
+        D = D + u.T @ x0_post.reshape(-1, n_post)
+    x_post_last = np.tensordot(powers[T - 1::-1], post, axes=(0, 0)) + powers[T] * x0_post
+    return P, D, STDPTraces(x_pre[-1].copy(), np.asarray(x_post_last, dtype=np.float64))
 
 
 def apply_block(w, P, D, params: STDPParams, programmer=None, rng=None, scale: float = 1.0):
@@ -414,421 +348,16 @@ def apply_block(w, P, D, params: STDPParams, programmer=None, rng=None, scale: f
     return _update(w, dw, params, programmer, rng)
 
 
-# ----------------------------------------------------------------------------------------------
-# Diehl & Cook network
-# ----------------------------------------------------------------------------------------------
-def _params_from(value) -> STDPParams:
+def params_from(value, default: STDPParams) -> STDPParams:
+    """STDPParams from None (``default``), an STDPParams or a dict of its fields."""
     if value is None:
-        return DiehlCook.DEFAULT_STDP
+        return default
     if isinstance(value, STDPParams):
         return value
     if isinstance(value, dict):
         return STDPParams(**value)
     raise ValueError(f"stdp must be STDPParams, a dict of its fields or None, "
                      f"got {type(value).__name__}")
-
-
-class DiehlCook:
-    r"""Unsupervised digit classifier in the style of Diehl & Cook (2015).
-
-    Architecture (one excitatory layer, dt = 1 step):
-
-    * input: rate-coded spikes x_t (n_in,), one sample presented for T steps; between
-      samples the network rests, which is modelled by resetting every voltage and STDP trace
-      (the 150 ms rest of the paper lets them decay to the same state);
-    * feed-forward current I^{ff}_t = W_in^T x_t computed by a crossbar backend
-      (``make_crossbar(crossbar).fresh()``; the weights, in [0, w_max], are programmed once per
-      presentation and held fixed during it);
-    * lateral inhibition as a direct negative recurrent current, no inhibitory population:
-      I_t = gain·I^{ff}_t - w_inh (Σ_k z_{k,t-1} - z_{j,t-1}), i.e. W_rec = -w_inh (1 - 𝟙) with
-      the one-step delay of EQUATIONS.md §3 (each spike inhibits every *other* unit);
-    * excitatory units: :class:`cosim.neurons.LIF` (τ = ``tau_m``, reset to zero,
-      ``n_refractory``) with per-unit threshold thr + θ_j;
-    * one spike per step (``one_spike=True``, default): when several units cross threshold in
-      the same step, only the one with the largest relative overshoot (v' - A)/A spikes; the
-      others keep their voltage (no reset) and receive its inhibition at the next step. In
-      continuous time the first unit to cross inhibits the others before they fire; with a
-      coarse step and a one-step inhibitory delay this tie-break restores that ordering
-      (without it, units of near-equal drive fire in lock-step and learn the same pattern);
-    * homeostasis (handled here, not in the neuron): θ is frozen during a presentation; after
-      it, θ_j += ``theta_plus`` × (spikes of unit j) and θ decays by exp(-T/``tau_theta``).
-      During ``assign_labels``/``predict`` θ is frozen;
-    * learning: pair-based STDP (:class:`STDPParams`, default multiplicative soft bounds)
-      accumulated over the presentation with :func:`stdp_accumulate` and applied once at its
-      end (:func:`apply_block`), then each column of W_in is rescaled to sum to
-      ``norm·n_in`` (the weight normalisation of the paper; disable with ``norm=None``) and
-      clipped to [w_min, w_max];
-    * presentations that give fewer than ``min_spikes`` excitatory spikes are repeated with the
-      input gain multiplied by ``gain_step`` (at most ``max_retries`` times); the paper raises
-      the input rate instead — scaling the current has the same mean effect and keeps the
-      given spike trains. In training all gains of the ladder are simulated at once as a
-      batch (rows are independent) and the first one reaching ``min_spikes`` is kept; only it
-      updates weights and θ;
-    * the STDP rates are multiplied by ``lr_decay ** epoch``.
-
-    Read-out: ``assign_labels`` gives each unit the class of its highest mean spike count
-    (units that never fire get label -1); ``predict`` returns the class whose assigned units
-    have the highest mean spike count (classes without units never win).
-
-    Tuned defaults (sklearn digits, 64 inputs, rate coding with p = 0.5·pixel per step and
-    T = 100 steps per image, 2 epochs): about 90 % test accuracy, see
-    ``benchmarks/bench_stdp.py``.
-
-    The constructor stores parameters only (scikit-learn style); ``fit`` initialises the
-    weights (uniform in [0, ``w_init``]) from ``seed`` and trains, ``partial_fit`` continues.
-    ``x`` is (N, T, n_in) spikes, or an object with ``sample(epoch)`` and ``shape`` (e.g.
-    :class:`cosim.data.EncodedImages`) which gives a fresh spike draw per epoch.
-    """
-
-    DEFAULT_STDP = STDPParams(eta_plus=0.003, eta_minus=0.0003, tau_plus=10.0, tau_minus=10.0,
-                              w_min=0.0, w_max=1.0, mu=1.0, mode="multiplicative")
-
-    def __init__(self, n_exc: int = 100, n_classes: int = 10, tau_m: float = 50.0,
-                 thr: float = 0.5, w_inh: float = 50.0, theta_plus: float = 0.01,
-                 tau_theta: float = 1e5, n_refractory: int = 2, one_spike: bool = True,
-                 stdp=None, norm: float | None = 0.1, w_init: float = 0.3, min_spikes: int = 6,
-                 max_retries: int = 8, gain_step: float = 1.15, lr_decay: float = 0.7,
-                 crossbar="ideal", batch_size: int = 256, seed=0):
-        self.n_exc = n_exc
-        self.n_classes = n_classes
-        self.tau_m = tau_m
-        self.thr = thr
-        self.w_inh = w_inh
-        self.theta_plus = theta_plus
-        self.tau_theta = tau_theta
-        self.n_refractory = n_refractory
-        self.one_spike = one_spike
-        self.stdp = stdp
-        self.norm = norm
-        self.w_init = w_init
-        self.min_spikes = min_spikes
-        self.max_retries = max_retries
-        self.gain_step = gain_step
-        self.lr_decay = lr_decay
-        self.crossbar = crossbar
-        self.batch_size = batch_size
-        self.seed = seed
-
-    _PARAM_NAMES = ("n_exc", "n_classes", "tau_m", "thr", "w_inh", "theta_plus", "tau_theta",
-                    "n_refractory", "one_spike", "stdp", "norm", "w_init", "min_spikes", "max_retries",
-                    "gain_step", "lr_decay", "crossbar", "batch_size", "seed")
-
-    # -- scikit-learn style parameters ----------------------------------------------------------
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._PARAM_NAMES}
-
-    def set_params(self, **params) -> "DiehlCook":
-        for k, v in params.items():
-            if k not in self._PARAM_NAMES:
-                raise ValueError(f"unknown parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    def _validated(self):
-        """Check every parameter (names the one at fault); returns the STDP parameters."""
-        check.integer("n_exc", self.n_exc, minimum=1)
-        check.integer("n_classes", self.n_classes, minimum=2)
-        check.positive("tau_m", self.tau_m)
-        check.positive("thr", self.thr)
-        check.positive("w_inh", self.w_inh, allow_zero=True)
-        check.positive("theta_plus", self.theta_plus, allow_zero=True)
-        check.positive("tau_theta", self.tau_theta)
-        check.integer("n_refractory", self.n_refractory, minimum=0)
-        if not isinstance(self.one_spike, (bool, np.bool_)):
-            raise ValueError(f"one_spike must be a bool, got {type(self.one_spike).__name__}")
-        if self.norm is not None:
-            check.positive("norm", self.norm)
-        check.positive("w_init", self.w_init)
-        check.integer("min_spikes", self.min_spikes, minimum=0)
-        check.integer("max_retries", self.max_retries, minimum=0)
-        if check.positive("gain_step", self.gain_step) <= 1:
-            raise ValueError(f"gain_step must be > 1, got {self.gain_step}")
-        check.positive("lr_decay", self.lr_decay)
-        check.integer("batch_size", self.batch_size, minimum=1)
-        stdp = _params_from(self.stdp)
-        if stdp.mode == "pulses":
-            raise ValueError("stdp.mode='pulses' is not supported by DiehlCook (the crossbar "
-                             "backend holds the weights); use 'additive' or 'multiplicative'")
-        return stdp
-
-    # -- input checks ---------------------------------------------------------------------------
-    def _check_x(self, x, name="x"):
-        x = check.as_float_array(name, x, ndim=3)
-        if 0 in x.shape:
-            raise ValueError(f"{name} must not be empty, got shape {x.shape}")
-        n_in = getattr(self, "n_inputs_", None)
-        if n_in is not None and x.shape[2] != n_in:
-            raise ValueError(f"{name} must have {n_in} inputs (last dimension), "
-                             f"got shape {x.shape}")
-        if np.any(x < 0):
-            raise ValueError(f"{name} must hold non-negative spikes")
-        return x
-
-    def _check_y(self, y, n):
-        arr = np.asarray(y)
-        if arr.ndim != 1 or arr.shape[0] != n:
-            raise ValueError(f"y must have shape ({n},), got {arr.shape}")
-        if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError("y must hold integer class labels")
-        elif arr.dtype.kind not in "iub":
-            raise ValueError(f"y must hold integer class labels, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.min() < 0 or arr.max() >= self.n_classes:
-            raise ValueError(f"y must be in [0, {self.n_classes}), got range "
-                             f"[{arr.min()}, {arr.max()}]")
-        return arr
-
-    def _require_fitted(self, labels=False):
-        if getattr(self, "W_in_", None) is None:
-            raise RuntimeError("DiehlCook is not fitted: call fit(x) or set_state(...)")
-        if labels and getattr(self, "labels_", None) is None:
-            raise RuntimeError("no labels assigned: call assign_labels(x, y)")
-
-    # -- state ------------------------------------------------------------------------------
-    def _initialise(self, n_inputs):
-        self._validated()
-        self._rng = check.rng(self.seed)
-        self.n_inputs_ = int(n_inputs)
-        w = self._rng.uniform(0.0, self.w_init, (self.n_inputs_, self.n_exc))
-        self.W_in_ = self._normalise(w, _params_from(self.stdp))
-        self.theta_ = np.zeros(self.n_exc)
-        self.labels_ = None
-        self.n_seen_ = 0
-        self.epochs_ = 0
-        self._xbar = None
-
-    def _normalise(self, w, stdp):
-        if self.norm is not None:
-            total = self.norm * w.shape[0]
-            sums = w.sum(axis=0, keepdims=True)
-            w = w * np.where(sums > 0, total / np.where(sums > 0, sums, 1.0), 1.0)
-        return np.clip(w, stdp.w_min, stdp.w_max)
-
-    def _backend(self):
-        if getattr(self, "_xbar", None) is None:
-            from ..crossbar import make_crossbar
-            self._xbar = make_crossbar(self.crossbar).fresh()
-            self._xbar.program(self.W_in_)
-        return self._xbar
-
-    # -- dynamics -------------------------------------------------------------------------------
-    def _simulate(self, current, theta):
-        """Run the excitatory layer on feed-forward currents (B, T, n) at thresholds thr + θ.
-
-        Returns the spikes (B, T, n). θ is held fixed during a presentation.
-        """
-        from ..neurons import LIF
-        B, T, n = current.shape
-        neuron = LIF(n, tau=float(self.tau_m), thr=float(self.thr) + theta,
-                     n_refractory=self.n_refractory)
-        state = neuron.zero_state(B)
-        Z = np.zeros((B, T, n))
-        z = np.zeros((B, n))
-        w_inh = float(self.w_inh)
-        one_spike = bool(self.one_spike)
-        for t in range(T):
-            i_t = current[:, t]
-            if w_inh and z.any():
-                i_t = i_t - w_inh * (z.sum(axis=1, keepdims=True) - z)
-            old_refractory = state.refractory
-            z, state, trace = neuron.advance(i_t, state)
-            if one_spike:
-                z, state = self._one_spike(z, state, trace, old_refractory)
-            Z[:, t] = z
-        return Z
-
-    @staticmethod
-    def _one_spike(z, state, trace, old_refractory):
-        """Keep only the unit with the largest relative overshoot (v' - A)/A per sample."""
-        multi = z.sum(axis=1) > 1
-        if not multi.any():
-            return z, state
-        over = np.where(z > 0, (trace.v_pre - trace.threshold) / trace.threshold, -np.inf)
-        keep = np.zeros_like(z)
-        keep[np.arange(z.shape[0]), np.argmax(over, axis=1)] = 1.0
-        keep = np.where(multi[:, None], keep, z)
-        veto = (z > 0) & (keep == 0)
-        v = np.where(veto, trace.v_pre, state.v)
-        refractory = np.where(veto, np.maximum(old_refractory - 1, 0), state.refractory)
-        return keep, state._replace(v=v, z=keep, refractory=refractory)
-
-    def _responses(self, x):
-        """Spike counts (N, n_exc) with learning off and θ frozen; silent samples re-run."""
-        xbar = self._backend()
-        N, T, n_in = x.shape
-        counts = np.zeros((N, self.n_exc))
-        for start in range(0, N, self.batch_size):
-            xb = x[start:start + self.batch_size]
-            cur = xbar.forward(xb.reshape(-1, n_in)).reshape(xb.shape[0], T, self.n_exc)
-            c = self._simulate(cur, self.theta_).sum(axis=1)
-            gain = 1.0
-            for _ in range(self.max_retries):
-                silent = c.sum(axis=1) < max(self.min_spikes, 1)
-                if not silent.any():
-                    break
-                gain *= self.gain_step
-                c[silent] = self._simulate(gain * cur[silent], self.theta_).sum(axis=1)
-            counts[start:start + xb.shape[0]] = c
-        return counts
-
-    # -- training -------------------------------------------------------------------------------
-    def fit(self, x, epochs: int = 1, progress: bool = True) -> "DiehlCook":
-        """Initialise from ``seed`` and train for ``epochs`` passes over ``x`` (see class doc)."""
-        self._validated()
-        self.n_inputs_ = None
-        n_in = x.shape[2] if hasattr(x, "sample") else self._check_x(x).shape[2]
-        self._initialise(n_in)
-        return self.partial_fit(x, epochs=epochs, progress=progress)
-
-    def partial_fit(self, x, epochs: int = 1, progress: bool = True) -> "DiehlCook":
-        """Continue training from the current state."""
-        self._require_fitted()
-        stdp = self._validated()
-        epochs = check.integer("epochs", epochs, minimum=0)
-        resample = hasattr(x, "sample")
-        if not resample:
-            x = self._check_x(x)
-        xbar = self._backend()
-        for _ in range(epochs):
-            xe = self._check_x(x.sample(self.epochs_)) if resample else x
-            order = self._rng.permutation(xe.shape[0])
-            scale = float(self.lr_decay) ** self.epochs_
-            it = order
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(order, desc=f"STDP epoch {self.epochs_ + 1}", leave=False)
-            decay = math.exp(-xe.shape[1] / float(self.tau_theta))
-            gains = float(self.gain_step) ** np.arange(self.max_retries + 1)
-            for k in it:
-                sample = xe[k]
-                # all input gains of the retry ladder at once (rows are independent)
-                Zg = self._simulate(gains[:, None, None] * xbar.forward(sample)[None],
-                                    self.theta_)
-                ok = np.nonzero(Zg.sum(axis=(1, 2)) >= self.min_spikes)[0]
-                Z = Zg[ok[0] if ok.size else -1]
-                self.theta_ = (self.theta_ + self.theta_plus * Z.sum(axis=0)) * decay
-                if Z.any():
-                    P, D, _ = stdp_accumulate(sample, Z, stdp, checked=False)
-                    w = apply_block(self.W_in_, P, D, stdp, scale=scale)
-                    self.W_in_ = self._normalise(w, stdp)
-                    xbar.program(self.W_in_)
-                self.n_seen_ += 1
-            self.epochs_ += 1
-        return self
-
-    # -- read-out -------------------------------------------------------------------------------
-    def responses(self, x) -> np.ndarray:
-        """Spike counts (N, n_exc) of the excitatory units for each sample (no learning)."""
-        self._require_fitted()
-        return self._responses(self._check_x(x))
-
-    def assign_labels(self, x, y) -> np.ndarray:
-        """Label each unit by the class of its highest mean response; returns ``labels_``."""
-        self._require_fitted()
-        x = self._check_x(x)
-        y = self._check_y(y, x.shape[0])
-        counts = self._responses(x)
-        rates = np.zeros((self.n_classes, self.n_exc))
-        for c in range(self.n_classes):
-            if np.any(y == c):
-                rates[c] = counts[y == c].mean(axis=0)
-        labels = np.argmax(rates, axis=0)
-        labels[rates.max(axis=0) <= 0] = -1
-        self.class_rates_ = rates
-        self.labels_ = labels.astype(np.int64)
-        return self.labels_.copy()
-
-    def predict(self, x) -> np.ndarray:
-        """Class whose assigned units respond most on average, (N,) int64."""
-        self._require_fitted(labels=True)
-        counts = self._responses(self._check_x(x))
-        return self._vote(counts)
-
-    def _vote(self, counts):
-        scores = np.full((counts.shape[0], self.n_classes), -np.inf)
-        for c in range(self.n_classes):
-            mask = self.labels_ == c
-            if mask.any():
-                scores[:, c] = counts[:, mask].mean(axis=1)
-        return np.argmax(scores, axis=1).astype(np.int64)
-
-    def evaluate(self, x, y) -> float:
-        """Accuracy of ``predict(x)`` against ``y``."""
-        self._require_fitted(labels=True)
-        x = self._check_x(x)
-        y = self._check_y(y, x.shape[0])
-        return float(np.mean(self.predict(x) == y))
-
-    # -- saving ---------------------------------------------------------------------------------
-    def get_state(self) -> dict:
-        """Everything needed to rebuild the model: numpy arrays and JSON-able values."""
-        self._require_fitted()
-        params = self.get_params()
-        params["stdp"] = _params_from(self.stdp).to_dict()
-        if not isinstance(params["crossbar"], str):
-            params["crossbar"] = getattr(params["crossbar"], "name", "ideal")
-        if not (params["seed"] is None or isinstance(params["seed"], numbers.Integral)):
-            params["seed"] = None
-        elif params["seed"] is not None:
-            params["seed"] = int(params["seed"])
-        return {"params": params, "W_in": self.W_in_.copy(), "theta": self.theta_.copy(),
-                "labels": None if self.labels_ is None else self.labels_.copy(),
-                "n_inputs": int(self.n_inputs_), "n_seen": int(self.n_seen_),
-                "epochs": int(self.epochs_),
-                "rng_state": self._rng.bit_generator.state}
-
-    def set_state(self, state: dict, crossbar=None) -> "DiehlCook":
-        """Restore from ``get_state()`` (``crossbar`` overrides the saved backend name)."""
-        if not isinstance(state, dict):
-            raise ValueError(f"state must be a dict, got {type(state).__name__}")
-        missing = {"params", "W_in", "theta", "labels", "n_inputs"} - set(state)
-        if missing:
-            raise ValueError(f"state is missing {sorted(missing)}")
-        params = dict(state["params"])
-        unknown = set(params) - set(self._PARAM_NAMES)
-        if unknown:
-            raise ValueError(f"state params has unknown keys {sorted(unknown)}")
-        if crossbar is not None:
-            params["crossbar"] = crossbar
-        params["stdp"] = _params_from(params.get("stdp"))
-        self.set_params(**params)
-        stdp = self._validated()
-        n_in = check.integer("n_inputs", state["n_inputs"], minimum=1)
-        w = check.as_float_array("W_in", state["W_in"], ndim=2)
-        if w.shape != (n_in, self.n_exc):
-            raise ValueError(f"W_in must have shape ({n_in}, {self.n_exc}), got {w.shape}")
-        if w.min() < stdp.w_min or w.max() > stdp.w_max:
-            raise ValueError("W_in must lie in [w_min, w_max]")
-        theta = check.as_float_array("theta", state["theta"], ndim=1)
-        if theta.shape != (self.n_exc,) or np.any(theta < 0):
-            raise ValueError(f"theta must be non-negative with shape ({self.n_exc},)")
-        labels = state["labels"]
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != (self.n_exc,) or labels.dtype.kind not in "iu" or \
-                    labels.min() < -1 or labels.max() >= self.n_classes:
-                raise ValueError(f"labels must be ints in [-1, {self.n_classes}) with shape "
-                                 f"({self.n_exc},)")
-            labels = labels.astype(np.int64)
-        self.n_inputs_ = n_in
-        self.W_in_ = w.copy()
-        self.theta_ = theta.copy()
-        self.labels_ = labels
-        self.n_seen_ = int(state.get("n_seen", 0))
-        self.epochs_ = int(state.get("epochs", 0))
-        rng_state = state.get("rng_state")
-        if rng_state is not None:
-            self._rng = np.random.default_rng(0)
-            self._rng.bit_generator.state = rng_state
-        else:
-            self._rng = check.rng(self.seed)
-        self._xbar = None
-        return self
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"DiehlCook({args})"
 
 
 class STDPRule:
@@ -840,7 +369,16 @@ class STDPRule:
 
     name = "stdp"
 
-    def fit(self, network, x, progress=True):
+    def fit(self, network, x, progress=None):
         if getattr(network, "W_in_", None) is None:
             return network.fit(x, epochs=1, progress=progress)
         return network.partial_fit(x, epochs=1, progress=progress)
+
+
+def __getattr__(name):
+    # the network moved to cosim.networks; its old import path keeps working (imported late:
+    # the network module imports this one)
+    if name == "DiehlCook":
+        from ..networks.diehl_cook import DiehlCook
+        return DiehlCook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
