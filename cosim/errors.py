@@ -41,3 +41,15 @@ class SpiceError(CosimError):
 
 class NgspiceNotFoundError(SpiceError):
     """No ngspice executable or shared library could be found."""
+
+
+class MemoryLimitError(CosimError, ValueError):
+    """The requested sizes would need more memory than the machine has; nothing was allocated."""
+
+
+class OutputPathError(CosimError, OSError):
+    """An output file or folder cannot be written (checked before the work starts)."""
+
+
+class DataFileError(CosimError, ValueError):
+    """A data file (.npz of x, y) is unreadable, malformed or too large."""

@@ -13,8 +13,8 @@ import pytest
 
 from cosim import SRNN, Model
 from cosim.errors import CosimError
-from cosim.sweep import (DELAY_ENV, SweepResults, build_backend, expand_grid, format_results,
-                         parse_grid, run_sweep)
+from cosim.cli import format_results, parse_grid
+from cosim.sweep import DELAY_ENV, SweepResults, build_backend, expand_grid, run_sweep
 
 GRID = {"r": [0.0, 10.0], "program_sigma": [0.0, 0.3], "seed": [0, 1]}
 
