@@ -163,7 +163,8 @@ def _git_commit():
 def _ngspice_version():
     try:
         from .spice.ngspice import find_ngspice
-        return find_ngspice().line
+        info = find_ngspice()
+        return getattr(info, "version_string", None) or f"ngspice-{info.version}"
     except Exception:          # noqa: BLE001  ngspice is optional: record its absence
         return None
 
@@ -213,9 +214,10 @@ def _test_data(args, n_in):
                                                "seed": args.seed, "resample": True,
                                                "dataset": "digits", "path": ""})
         if x_test.shape[2] != n_in:
+            fits = {64: "--encoding rate", 8: "--encoding rows"}.get(n_in)
             raise ValueError(f"the model expects {n_in} inputs but --encoding {args.encoding} "
-                             f"gives {x_test.shape[2]}; pass --encoding "
-                             f"{'rows' if n_in == 8 else 'rate'} or --data FILE.npz")
+                             f"gives {x_test.shape[2]}; pass "
+                             + (f"{fits} or " if fits else "") + "--data FILE.npz")
     samples = getattr(args, "samples", None)
     if samples is not None:
         x_test, y_test = x_test[:samples], y_test[:samples]
@@ -254,7 +256,6 @@ def _cmd_demo(args, progress) -> int:
     """Train on digits, compare ideal / compact / spice, export netlists, write a report."""
     import numpy as np
 
-    from . import plots
     from ._io import write_json
     from .compare import compare
     from .data import EncodedImages, digits_images, rate_encode
@@ -281,6 +282,7 @@ def _cmd_demo(args, progress) -> int:
     timings["train"] = time.perf_counter() - t0
     accuracy = history["val_accuracy"][-1]
     model_path = model.save(out / "model.npz")
+    from . import plots            # matplotlib: imported only once there is something to draw
     record = net.run(x_test[:1])
     plots.spike_raster(out / "spike_raster.png", record.z[0], x=x_test[0],
                        title="SRNN on digits (ideal crossbar)", label=int(y_test[0]))
@@ -329,7 +331,6 @@ def _cmd_demo(args, progress) -> int:
 
 
 def _cmd_train(args, progress) -> int:
-    from . import plots
     from ._io import write_json
     from .config import build_data, build_network, load_config
     from .model import Model
@@ -354,6 +355,7 @@ def _cmd_train(args, progress) -> int:
                           validation=(x_test, y_test))
     elapsed = time.perf_counter() - t0
     model.save(out_model)
+    from . import plots            # matplotlib: imported only once there is something to draw
     curves = plots.training_curves(out_model.with_suffix(".training.png"), history)
     write_json(out_model.with_suffix(".history.json"), {"history": history, "seconds": elapsed,
                                                          "config": config})
@@ -469,9 +471,11 @@ def _cmd_compare(args, progress) -> int:
 
 def _cmd_sweep(args, progress) -> int:
     from .model import Model
-    from .sweep import run_sweep
+    from .sweep import check_address, run_sweep
 
     grid = parse_grid(args.grid)
+    if args.scheduler is not None:
+        check_address(args.scheduler)
     out = output_dir("--out", args.out)
     net = Model.load(args.model).network
     x_test, y_test = _test_data(args, net.n_in)
@@ -682,12 +686,19 @@ def _add_data_options(parser, samples=True):
                             help="use only the first N test samples (default: all)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that point to --help (not the whole usage block)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cosim",
         description="Co-simulate spiking recurrent networks on memtransistor crossbar arrays.")
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     demo = sub.add_parser("demo", help="end-to-end run on the bundled digits",

@@ -404,7 +404,8 @@ class SchedulerError(CosimError, ConnectionError):
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss)://(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
-def _check_address(address: str) -> str:
+def check_address(address: str) -> str:
+    """``address`` if it looks like tcp://HOST:PORT (or tls/ws/wss), else a SchedulerError."""
     match = _ADDRESS.match(address.strip())
     if not match or not 0 < int(match.group(3)) < 65536:
         raise SchedulerError(f"scheduler must be an address like tcp://HOST:PORT (port "
@@ -427,7 +428,7 @@ def _run_dask(payload, todo, scheduler, on_done):
     distributed = _dask()
     own = isinstance(scheduler, str)
     if own:
-        client = _connect(distributed, _check_address(scheduler))
+        client = _connect(distributed, check_address(scheduler))
     elif isinstance(scheduler, distributed.Client):
         client = scheduler
     else:
@@ -439,10 +440,10 @@ def _run_dask(payload, todo, scheduler, on_done):
         futures = {client.submit(_evaluate_point, remote, spec, pure=False,
                                  key=f"cosim-sweep-{run}-{key[:16]}"): key for key, spec in todo}
         try:
-            # results are gathered through this client explicitly: as_completed and
-            # future.result() would otherwise look for a *default* client, which a client
-            # made with set_as_default=False is not ("No clients found")
-            for future in distributed.as_completed(list(futures)):
+            # as_completed and result() are tied to this client's event loop explicitly:
+            # they would otherwise look for a *default* client, which a client made with
+            # set_as_default=False is not ("No clients found")
+            for future in distributed.as_completed(list(futures), loop=client.loop):
                 on_done(futures[future], client.gather(future))
         except BaseException:
             client.cancel(list(futures))
@@ -695,7 +696,7 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
                             f"dask.distributed.Client, got {type(scheduler).__name__}")
     elif isinstance(scheduler, str):
         _dask()                                        # fail early without dask
-        _check_address(scheduler)
+        check_address(scheduler)
 
     model_bytes, model_sha, net = _model_bytes(model)
     x, y, data_sha = _check_data(net, x, y)
