@@ -565,19 +565,7 @@ class DiehlCook:
         return x
 
     def _check_y(self, y, n):
-        arr = np.asarray(y)
-        if arr.ndim != 1 or arr.shape[0] != n:
-            raise ValueError(f"y must have shape ({n},), got {arr.shape}")
-        if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError("y must hold integer class labels")
-        elif arr.dtype.kind not in "iub":
-            raise ValueError(f"y must hold integer class labels, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.min() < 0 or arr.max() >= self.n_classes:
-            raise ValueError(f"y must be in [0, {self.n_classes}), got range "
-                             f"[{arr.min()}, {arr.max()}]")
-        return arr
+        return check.labels("y", y, n, self.n_classes)
 
     def _require_fitted(self, labels=False):
         if getattr(self, "W_in_", None) is None:
