@@ -99,6 +99,21 @@ def _first_existing(path: Path) -> Path:
     return probe
 
 
+#: folders this run created for its outputs; removed again if the run fails leaving them empty
+_created: list = []
+
+
+def _remove_empty_created():
+    for folder in reversed(_created):
+        try:
+            for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                sub.rmdir()                 # only empty folders go; a file stops it
+            folder.rmdir()
+        except OSError:
+            pass
+    _created.clear()
+
+
 def _probe(option, folder: Path, shown):
     """Write and remove a small file in ``folder``: a read-only or full disk fails now."""
     from . import _io
@@ -106,7 +121,12 @@ def _probe(option, folder: Path, shown):
 
     probe = folder / f".cosim-probe-{os.getpid()}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.exists():
+            top = folder
+            while not top.parent.exists():
+                top = top.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            _created.append(top)
         _io.write_bytes(probe, b"cosim write check\n")
         probe.unlink()
     except OSError as exc:
@@ -483,9 +503,7 @@ def _cmd_sweep(args, progress) -> int:
                      workers=args.workers, store=out, progress=progress)
     write_run_json(out / "run.json", args, {"encoding": args.seed,
                                             "points": grid.get("seed", [0])})
-    print(format_results(rows))
-    for warning in rows.warnings:
-        print(f"warning: {warning}")
+    print(format_results(rows))                  # warnings were logged by the sweep
     print(f"{len(rows)} points on {len(y_test)} samples: {rows.computed} computed, "
           f"{rows.reused} reused from {out} in {rows.seconds:.1f} s; table: "
           f"{out / 'results.csv'}, plot: {out / 'sweep.png'}")
@@ -841,6 +859,19 @@ def main(argv=None) -> int:
     log.setLevel(level.upper())
     log.propagate = False
     progress = Progress(enabled=not args.quiet)
+    _created.clear()
+    try:
+        code = _run(args, progress)
+    finally:
+        progress.close()
+    if code:
+        _remove_empty_created()        # a failed run leaves no empty output folders behind
+    _created.clear()
+    return code
+
+
+def _run(args, progress) -> int:
+    """One command; every error becomes one line on stderr and an exit status."""
     from .errors import CosimError
 
     try:
@@ -859,8 +890,6 @@ def main(argv=None) -> int:
         print(f"cosim {args.command}: internal error: {type(exc).__name__}: {exc} (run again "
               f"with --debug for the traceback and report it)", file=sys.stderr)
         return EXIT_INTERNAL
-    finally:
-        progress.close()
 
 
 if __name__ == "__main__":

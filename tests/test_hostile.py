@@ -42,7 +42,9 @@ def toy(n=40, steps=12, n_in=6, seed=0):
 
 
 def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+    """Every file (size, mtime) and folder under root (the SPICE cache aside)."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else (p.stat().st_size,
+                                                                p.stat().st_mtime_ns)
             for p in root.rglob("*") if "cache" not in p.relative_to(root).parts}
 
 
@@ -368,6 +370,9 @@ CLI_CASES = {
     "sweep bad address": (["sweep", "{model}", "--grid", "r=0,1", "--scheduler", "not a url"],
                           "not a url"),
     "predict missing model": (["predict", "missing.npz"], "missing.npz"),
+    "compare missing model, new --out": (["compare", "missing.npz", "--out", "new/deep"],
+                                         "missing.npz"),
+    "netlist forged model": (["netlist", "{forged}", "--out", "decks"], "format_version"),
     "predict --data missing": (["predict", "{model}", "--data", "none.npz"], "none.npz"),
     "predict --data wrong inputs": (["predict", "{model}", "--data", "{bad_data}"], "n_in"),
     "train --epochs 0": (["train", "{config}", "--epochs", "0"], "--epochs"),
@@ -382,7 +387,9 @@ def test_cli_rejects(case, saved, sandbox, capsys):
     empty = work / "empty.toml"
     empty.write_text('[output]\nmodel = ""\n')
     bad_data = _npz(work / "bad.npz", x=np.zeros((3, 4, 5)), y=np.zeros(3, int))
-    argv = [a.format(model=model, config=config, config_empty=empty, bad_data=bad_data)
+    forged = forge(model, _set(["format_version"], "2"), work / "forged.npz")
+    argv = [a.format(model=model, config=config, config_empty=empty, bad_data=bad_data,
+                     forged=forged)
             for a in CLI_CASES[case][0]]
     before = snapshot(sandbox)
     try:
