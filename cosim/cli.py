@@ -677,7 +677,7 @@ def _add_read(parser, defaults=True):
 
 
 def _add_backend_options(parser):
-    parser.add_argument("--backend", choices=("ideal", "compact", "spice"), default=None,
+    parser.add_argument("--backend", choices=backend_names(), default=None,
                         help="crossbar backend (default: the one saved with the model)")
     _add_wires(parser, defaults=False)
     parser.add_argument("--v-read", dest="v_read", type=_number(0.0, allow_equal=False),
@@ -709,6 +709,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def backend_names():
+    from .crossbar import backend_names as names
+    return names()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -797,8 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "figures; accuracies with N and a 95 % interval.")
     comp.add_argument("model", help="saved model (.npz)")
     comp.add_argument("--out", default="out/compare", help="report folder (default out/compare)")
-    comp.add_argument("--backends", nargs="+", default=["ideal", "compact", "spice"],
-                      choices=("ideal", "compact", "spice"))
+    comp.add_argument("--backends", nargs="+", default=list(backend_names()),
+                      choices=backend_names(), help="backends to compare (default: all)")
     comp.add_argument("--spice-samples", dest="spice_samples", type=_count(1),
                       default=DEFAULT_SPICE_SAMPLES,
                       help=f"test samples run on spice (default {DEFAULT_SPICE_SAMPLES})")

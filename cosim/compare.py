@@ -31,13 +31,13 @@ import numpy as np
 
 from . import _validate as check
 from ._io import save_figure, write_json, write_text
-from .crossbar import build
+from .crossbar import backend_names, build
 from .export import array_input, physical_arrays
 from .network import SRNN
 
 __all__ = ["compare", "BACKENDS"]
 
-BACKENDS = ("ideal", "compact", "spice")
+BACKENDS = backend_names()        # the registry's: ideal, compact, spice
 
 
 def _load(model):

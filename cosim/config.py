@@ -54,6 +54,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from .crossbar import backend_names
 from .data import MAX_STEPS
 from .errors import CosimError
 
@@ -83,7 +84,7 @@ CHOICES = {
     ("data", "dataset"): ("digits",), ("data", "encoding"): ("rate", "rows"),
     ("network", "neuron"): ("if", "lif", "alif"), ("training", "rule"): ("bptt", "bp"),
     ("training", "optimizer"): ("adam", "sgd"),
-    ("crossbar", "backend"): ("ideal", "compact", "spice"),
+    ("crossbar", "backend"): backend_names(),
     ("crossbar", "read"): ("linear", "nonlinear"),
 }
 POSITIVE = {("data", "T"), ("network", "n_rec"), ("network", "tau_out"), ("network", "n_delay"),

@@ -194,7 +194,7 @@ class Model:
         history = {"loss": [], "accuracy": [], "val_accuracy": []}
         for epoch in range(epochs):
             xe = first if epoch == 0 or not hasattr(x, "sample") else self._check_x(x.sample(epoch))
-            self.rule.fit(self.network, xe, progress=progress is True)
+            self.rule.fit(self.network, xe, progress=progress)
             self.network.assign_labels(xe, y)
             history["loss"].append(float("nan"))
             history["accuracy"].append(self.network.evaluate(xe, y))

@@ -286,11 +286,10 @@ class SRNN:
                 thr[:] = neuron.thr
             refr = np.zeros(z.shape, dtype=bool)
 
-        iterator = range(steps)
-        if progress:
-            from tqdm.auto import tqdm
-            iterator = tqdm(iterator, desc="timesteps", leave=False)
-        for t in iterator:
+        report = check.progress_callback(progress)      # only the CLI draws progress
+        for t in range(steps):
+            if progress:
+                report("timesteps", t, steps)
             if t == 0:
                 current = input_current[:, 0]
             elif delayed:

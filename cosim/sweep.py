@@ -75,6 +75,7 @@ import numpy as np
 
 from . import _validate as check
 from ._io import write_json, write_text
+from .crossbar import backend_names
 from .errors import CosimError
 
 __all__ = ["run_sweep", "expand_grid", "build_backend", "plot_sweep", "SweepResults",
@@ -87,7 +88,7 @@ DELAY_ENV = "COSIM_SWEEP_DELAY"
 POINT_FORMAT = "cosim-sweep-point"
 POINT_FORMAT_VERSION = 1
 BATCH = 256                                   # samples per network run (fixed: deterministic)
-BACKENDS = ("ideal", "compact", "spice")
+BACKENDS = backend_names()                    # the registry's: ideal, compact, spice
 READS = ("linear", "nonlinear")
 METRICS = ("accuracy", "spike_rate", "seconds")
 #: grid points of one sweep at most (a larger grid is refused before anything runs)

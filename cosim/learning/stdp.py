@@ -682,13 +682,14 @@ class DiehlCook:
             xe = self._check_x(x.sample(self.epochs_)) if resample else x
             order = self._rng.permutation(xe.shape[0])
             scale = float(self.lr_decay) ** self.epochs_
+            report = check.progress_callback(progress)      # only the CLI draws progress
+            desc = f"STDP epoch {self.epochs_ + 1}"
             it = order
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(order, desc=f"STDP epoch {self.epochs_ + 1}", leave=False)
             decay = math.exp(-xe.shape[1] / float(self.tau_theta))
             gains = float(self.gain_step) ** np.arange(self.max_retries + 1)
-            for k in it:
+            for done, k in enumerate(it):
+                if progress and done % 16 == 0:
+                    report(desc, done, len(order))
                 sample = xe[k]
                 # all input gains of the retry ladder at once (rows are independent)
                 Zg = self._simulate(gains[:, None, None] * xbar.forward(sample)[None],
