@@ -6,7 +6,6 @@ Decks, the SPICE cache and ngspice itself are covered by tests/test_hostile_spic
 """
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -61,26 +60,22 @@ def changed(before: dict, after: dict, allowed=()) -> list:
 def forge(path: Path, edit, out: Path) -> Path:
     """A copy of a saved model with its JSON header edited and the checksum recomputed.
 
-    The checksum is documented as a plain SHA-256 (header bytes, then each array's name,
-    dtype, shape and bytes in name order), so an attacker can recompute it: the tests must
-    not rely on it.
+    The checksum is a plain SHA-256 (it detects corruption, it authenticates nothing), so an
+    attacker can recompute it; the forger uses cosim's own function for it, so the tests
+    cannot lean on the checksum to reject a forged file.
     """
+    from cosim.model import _digest
+
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     header = json.loads(arrays.pop("__header__").tobytes())
     arrays.pop("__sha256__")
     result = edit(header)
     header_bytes = result if isinstance(result, bytes) else json.dumps(header).encode()
-    h = hashlib.sha256(header_bytes)
-    for key in sorted(arrays):
-        arr = np.ascontiguousarray(arrays[key])
-        h.update(key.encode())
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
+    digest = _digest(header_bytes, arrays)
     buffer = io.BytesIO()
     np.savez(buffer, __header__=np.frombuffer(header_bytes, dtype=np.uint8),
-             __sha256__=np.frombuffer(h.hexdigest().encode(), dtype=np.uint8), **arrays)
+             __sha256__=np.frombuffer(digest.encode(), dtype=np.uint8), **arrays)
     out.write_bytes(buffer.getvalue())
     return out
 
@@ -440,3 +435,20 @@ def test_unreachable_scheduler_from_the_console_script(saved, sandbox):
     assert proc.returncode == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+PATH_CASES = ["train --out existing dir", "train --out under a file", "netlist --out under a file",
+              "compare --out a file", "sweep --out empty", "demo --out under a file",
+              "predict --out /dev/full"]
+
+
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_output_path_errors_have_their_own_type(case, saved, sandbox):
+    """With --debug the error propagates: an OutputPathError (an OSError), raised before work."""
+    model, x, y = saved
+    config = _config(sandbox / "work")
+    argv = [a.format(model=model, config=config) for a in CLI_CASES[case][0]]
+    before = snapshot(sandbox)
+    with pytest.raises(OutputPathError, match=CLI_CASES[case][1].replace("/", ".")):
+        main(argv + ["--quiet", "--debug"])
+    assert changed(before, snapshot(sandbox)) == []
