@@ -58,7 +58,7 @@ class Progress:
             bar = self._bars.get(desc)
             if bar is None:
                 bar = self._bars[desc] = tqdm(total=total, desc=desc, file=self.stream,
-                                              leave=False)
+                                              leave=True)
             bar.update(done - bar.n)
             if info:
                 bar.set_postfix(**{k: f"{v:.4g}" if isinstance(v, float) else v

@@ -44,11 +44,6 @@ different hash, so it never reuses them). At the end ``results.csv``, ``results.
 table) and ``sweep.png`` (accuracy against the first numeric swept parameter, one line per
 value of the next swept parameter, mean ± std over the rest) are written there. The returned
 list is a :class:`SweepResults` with ``computed`` and ``reused`` counts.
-
-Testing hook: the environment variable ``COSIM_SWEEP_DELAY`` (seconds, default 0) makes every
-point sleep that long after its evaluation, in whichever process runs it (local workers
-inherit the environment; Dask workers only if they were started with it). It exists to
-test interruption and resume; it changes no result.
 """
 
 from __future__ import annotations
@@ -84,7 +79,6 @@ __all__ = ["run_sweep", "expand_grid", "build_backend", "plot_sweep", "SweepResu
 
 log = logging.getLogger(__name__)
 
-DELAY_ENV = "COSIM_SWEEP_DELAY"
 POINT_FORMAT = "cosim-sweep-point"
 POINT_FORMAT_VERSION = 1
 BATCH = 256                                   # samples per network run (fixed: deterministic)
@@ -288,17 +282,6 @@ def _scratch_dir() -> Path:
     return _SCRATCH[0]
 
 
-def _delay() -> float:
-    text = os.environ.get(DELAY_ENV, "").strip()
-    if not text:
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise ValueError(f"{DELAY_ENV} must be a number of seconds, got {text!r}") from exc
-    return max(value, 0.0)
-
-
 def _evaluate_point(payload: _Payload, spec: dict) -> dict:
     """Accuracy and spike rate of the model on (x, y) with the backend of ``spec``."""
     from .model import Model
@@ -314,9 +297,6 @@ def _evaluate_point(payload: _Payload, spec: dict) -> dict:
     result = {"accuracy": correct / x.shape[0],
               "spike_rate": spikes / (x.shape[0] * x.shape[1] * net.n_rec),
               "seconds": time.perf_counter() - t0}
-    delay = _delay()
-    if delay:
-        time.sleep(delay)
     return result
 
 

@@ -217,3 +217,29 @@ def test_sweep_grid_accepts_the_option_vocabulary():
     from cosim.cli import parse_grid
     assert parse_grid(["r-word=0,1", "r-bit=2"]) == {"r_word": [0.0, 1.0], "r_bit": [2.0]}
     assert parse_grid(["program-sigma=0.1"]) == {"program_sigma": [0.1]}
+
+
+def test_progress_lines_are_periodic_off_a_terminal_and_bars_on_one():
+    import io
+
+    from cosim.cli import Progress
+
+    log = io.StringIO()
+    progress = Progress(stream=log, period=3600.0)
+    for done in range(1, 101):
+        progress("train", done, 100, loss=0.5)
+    lines = log.getvalue().splitlines()
+    assert lines == ["train: 1/100 (1 %), loss 0.5", "train: 100/100 (100 %), loss 0.5"]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    screen = Terminal()
+    bar = Progress(stream=screen)
+    for done in range(1, 11):
+        bar("sweep", done, 10)
+    assert "\r" in screen.getvalue() and "10/10" in screen.getvalue()
+    silent = io.StringIO()
+    quiet = Progress(enabled=False, stream=silent)
+    quiet("x", 1, 1)
+    assert silent.getvalue() == ""

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cosim.sweep
 from cosim import SRNN, Model
-from cosim.errors import CosimError
 from cosim.cli import format_results, parse_grid
-from cosim.sweep import DELAY_ENV, SweepResults, build_backend, expand_grid, run_sweep
+from cosim.errors import CosimError
+from cosim.sweep import SweepResults, build_backend, expand_grid, run_sweep
 
 GRID = {"r": [0.0, 10.0], "program_sigma": [0.0, 0.3], "seed": [0, 1]}
 
@@ -199,38 +200,29 @@ def test_results_identical_on_every_executor(trained):
 
 # ------------------------------------------------------------------------------ store / resume
 
-SUBPROCESS = """
-import json, sys
-import numpy as np
-from cosim.sweep import run_sweep
-data = np.load(sys.argv[2])
-run_sweep(sys.argv[1], json.loads(sys.argv[4]), data["x"], data["y"], workers=1, store=sys.argv[3])
-"""
+class Crash(Exception):
+    """Stands in for a kill: the sweep stops in the middle of a point."""
 
 
-def test_resume_after_hard_kill(trained, tmp_path):
+def test_resume_after_a_crash(trained, tmp_path, monkeypatch):
+    """In-process fault injection: the 4th evaluation dies; the 3 finished points are kept."""
     model, path, x, y = trained
-    data = tmp_path / "data.npz"
-    np.savez(data, x=x, y=y)
     store = tmp_path / "store"
     grid = {"r": [0.0, 1.0, 10.0, 100.0], "seed": [0, 1]}
-    env = dict(os.environ, **{DELAY_ENV: "0.3"})
-    proc = subprocess.Popen([sys.executable, "-c", SUBPROCESS, str(path), str(data), str(store),
-                             json.dumps(grid)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    points = store / "points"
-    deadline = time.monotonic() + 60
-    try:
-        while len(finished(points)) < 3:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the sweep wrote no points in time"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    stored = len(finished(points))
-    assert 3 <= stored < 8
+    evaluate = cosim.sweep._evaluate_point
+    calls = []
+
+    def dies_on_the_fourth(payload, spec):
+        calls.append(spec)
+        if len(calls) == 4:
+            raise Crash("power cut")
+        return evaluate(payload, spec)
+    monkeypatch.setattr(cosim.sweep, "_evaluate_point", dies_on_the_fourth)
+    with pytest.raises(Crash):
+        run_sweep(path, grid, x, y, workers=1, store=store)
+    monkeypatch.setattr(cosim.sweep, "_evaluate_point", evaluate)
+    stored = len(finished(store / "points"))
+    assert stored == 3
     assert not (store / "results.csv").exists()
 
     resumed = run_sweep(path, grid, x, y, workers=1, store=store)
