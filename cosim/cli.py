@@ -5,6 +5,10 @@ through the library's callbacks (bars on a terminal, plain periodic lines otherw
 a ``run.json`` of how it was run next to its outputs, and turns every error into one line on
 stderr and a non-zero exit (2: bad input or an unusable file; 1: an internal error; 130:
 interrupted). ``--debug`` shows the traceback instead.
+
+Over 500 lines on purpose: it is the one module that prints, so the six commands, their
+shared options, the progress display, the output-path checks and the sweep-grid syntax
+(``r-word=0,1 seed=0:3``) and table live together; the library below it never prints.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def build(name, *, max_array=None, local=None, **params) -> Crossbar:
 
 # ------------------------------------------------------------------------------ to_spec
 
-def _plain(name, value):
+def _plain(value):
     """A JSON value of a constructor argument (None when it has no plain form)."""
     import numpy as np
 
@@ -92,8 +92,7 @@ def _plain(name, value):
     if isinstance(value, (int, float, np.integer, np.floating)):
         return value.item() if isinstance(value, np.generic) else value
     if isinstance(value, (tuple, list, np.ndarray)):
-        return [_plain(name, v) for v in (value.tolist() if isinstance(value, np.ndarray)
-                                          else value)]
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
     if isinstance(value, Memtransistor):
         params = {k: (v.tolist() if isinstance(v, np.ndarray) else
                       v.item() if isinstance(v, np.generic) else v)
@@ -119,7 +118,7 @@ def to_spec(backend: Crossbar) -> dict:
         if isinstance(value, Crossbar):
             inner = to_spec(value)
             continue
-        plain = _plain(key, value)
+        plain = _plain(value)
         if plain is not None or value is None:
             params[key] = plain
     if isinstance(backend, Tiled):
