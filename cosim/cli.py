@@ -596,13 +596,10 @@ def parse_grid(strings) -> dict:
 
 
 def _cell(value):
-    if value is None:
-        return "none"
-    if isinstance(value, (tuple, list)):
-        return "x".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    from .sweep import plain_value
+
+    value = plain_value(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def format_results(rows) -> str:

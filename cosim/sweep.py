@@ -73,7 +73,7 @@ from ._io import write_json, write_text
 from .crossbar import backend_names
 from .errors import CosimError
 
-__all__ = ["run_sweep", "expand_grid", "build_backend", "plot_sweep", "SweepResults",
+__all__ = ["run_sweep", "expand_grid", "build_backend", "SweepResults",
            "DaskNotInstalledError", "SchedulerError", "WorkerStartError", "PARAMETERS",
            "DEFAULTS", "MAX_POINTS"]
 
@@ -505,7 +505,7 @@ def _without_effect(rows, grid) -> list[str]:
             continue
         groups = {}
         for row in rows:
-            others = tuple((k, _cell(row[k])) for k in grid if k != name)
+            others = tuple((k, plain_value(row[k])) for k in grid if k != name)
             groups.setdefault(others, set()).add(tuple(row[m] for m in metrics))
         if all(len(results) == 1 for results in groups.values()):
             hint = (" (seeds only matter with program_sigma, d2d_sigma or read noise > 0)"
@@ -540,10 +540,11 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _cell(value):
+def plain_value(value):
+    """A grid value as it appears in tables: None -> "none", (64, 32) -> "64x32"."""
     if value is None:
         return "none"
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return "x".join(map(str, value))
     return value
 
@@ -554,90 +555,9 @@ def _write_tables(store: Path, rows, grid_names):
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row[c]) for c in columns])
+        writer.writerow([plain_value(row[c]) for c in columns])
     write_text(store / "results.csv", buffer.getvalue())
     write_json(store / "results.json", [{k: _jsonable(v) for k, v in row.items()} for row in rows])
-
-
-_UNITS = {"r": " (Ω per segment)", "r_word": " (Ω per segment)", "r_bit": " (Ω per segment)",
-          "v_read": " (V)"}
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def plot_sweep(rows, path, grid=None):
-    """Accuracy against the first numeric swept parameter, one line per value of the next.
-
-    "Swept" parameters have more than one value. ``seed`` is used for the x axis only if no
-    other numeric parameter is swept; the points sharing x and line (e.g. over seeds) are
-    averaged, with their standard deviation as error bars. Written atomically.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._io import save_figure
-
-    if grid is None:
-        grid = {}
-        for row in rows:
-            for k, v in row.items():
-                if k not in METRICS:
-                    grid.setdefault(k, [])
-                    if v not in grid[k]:
-                        grid[k].append(v)
-    swept = [k for k, v in grid.items() if len(v) > 1]
-    numeric = [k for k in swept if all(_is_number(v) for v in grid[k])]
-    x_name = next((k for k in numeric if k != "seed"), numeric[0] if numeric else
-                  (swept[0] if swept else None))
-    line_name = next((k for k in swept if k not in (x_name, "seed")), None)
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if x_name is None:
-        acc = [r["accuracy"] for r in rows]
-        ax.bar([0], [np.mean(acc)], yerr=[np.std(acc)] if len(acc) > 1 else None)
-        ax.set_xticks([0], ["all points"])
-    else:
-        xs = list(grid[x_name])
-        categorical = not all(_is_number(v) for v in xs)
-        positions = {v: (i if categorical else v) for i, v in enumerate(xs)}
-        lines = grid[line_name] if line_name else [None]
-        for value in lines:
-            mean, err, pos = [], [], []
-            for xv in xs:
-                acc = [r["accuracy"] for r in rows if r[x_name] == xv
-                       and (line_name is None or r[line_name] == value)]
-                if acc:
-                    pos.append(positions[xv])
-                    mean.append(np.mean(acc))
-                    err.append(np.std(acc))
-            label = None if line_name is None else f"{line_name} = {_cell(value)}"
-            ax.errorbar(pos, mean, yerr=err if any(err) else None, marker="o", capsize=3,
-                        label=label)
-        if categorical:
-            ax.set_xticks(range(len(xs)), [str(_cell(v)) for v in xs])
-        else:
-            positive = [v for v in xs if v > 0]
-            if positive and max(positive) / min(positive) >= 50:
-                if len(positive) < len(xs):
-                    ax.set_xscale("symlog", linthresh=min(positive))
-                else:
-                    ax.set_xscale("log")
-        ax.set_xlabel(x_name + _UNITS.get(x_name, ""))
-        if line_name is not None:
-            ax.legend()
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    others = [k for k in swept if k not in (x_name, line_name)]
-    title = "sweep" + (f" (mean ± std over {', '.join(others)})" if others else "")
-    ax.set_title(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
-    return Path(path)
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -733,5 +653,6 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
         log.warning("sweep: %s", warning)
     if store_path is not None:
         _write_tables(store_path, rows, list(norm))
-        plot_sweep(rows, store_path / "sweep.png", grid=norm)
+        from .plots import plot_sweep
+        plot_sweep(rows, store_path / "sweep.png", grid=norm, n_samples=x.shape[0])
     return out
