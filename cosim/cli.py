@@ -670,7 +670,9 @@ def _add_wires(parser, defaults=True):
 
 
 def _add_read(parser, defaults=True):
-    parser.add_argument("--read", choices=("linear", "nonlinear"),
+    from .crossbar.compact import READS
+
+    parser.add_argument("--read", choices=READS,
                         default=DEFAULT_READ if defaults else None,
                         help=f"device read model of the physical arrays (default {DEFAULT_READ}"
                              + ("" if defaults else " when a backend is built from options")

@@ -55,6 +55,7 @@ import tomllib
 from pathlib import Path
 
 from .crossbar import backend_names
+from .crossbar.compact import READS
 from .data import MAX_STEPS
 from .errors import CosimError
 
@@ -85,7 +86,7 @@ CHOICES = {
     ("network", "neuron"): ("if", "lif", "alif"), ("training", "rule"): ("bptt", "bp"),
     ("training", "optimizer"): ("adam", "sgd"),
     ("crossbar", "backend"): backend_names(),
-    ("crossbar", "read"): ("linear", "nonlinear"),
+    ("crossbar", "read"): READS,
 }
 POSITIVE = {("data", "T"), ("network", "n_rec"), ("network", "tau_out"), ("network", "n_delay"),
             ("training", "epochs"), ("training", "lr"), ("training", "batch_size"),

@@ -71,6 +71,7 @@ import numpy as np
 from . import _validate as check
 from ._io import write_json, write_text
 from .crossbar import backend_names
+from .crossbar.compact import READS
 from .errors import CosimError
 
 __all__ = ["run_sweep", "expand_grid", "build_backend", "SweepResults",
@@ -83,7 +84,6 @@ POINT_FORMAT = "cosim-sweep-point"
 POINT_FORMAT_VERSION = 1
 BATCH = 256                                   # samples per network run (fixed: deterministic)
 BACKENDS = backend_names()                    # the registry's: ideal, compact, spice
-READS = ("linear", "nonlinear")
 METRICS = ("accuracy", "spike_rate", "seconds")
 #: grid points of one sweep at most (a larger grid is refused before anything runs)
 MAX_POINTS = 100_000
