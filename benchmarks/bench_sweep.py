@@ -7,9 +7,11 @@ with each executor; the results must be identical, and the throughput is printed
 * "1 worker": in this process.
 * "2 workers": ``concurrent.futures.ProcessPoolExecutor`` (spawn); the time includes
   starting the pool, as a user sees it.
-* "LocalCluster (2)": ``dask.distributed.LocalCluster(n_workers=2, processes=True)`` on the
-  loopback interface; cluster start-up is printed separately (a cluster is long-lived),
-  shipping the model and data is included.
+* "Dask by address" / "Dask Client": ``dask.distributed.LocalCluster(n_workers=2,
+  processes=True)`` on the loopback interface, given to the sweep by its address (the sweep
+  makes its own client, as ``cosim sweep --scheduler`` does) or as a ``Client``; cluster
+  start-up is printed separately (a cluster is long-lived), shipping the model and data is
+  included.
 
     python benchmarks/bench_sweep.py [--points-r 4] [--seeds 4] [--samples 400]
 """
@@ -93,16 +95,25 @@ def main():
         else:
             t0 = time.perf_counter()
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None) as cluster, \
-                    Client(cluster) as client:
+                              host="127.0.0.1", dashboard_address=None) as cluster:
                 start = time.perf_counter() - t0
+                # by address, as `cosim sweep --scheduler tcp://...` does (its own client)
                 t0 = time.perf_counter()
-                on_dask = run_sweep(path, grid, x_test, y_test, scheduler=client)
-                timings["LocalCluster (2 workers)"] = time.perf_counter() - t0
-            per_point["LocalCluster (2 workers)"] = np.mean([r["seconds"] for r in on_dask])
+                by_address = run_sweep(path, grid, x_test, y_test,
+                                       scheduler=cluster.scheduler_address)
+                timings["Dask by address (2 workers)"] = time.perf_counter() - t0
+                with Client(cluster) as client:
+                    t0 = time.perf_counter()
+                    on_dask = run_sweep(path, grid, x_test, y_test, scheduler=client)
+                    timings["Dask Client (2 workers)"] = time.perf_counter() - t0
+            per_point["Dask by address (2 workers)"] = np.mean([r["seconds"] for r in by_address])
+            per_point["Dask Client (2 workers)"] = np.mean([r["seconds"] for r in on_dask])
             print(f"LocalCluster start-up: {start:.2f} s (not counted)")
             assert strip(on_dask) == strip(serial), "Dask results differ"
+            assert strip(by_address) == strip(serial), "Dask (by address) results differ"
 
+    print(f"threads: OMP/OPENBLAS/MKL_NUM_THREADS = {os.environ['OMP_NUM_THREADS']}; "
+          f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
     print(f"{'executor':40s} {'wall (s)':>9s} {'points/s':>9s} {'speed-up':>9s} "
           f"{'ms/point':>9s}")
     base = timings["1 worker (in-process)"]

@@ -1,20 +1,285 @@
-"""The ``cosim`` command line. The only module that parses arguments or prints."""
+"""The ``cosim`` command line: the only module that parses arguments, prints or draws progress.
+
+Every command checks its inputs and output paths before any work starts, reports progress
+through the library's callbacks (bars on a terminal, plain periodic lines otherwise), writes
+a ``run.json`` of how it was run next to its outputs, and turns every error into one line on
+stderr and a non-zero exit (2: bad input or an unusable file; 1: an internal error; 130:
+interrupted). ``--debug`` shows the traceback instead.
+
+Over 500 lines on purpose: it is the one module that prints, so the six commands, their
+shared options, the progress display, the output-path checks and the sweep-grid syntax
+(``r-word=0,1 seed=0:3``) and table live together; the library below it never prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import logging
+import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "parse_grid", "format_results"]
+
+log = logging.getLogger("cosim")
+
+#: defaults shared by every command (one default per concept)
+DEFAULT_STEPS = 50
+DEFAULT_READ = "linear"
+DEFAULT_R = 1.0
+DEFAULT_SPICE_SAMPLES = 10
+PROGRESS_PERIOD = 10.0          # seconds between two plain progress lines (not a terminal)
+MAX_COUNT = 10**9               # any count beyond this is a typo, not a request
+EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 1, 130
 
 
-def _cmd_demo(args) -> int:
+# ------------------------------------------------------------------------------ progress
+
+class Progress:
+    """The progress callback ``progress(desc, done, total, **info)`` of the library.
+
+    On a terminal: one tqdm bar per ``desc``. Otherwise (a log file, a pipe): a plain line
+    ``desc: done/total (pct %)`` at most every ``PROGRESS_PERIOD`` seconds and at the end.
+    ``enabled=False`` (``--quiet``) shows nothing.
+    """
+
+    def __init__(self, enabled=True, stream=None, period=PROGRESS_PERIOD):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.period = period
+        self._bars, self._last = {}, {}
+
+    def __call__(self, desc, done, total, **info):
+        if not self.enabled:
+            return
+        if self.tty:
+            from tqdm.auto import tqdm
+            bar = self._bars.get(desc)
+            if bar is None:
+                bar = self._bars[desc] = tqdm(total=total, desc=desc, file=self.stream,
+                                              leave=True)
+            bar.update(done - bar.n)
+            if info:
+                bar.set_postfix(**{k: f"{v:.4g}" if isinstance(v, float) else v
+                                   for k, v in info.items()})
+            if done >= total:
+                bar.close()
+                del self._bars[desc]
+            return
+        now = time.monotonic()
+        first = desc not in self._last
+        if done >= total or first or now - self._last[desc] >= self.period:
+            self._last[desc] = now
+            extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}"
+                            for k, v in info.items())
+            pct = 100.0 * done / total if total else 100.0
+            print(f"{desc}: {done}/{total} ({pct:.0f} %){extra}", file=self.stream, flush=True)
+            if done >= total:
+                del self._last[desc]
+
+    def close(self):
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+# ------------------------------------------------------------------------------ paths
+
+def _empty(option, path):
+    from .errors import OutputPathError
+    if path is None or not str(path).strip():
+        raise OutputPathError(f"{option}: the path is empty; give a file or folder name")
+
+
+def _first_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+#: folders this run created for its outputs; removed again if the run fails leaving them empty
+_created: list = []
+
+
+def _remove_empty_created():
+    for folder in reversed(_created):
+        try:
+            for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                sub.rmdir()                 # only empty folders go; a file stops it
+            folder.rmdir()
+        except OSError:
+            pass
+    _created.clear()
+
+
+def _probe(option, folder: Path, shown):
+    """Write and remove a small file in ``folder``: a read-only or full disk fails now."""
+    from . import _io
+    from .errors import OutputPathError
+
+    probe = folder / f".cosim-probe-{os.getpid()}"
+    try:
+        if not folder.exists():
+            top = folder
+            while not top.parent.exists():
+                top = top.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            _created.append(top)
+        _io.write_bytes(probe, b"cosim write check\n")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputPathError(f"{option} {shown}: cannot write there "
+                              f"({exc.strerror or exc})") from None
+
+
+def output_dir(option, path) -> Path:
+    """Check an output folder before the work: creatable and writable (it is created)."""
+    from .errors import OutputPathError
+
+    _empty(option, path)
+    folder = Path(path)
+    existing = _first_existing(folder)
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise OutputPathError(f"{option} {folder}: {what}, not a folder")
+    _probe(option, folder, folder)
+    return folder
+
+
+def output_file(option, path) -> Path:
+    """Check an output file before the work: not a folder, its folder writable."""
+    from .errors import OutputPathError
+
+    _empty(option, path)
+    target = Path(path)
+    if target.is_dir():
+        raise OutputPathError(f"{option} {target}: is an existing folder; give a file name")
+    if target.exists() and not target.is_file():
+        raise OutputPathError(f"{option} {target}: exists and is not a regular file")
+    existing = _first_existing(target.parent)
+    if existing.exists() and not existing.is_dir():
+        raise OutputPathError(f"{option} {target}: lies under the file {existing}, not a folder")
+    _probe(option, target.parent, target)
+    return target
+
+
+# ------------------------------------------------------------------------------ run.json
+
+def _git_commit():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = proc.stdout.strip()
+    return commit if proc.returncode == 0 and len(commit) == 40 else None
+
+
+def _ngspice_version():
+    try:
+        from .spice.ngspice import find_ngspice
+        info = find_ngspice()
+        return getattr(info, "version_string", None) or f"ngspice-{info.version}"
+    except Exception:          # noqa: BLE001  ngspice is optional: record its absence
+        return None
+
+
+def _device_card_sha256(card):
+    from .devices.memtransistor import DEFAULT_CARD
+
+    path = Path(card) if card else DEFAULT_CARD
+    try:
+        return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    except OSError:
+        return {"path": str(path), "sha256": None}
+
+
+def run_info(args, seeds: dict) -> dict:
+    """What reproduces this run: versions, commit, command line, seeds, device-card hash."""
+    import numpy
+    import scipy
+
+    from . import __version__
+    return {"cosim_version": __version__, "git_commit": _git_commit(),
+            "python": platform.python_version(), "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "ngspice": _ngspice_version(),
+            "platform": platform.platform(), "command": args.command,
+            "command_line": ["cosim", *args.argv], "seeds": seeds,
+            "device_card": _device_card_sha256(getattr(args, "device_card", None)),
+            "data": getattr(args, "data", None) or "sklearn digits",
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(args.started))}
+
+
+def write_run_json(path, args, seeds):
+    from ._io import write_json
+    return write_json(path, run_info(args, seeds))
+
+
+# ------------------------------------------------------------------------------ data
+
+def _test_data(args, n_in):
+    """(x_test, y_test) for a model with ``n_in`` inputs: --data FILE or encoded digits."""
+    if args.data:
+        from .data import load_npz
+        _, (x_test, y_test) = load_npz(args.data, n_in=n_in)
+    else:
+        from .config import build_data
+
+        (_, _), (x_test, y_test) = build_data({"encoding": args.encoding, "T": args.steps,
+                                               "seed": args.seed, "resample": True,
+                                               "dataset": "digits", "path": ""})
+        if x_test.shape[2] != n_in:
+            fits = {64: "--encoding rate", 8: "--encoding rows"}.get(n_in)
+            raise ValueError(f"the model expects {n_in} inputs but --encoding {args.encoding} "
+                             f"gives {x_test.shape[2]}; pass "
+                             + (f"{fits} or " if fits else "") + "--data FILE.npz")
+    samples = getattr(args, "samples", None)
+    if samples is not None:
+        x_test, y_test = x_test[:samples], y_test[:samples]
+    return x_test, y_test
+
+
+def _data_name(args):
+    return args.data if args.data else "digits test"
+
+
+# ------------------------------------------------------------------------------ backends
+
+def _backend_from_args(args, name=None):
+    """A crossbar backend from --backend/--r-word/... (None: keep the model's own)."""
+    name = name or getattr(args, "backend", None)
+    if name is None:
+        return None
+    from .config import DEFAULTS, build_crossbar, load_config
+
+    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ)
+    for key in ("r_word", "r_bit", "v_read", "read", "device_card"):
+        value = getattr(args, key, None)
+        if value is not None:
+            section[key] = value
+    return build_crossbar(load_config({"crossbar": section})["crossbar"])
+
+
+def _physical_options_given(args):
+    return any(getattr(args, k, None) is not None
+               for k in ("r_word", "r_bit", "v_read", "read", "device_card"))
+
+
+# ------------------------------------------------------------------------------ commands
+
+def _cmd_demo(args, progress) -> int:
     """Train on digits, compare ideal / compact / spice, export netlists, write a report."""
     import numpy as np
 
-    from . import plots
     from ._io import write_json
     from .compare import compare
     from .data import EncodedImages, digits_images, rate_encode
@@ -22,8 +287,8 @@ def _cmd_demo(args) -> int:
     from .model import Model
     from .network import SRNN
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir("--out", args.out)
+    write_run_json(out / "run.json", args, {"seed": args.seed})
     timings = {}
     t_all = time.perf_counter()
 
@@ -33,65 +298,63 @@ def _cmd_demo(args) -> int:
     x_test = rate_encode(img_test, args.steps, np.random.default_rng(args.seed + 1))
     train_data = EncodedImages(img_train, T=args.steps, seed=args.seed)
     print(f"[1/4] data: sklearn digits, {len(y_train)} train / {len(y_test)} test, rate coding, "
-          f"T = {args.steps}")
+          f"T = {args.steps}", flush=True)
     net = SRNN(64, args.hidden, 10, neuron="alif", n_adaptive=args.hidden // 2, seed=args.seed)
     model = Model(net, rule=args.rule, lr=args.lr, batch_size=32, seed=args.seed)
-    history = model.train(train_data, y_train, epochs=args.epochs, progress=not args.quiet,
+    history = model.train(train_data, y_train, epochs=args.epochs, progress=progress,
                           validation=(x_test, y_test))
     timings["train"] = time.perf_counter() - t0
     accuracy = history["val_accuracy"][-1]
     model_path = model.save(out / "model.npz")
+    from . import plots            # matplotlib: imported only once there is something to draw
     record = net.run(x_test[:1])
     plots.spike_raster(out / "spike_raster.png", record.z[0], x=x_test[0],
                        title="SRNN on digits (ideal crossbar)", label=int(y_test[0]))
     plots.training_curves(out / "training.png", history)
     print(f"      trained {args.rule.upper()} ({args.hidden} units, half ALIF) for {args.epochs} "
-          f"epochs in {timings['train']:.0f} s: test accuracy {accuracy:.1%} (ideal crossbar)")
+          f"epochs in {timings['train']:.0f} s: test accuracy {accuracy:.1%} on "
+          f"{len(y_test)} samples (ideal crossbar)", flush=True)
 
-    # 2. ideal vs compact vs spice on a few samples
+    # 2. ideal vs compact (whole test set) vs spice (N samples)
     t0 = time.perf_counter()
     backends = ("ideal", "compact") if args.no_spice else ("ideal", "compact", "spice")
-    print(f"[2/4] comparing {' / '.join(backends)} on {args.samples} test samples "
-          f"(memtransistor arrays, {args.r} ohm segments, {args.read} read)")
+    print(f"[2/4] comparing {' / '.join(backends)} (memtransistor arrays, r_word "
+          f"{args.r_word} ohm, r_bit {args.r_bit} ohm, {args.read} read): ideal and compact on "
+          f"{len(y_test) if args.samples is None else args.samples} test samples"
+          + ("" if args.no_spice else f", spice on {args.spice_samples}"), flush=True)
     metrics = compare(model, x_test, y_test, backends=backends, samples=args.samples,
-                      out=out / "compare", r_word=args.r, r_bit=args.r, read=args.read,
-                      sweep=[0.0, 1.0, 10.0, 100.0, 1000.0], progress=False)
+                      spice_samples=args.spice_samples, out=out / "compare",
+                      r_word=args.r_word, r_bit=args.r_bit, read=args.read,
+                      sweep=[0.0, 1.0, 10.0, 100.0, 1000.0], progress=progress)
     timings["compare"] = time.perf_counter() - t0
-    ref = metrics["reference"]
-    for name in backends:
-        agree = metrics["spikes"][name].get(f"agreement_vs_{ref}_percent")
-        print(f"      {name:8s} accuracy {metrics['accuracy'][name]:.1%}" +
-              (f", spikes identical to {ref} in {agree:.2f} % of entries" if agree is not None else ""))
-    worst = max(e["max_rel"] for per in metrics["currents"].values()
-                for name, e in per.items() if name == "compact") if "compact" != ref else None
-    if worst is not None:
-        print(f"      bit-line currents, compact vs {ref}: worst relative error {worst:.1e}")
+    _print_compare(metrics)
 
     # 3. netlists for hardware engineers
     t0 = time.perf_counter()
     step = args.steps // 2
+    print("[3/4] writing ngspice decks ...", flush=True)
     result = export_netlists(model, out / "netlists", x_test, sample=0, step=step,
-                             crossbar=None, tran=True)
+                             crossbar=_netlist_crossbar(model, args), tran=True)
     timings["netlist"] = time.perf_counter() - t0
-    print(f"[3/4] wrote {len(result['decks'])} ngspice decks (.op of step {step}, sample 0) and "
-          f"{len(result['tran'])} .tran replays to {out / 'netlists'}")
+    print(f"      wrote {len(result['decks'])} ngspice decks (.op of step {step}, sample 0) and "
+          f"{len(result['tran'])} .tran replays to {out / 'netlists'}", flush=True)
 
     # 4. summary
     timings["total"] = time.perf_counter() - t_all
-    write_json(out / "metrics.json", {"test_accuracy": accuracy, "history": history,
-                                      "timings_s": timings, "rule": args.rule,
-                                      "epochs": args.epochs, "hidden": args.hidden,
-                                      "compare": metrics})
+    write_json(out / "metrics.json", {"test_accuracy": accuracy, "test_samples": len(y_test),
+                                      "history": history, "timings_s": timings,
+                                      "rule": args.rule, "epochs": args.epochs,
+                                      "hidden": args.hidden, "compare": metrics})
     print(f"[4/4] done in {timings['total']:.0f} s (train {timings['train']:.0f} s, compare "
           f"{timings['compare']:.0f} s, netlists {timings['netlist']:.0f} s)")
     print(f"      model:  {model_path}")
     print(f"      report: {out / 'compare' / 'report.md'}")
-    print(f"      figures: {out / 'spike_raster.png'}, {out / 'training.png'}, {out / 'compare'}/*.png")
+    print(f"      figures: {out / 'spike_raster.png'}, {out / 'training.png'}, "
+          f"{out / 'compare'}/*.png")
     return 0
 
 
-def _cmd_train(args) -> int:
-    from . import plots
+def _cmd_train(args, progress) -> int:
     from ._io import write_json
     from .config import build_data, build_network, load_config
     from .model import Model
@@ -99,193 +362,398 @@ def _cmd_train(args) -> int:
     config = load_config(args.config)
     if args.epochs is not None:
         config["training"]["epochs"] = args.epochs
-    out_model = Path(args.out or config["output"]["model"])
+    if args.data:
+        config["data"]["path"] = args.data
+    out_model = output_file("--out" if args.out else "[output] model",
+                            args.out if args.out is not None else config["output"]["model"])
     (train, y_train), (x_test, y_test) = build_data(config["data"])
-    n_in = (train.shape if hasattr(train, "sample") else train.shape)[2]
-    net = build_network(config, n_in)
+    n_in = train.shape[2]
+    n_out = int(max(y_train.max(), y_test.max())) + 1 if config["data"]["path"] else 10
+    net = build_network(config, n_in, n_out=n_out)
     tr = config["training"]
     model = Model(net, rule=tr["rule"], lr=tr["lr"], batch_size=tr["batch_size"],
                   optimizer=tr["optimizer"], rate_reg=tr["rate_reg"],
                   rate_target=tr["rate_target"], seed=config["network"]["seed"])
     t0 = time.perf_counter()
-    history = model.train(train, y_train, epochs=tr["epochs"], progress=not args.quiet,
+    history = model.train(train, y_train, epochs=tr["epochs"], progress=progress,
                           validation=(x_test, y_test))
     elapsed = time.perf_counter() - t0
     model.save(out_model)
+    from . import plots            # matplotlib: imported only once there is something to draw
     curves = plots.training_curves(out_model.with_suffix(".training.png"), history)
     write_json(out_model.with_suffix(".history.json"), {"history": history, "seconds": elapsed,
                                                          "config": config})
+    write_run_json(out_model.with_suffix(".run.json"), args,
+                   {"network": config["network"]["seed"], "data": config["data"]["seed"],
+                    "crossbar": config["crossbar"]["seed"]})
     print(f"trained {tr['rule'].upper()} on {config['crossbar']['backend']} crossbars for "
           f"{tr['epochs']} epochs in {elapsed:.1f} s; test accuracy "
-          f"{history['val_accuracy'][-1]:.2%}")
+          f"{history['val_accuracy'][-1]:.2%} on {len(y_test)} samples")
     print(f"model: {out_model}; curves: {curves}")
     return 0
 
 
-def _backend_from_args(args):
-    """A crossbar backend from --backend/--r-word/... options (None: keep the saved one)."""
-    if args.backend is None:
-        return None
-    from .config import DEFAULTS, build_crossbar, load_config
-
-    section = dict(DEFAULTS["crossbar"], backend=args.backend)
-    for key in ("r_word", "r_bit", "v_read", "read", "device_card"):
-        value = getattr(args, key, None)
-        if value is not None:
-            section[key] = value
-    return build_crossbar(load_config({"crossbar": section})["crossbar"])
-
-
-def _test_data(encoding, steps, seed, n_in):
-    from .config import build_data
-
-    (_, _), (x_test, y_test) = build_data({"encoding": encoding, "T": steps, "seed": seed,
-                                           "resample": True, "dataset": "digits"})
-    if x_test.shape[2] != n_in:
-        raise ValueError(f"the model expects {n_in} inputs but encoding {encoding!r} gives "
-                         f"{x_test.shape[2]}; pass --encoding {'rows' if n_in == 8 else 'rate'}")
-    return x_test, y_test
-
-
-def _cmd_predict(args) -> int:
+def _cmd_predict(args, progress) -> int:
     import numpy as np
 
     from ._io import write_json
     from .model import Model
+    from .stats import accuracy_summary, format_accuracy
 
+    out = output_file("--out", args.out) if args.out is not None else None
     model = Model.load(args.model, crossbar=_backend_from_args(args))
     net = model.network
-    x_test, y_test = _test_data(args.encoding, args.steps, args.seed, net.n_in)
-    if args.samples is not None:
-        x_test, y_test = x_test[:args.samples], y_test[:args.samples]
+    x_test, y_test = _test_data(args, net.n_in)
     t0 = time.perf_counter()
-    labels = model.predict(x_test)
+    labels = model.predict(x_test, progress=progress)
     elapsed = time.perf_counter() - t0
-    accuracy = float(np.mean(labels == y_test))
+    summary = accuracy_summary(int(np.sum(labels == y_test)), len(labels))
     backend = net.crossbar.name
-    print(f"{len(labels)} digits test samples on the {backend} crossbar: accuracy {accuracy:.2%} "
-          f"({elapsed:.1f} s)")
-    if args.out:
-        write_json(args.out, {"backend": backend, "accuracy": accuracy,
-                              "predictions": labels.tolist(), "labels": y_test.tolist()})
-        print(f"wrote {args.out}")
+    print(f"{len(labels)} {_data_name(args)} samples on the {backend} crossbar: accuracy "
+          f"{format_accuracy(summary)} ({elapsed:.1f} s)")
+    if out is not None:
+        write_json(out, {"backend": backend, "accuracy": summary["accuracy"], "n": summary["n"],
+                         "ci95": summary["ci95"], "predictions": labels.tolist(),
+                         "labels": y_test.tolist()})
+        write_run_json(out.with_suffix(".run.json"), args, {"encoding": args.seed})
+        print(f"wrote {out}")
     return 0
 
 
-def _physical_from_args(args):
-    """A physical crossbar from the options, for commands that need circuits."""
-    if args.backend in (None, "ideal") and all(getattr(args, k, None) is None for k in
-                                                ("r_word", "r_bit", "v_read", "read", "device_card")):
-        return None                                   # keep the saved physical backend, if any
-    args.backend = "compact" if args.backend in (None, "ideal") else args.backend
-    if args.read is None:
-        args.read = "nonlinear"
-    return _backend_from_args(args)
+def _netlist_crossbar(model, args):
+    """The physical arrays of the decks: the model's own unless options ask otherwise;
+    an ideal model gets compact arrays with the options' (default) settings."""
+    inner = getattr(model.network.crossbar, "inner", model.network.crossbar)
+    chosen = getattr(args, "backend", None)
+    if chosen is None and not _physical_options_given(args) and inner.name != "ideal":
+        return None
+    return _backend_from_args(args, name=chosen if chosen not in (None, "ideal") else "compact")
 
 
-def _cmd_netlist(args) -> int:
+def _cmd_netlist(args, progress) -> int:
     from .export import export_netlists
     from .model import Model
 
+    out = output_dir("--out", args.out)
     model = Model.load(args.model)
-    x_test, _ = _test_data(args.encoding, args.steps, args.seed, model.network.n_in)
-    result = export_netlists(model, args.out, x_test, sample=args.sample, step=args.step,
-                             crossbar=_physical_from_args(args), step_time=args.step_time,
+    x_test, _ = _test_data(args, model.network.n_in)
+    step = x_test.shape[1] // 2 if args.step is None else args.step
+    progress("netlist", 0, 1)
+    result = export_netlists(model, out, x_test, sample=args.sample, step=step,
+                             crossbar=_netlist_crossbar(model, args), step_time=args.step_time,
                              tran=not args.no_tran)
-    print(f"wrote {len(result['decks'])} .op decks to {args.out}/ (timestep {args.step} of test "
-          f"sample {args.sample}), {len(result['tran'])} .tran decks to {args.out}/tran/, "
+    progress("netlist", 1, 1)
+    write_run_json(out / "run.json", args, {"encoding": args.seed})
+    print(f"wrote {len(result['decks'])} .op decks to {out}/ (timestep {step} of sample "
+          f"{args.sample}), {len(result['tran'])} .tran decks to {out}/tran/, "
           f"expected_currents.json and manifest.json")
     for deck in result["decks"]:
         print(f"  ngspice -b {deck}")
     return 0
 
 
-def _cmd_compare(args) -> int:
-    from .compare import compare
-    from .devices import Memtransistor
-    from .model import Model
-
-    model = Model.load(args.model)
-    x_test, y_test = _test_data(args.encoding, args.steps, args.seed, model.network.n_in)
-    device = Memtransistor.from_card(args.device_card) if args.device_card else None
-    t0 = time.perf_counter()
-    metrics = compare(model, x_test, y_test, backends=tuple(args.backends), samples=args.samples,
-                      out=args.out, r_word=args.r_word, r_bit=args.r_bit, read=args.read,
-                      device=device, step=args.step, sweep=args.sweep, progress=not args.quiet)
+def _print_compare(metrics):
     ref = metrics["reference"]
-    print(f"compared {', '.join(metrics['backends'])} on {metrics['samples']} samples in "
-          f"{time.perf_counter() - t0:.1f} s (reference: {ref})")
     for name in metrics["backends"]:
         acc = metrics["accuracy"].get(name)
+        n = metrics["samples_per_backend"][name]
+        text = f"  {name:8s} N = {n:4d}"
+        if acc is not None:
+            low, high = metrics["accuracy_ci95"][name]
+            text += f"  accuracy {acc:.1%} (95 % CI {100 * low:.1f}-{100 * high:.1f} %)"
         agree = metrics["spikes"][name].get(f"agreement_vs_{ref}_percent")
-        print(f"  {name:8s} accuracy {acc:.1%}" + (f", spikes agree with {ref}: {agree:.2f} %"
-                                                   if agree is not None else ""))
+        if agree is not None:
+            text += f", spikes agree with {ref} in {agree:.2f} % (first {metrics['samples']} samples)"
+        print(text)
     for array, per in metrics["currents"].items():
         for name, e in per.items():
             print(f"  array {array:10s} {name:8s} vs {ref}: current error max {e['max_rel']:.1e}, "
                   f"mean {e['mean_rel']:.1e}")
-    print(f"report: {Path(args.out) / 'report.md'}")
+
+
+def _cmd_compare(args, progress) -> int:
+    from .compare import compare
+    from .devices import Memtransistor
+    from .model import Model
+
+    out = output_dir("--out", args.out)
+    model = Model.load(args.model)
+    x_test, y_test = _test_data(args, model.network.n_in)
+    device = Memtransistor.from_card(args.device_card) if args.device_card else None
+    t0 = time.perf_counter()
+    metrics = compare(model, x_test, y_test, backends=tuple(args.backends), samples=None,
+                      spice_samples=args.spice_samples, out=out, r_word=args.r_word,
+                      r_bit=args.r_bit, read=args.read, device=device, step=args.step,
+                      sweep=args.sweep, progress=progress)
+    write_run_json(out / "run.json", args, {"encoding": args.seed})
+    print(f"compared {', '.join(metrics['backends'])} in {time.perf_counter() - t0:.1f} s "
+          f"(reference: {metrics['reference']})")
+    _print_compare(metrics)
+    print(f"report: {out / 'report.md'}")
     return 0
 
 
-def _cmd_sweep(args) -> int:
+def _cmd_sweep(args, progress) -> int:
     from .model import Model
-    from .sweep import format_results, parse_grid, run_sweep
+    from .sweep import check_address, run_sweep
 
     grid = parse_grid(args.grid)
+    if args.scheduler is not None:
+        check_address(args.scheduler)
+    out = output_dir("--out", args.out)
     net = Model.load(args.model).network
-    x_test, y_test = _test_data(args.encoding, args.steps, args.seed, net.n_in)
-    if args.samples is not None:
-        x_test, y_test = x_test[:args.samples], y_test[:args.samples]
+    x_test, y_test = _test_data(args, net.n_in)
     rows = run_sweep(args.model, grid, x_test, y_test, scheduler=args.scheduler,
-                     workers=args.workers, store=args.out, progress=not args.quiet)
-    print(format_results(rows))
-    print(f"{len(rows)} points: {rows.computed} computed, {rows.reused} reused from {args.out} "
-          f"in {rows.seconds:.1f} s; table: {Path(args.out) / 'results.csv'}, plot: "
-          f"{Path(args.out) / 'sweep.png'}")
+                     workers=args.workers, store=out, progress=progress)
+    write_run_json(out / "run.json", args, {"encoding": args.seed,
+                                            "points": grid.get("seed", [0])})
+    print(format_results(rows))                  # warnings were logged by the sweep
+    print(f"{len(rows)} points on {len(y_test)} samples: {rows.computed} computed, "
+          f"{rows.reused} reused from {out} in {rows.seconds:.1f} s; table: "
+          f"{out / 'results.csv'}, plot: {out / 'sweep.png'}")
     return 0
 
 
-def _add_backend_options(parser, default=None):
-    parser.add_argument("--backend", choices=("ideal", "compact", "spice"), default=default,
+# ------------------------------------------------------------------------------ sweep grids
+
+def _parse_value(name, token):
+    from .sweep import _FLOAT_PARAMS, _INT_PARAMS
+
+    low = token.lower()
+    if name in ("levels", "max_array") and low in ("none", "null", "-"):
+        return None
+    if name in _INT_PARAMS:
+        return int(token)
+    if name in _FLOAT_PARAMS:
+        return float(token)
+    if name == "max_array":
+        parts = low.split("x")
+        if len(parts) == 1:
+            return int(parts[0])
+        if len(parts) == 2:
+            return (int(parts[0]), int(parts[1]))
+        raise ValueError("max_array values look like 64 or 128x64")
+    return low                                   # backend, read
+
+
+def parse_grid(strings) -> dict:
+    """A grid from command-line items such as ``r-word=0,1,10``, ``seed=0:3``.
+
+    Names are the sweep parameters (``-`` and ``_`` alike: ``r-word`` is ``r_word``);
+    values are separated by commas; ``a:b`` and ``a:b:step`` are integer ranges (end
+    excluded, as in Python: ``seed=0:3`` is 0, 1, 2) for ``seed`` and ``levels``;
+    ``max_array`` values are ``64`` (square) or ``128x64`` (rows x cols); ``none`` stands
+    for None (``levels``, ``max_array``). One string with several items separated by
+    spaces is accepted too. Values get their proper types; errors name the bad item.
+    """
+    from .sweep import _INT_PARAMS, MAX_POINTS, PARAMETERS, _normalize_grid
+
+    if isinstance(strings, str):
+        strings = strings.split()
+    grid = {}
+    for item in strings:
+        if not isinstance(item, str):
+            raise TypeError(f"grid items must be strings like 'r=0,1', got {item!r}")
+        name, sep, text = item.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        if not sep or not name:
+            raise ValueError(f"grid item {item!r} must look like name=value1,value2,...")
+        if name not in PARAMETERS:
+            raise ValueError(f"grid item {item!r}: unknown sweep parameter {name!r}; "
+                             f"known: {sorted(PARAMETERS)}")
+        if name in grid:
+            raise ValueError(f"grid item {item!r}: parameter {name!r} given twice")
+        values = []
+        for token in text.split(","):
+            token = token.strip()
+            try:
+                if not token:
+                    raise ValueError("empty value")
+                if ":" in token:
+                    if name not in _INT_PARAMS:
+                        raise ValueError(f"ranges a:b[:step] are for integer parameters "
+                                         f"({', '.join(_INT_PARAMS)}); list {name} values instead")
+                    bounds = [int(t) for t in token.split(":")]
+                    if len(bounds) not in (2, 3) or (len(bounds) == 3 and bounds[2] == 0):
+                        raise ValueError("a range is a:b or a:b:step with step != 0")
+                    span = range(*bounds)
+                    if not span:
+                        raise ValueError(f"range {token} is empty")
+                    if len(span) + len(values) > MAX_POINTS:
+                        raise ValueError(f"range {token} has {len(span)} values; a sweep has "
+                                         f"at most {MAX_POINTS} points")
+                    values.extend(span)
+                else:
+                    values.append(_parse_value(name, token))
+            except ValueError as exc:
+                raise ValueError(f"grid item {item!r}: bad value {token!r} ({exc})") from None
+        try:
+            grid[name] = _normalize_grid({name: values})[name]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"grid item {item!r}: {exc}") from None
+    _normalize_grid(grid)                          # cross-parameter checks and the size
+    return grid
+
+
+def _cell(value):
+    from .sweep import plain_value
+
+    value = plain_value(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def format_results(rows) -> str:
+    """A plain-text table of sweep rows."""
+    if not rows:
+        return "(no points)"
+    columns = list(rows[0])
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ parser
+
+def _count(minimum=1, maximum=MAX_COUNT):
+    """An argparse type: an integer in [minimum, maximum] (the error names the range)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be in [{minimum}, {maximum}], got {value}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+def _number(minimum=None, allow_equal=True, maximum=None):
+    """An argparse type: a finite float, optionally bounded."""
+    def parse(text):
+        import math
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if minimum is not None and (value < minimum or (value == minimum and not allow_equal)):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>=' if allow_equal else '>'} {minimum}, got {value:g}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {value:g}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def _add_common(parser):
+    group = parser.add_argument_group("output and logging")
+    group.add_argument("--quiet", action="store_true", help="no progress and no info lines")
+    group.add_argument("--log-level", dest="log_level", default=None,
+                       choices=("debug", "info", "warning", "error"),
+                       help="level of log lines on stderr (default info; warning with --quiet)")
+    group.add_argument("--debug", action="store_true",
+                       help="show the Python traceback of an error (for bug reports)")
+
+
+def _add_wires(parser, defaults=True):
+    default = DEFAULT_R if defaults else None
+    suffix = f" (default {DEFAULT_R})" if defaults else " (default: the model's)"
+    parser.add_argument("--r-word", dest="r_word", type=_number(0.0), default=default,
+                        help="word-line segment resistance, ohm" + suffix)
+    parser.add_argument("--r-bit", dest="r_bit", type=_number(0.0), default=default,
+                        help="bit-line segment resistance, ohm" + suffix)
+
+
+def _add_read(parser, defaults=True):
+    from .crossbar.compact import READS
+
+    parser.add_argument("--read", choices=READS,
+                        default=DEFAULT_READ if defaults else None,
+                        help=f"device read model of the physical arrays (default {DEFAULT_READ}"
+                             + ("" if defaults else " when a backend is built from options")
+                             + ")")
+
+
+def _add_backend_options(parser):
+    parser.add_argument("--backend", choices=backend_names(), default=None,
                         help="crossbar backend (default: the one saved with the model)")
-    parser.add_argument("--r-word", dest="r_word", type=float, help="word-line segment resistance (ohm)")
-    parser.add_argument("--r-bit", dest="r_bit", type=float, help="bit-line segment resistance (ohm)")
-    parser.add_argument("--v-read", dest="v_read", type=float, help="read voltage (V)")
-    parser.add_argument("--read", choices=("linear", "nonlinear"), help="device read model")
+    _add_wires(parser, defaults=False)
+    parser.add_argument("--v-read", dest="v_read", type=_number(0.0, allow_equal=False),
+                        help="read voltage of a spike, V (default 0.1)")
+    _add_read(parser, defaults=False)
     parser.add_argument("--device-card", dest="device_card", help="TOML device card")
 
 
-def _add_data_options(parser):
-    parser.add_argument("--encoding", choices=("rate", "rows"), default="rate")
-    parser.add_argument("--steps", type=int, default=50, help="timesteps per sample (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the spike encoding")
+def _add_data_options(parser, samples=True):
+    parser.add_argument("--data", metavar="FILE.npz",
+                        help="your own data: an .npz with x (N, T, n_in) and y (N,) (and "
+                             "optionally x_test, y_test, used when present); default: the "
+                             "sklearn digits test set")
+    parser.add_argument("--encoding", choices=("rate", "rows"), default="rate",
+                        help="spike encoding of the digits (default rate)")
+    parser.add_argument("--steps", type=_count(1, 10**6), default=DEFAULT_STEPS,
+                        help=f"timesteps per digits sample (default {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=_count(0, 2**63 - 1), default=0,
+                        help="seed of every random draw of the command: the digits spike "
+                             "encoding (and in demo also initialisation and shuffling); "
+                             "default 0")
+    if samples:
+        parser.add_argument("--samples", type=_count(1), default=None,
+                            help="use only the first N test samples (default: all)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that point to --help (not the whole usage block)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def backend_names():
+    from .crossbar import backend_names as names
+    return names()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cosim",
         description="Co-simulate spiking recurrent networks on memtransistor crossbar arrays.")
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     demo = sub.add_parser("demo", help="end-to-end run on the bundled digits",
-                          description="Train an SRNN on sklearn's digits and write a report.")
+                          description="Train an SRNN on sklearn's digits, compare ideal / "
+                                      "compact (whole test set) / spice (--spice-samples), "
+                                      "write netlists and a report.")
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    demo.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
-    demo.add_argument("--samples", type=int, default=5, help="samples compared (default 5)")
-    demo.add_argument("--r", type=float, default=1.0, help="wire segment resistance, ohm (default 1)")
-    demo.add_argument("--read", choices=("linear", "nonlinear"), default="linear",
-                      help="device read model for the comparison (default linear)")
+    demo.add_argument("--epochs", type=_count(1, 10**6), default=60,
+                      help="training epochs (default 60)")
+    demo.add_argument("--samples", type=_count(1), default=None,
+                      help="test samples compared on ideal and compact (default: all 360)")
+    demo.add_argument("--spice-samples", dest="spice_samples", type=_count(1),
+                      default=DEFAULT_SPICE_SAMPLES,
+                      help=f"test samples run on spice (default {DEFAULT_SPICE_SAMPLES})")
+    _add_wires(demo)
+    _add_read(demo)
     demo.add_argument("--no-spice", dest="no_spice", action="store_true",
                       help="compare ideal and compact only")
-    demo.add_argument("--hidden", type=int, default=100, help="recurrent units (default 100)")
-    demo.add_argument("--steps", type=int, default=50, help="timesteps per sample (default 50)")
-    demo.add_argument("--rule", choices=("bptt", "bp"), default="bptt")
-    demo.add_argument("--lr", type=float, default=3e-3)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--hidden", type=_count(2, 10**5), default=100,
+                      help="recurrent units (default 100)")
+    demo.add_argument("--steps", type=_count(1, 10**6), default=DEFAULT_STEPS,
+                      help=f"timesteps per sample (default {DEFAULT_STEPS})")
+    demo.add_argument("--rule", choices=("bptt", "bp"), default="bptt",
+                      help="learning rule (default bptt)")
+    demo.add_argument("--lr", type=_number(0.0, allow_equal=False, maximum=10.0), default=3e-3,
+                      help="learning rate (default 0.003)")
+    demo.add_argument("--seed", type=_count(0, 2**31), default=0,
+                      help="seed of every random draw (initialisation, shuffling, encoding)")
+    _add_common(demo)
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="train from a TOML config and save the model",
@@ -293,71 +761,82 @@ def build_parser() -> argparse.ArgumentParser:
                                        "cosim/config.py for every key) and save the model.")
     train.add_argument("config", help="TOML configuration file")
     train.add_argument("--out", help="model file (default: [output] model of the config)")
-    train.add_argument("--epochs", type=int, help="override [training] epochs")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--epochs", type=_count(1, 10**6), help="override [training] epochs")
+    train.add_argument("--data", metavar="FILE.npz",
+                       help="override [data] path: an .npz with x (N, T, n_in) and y (N,) "
+                            "(optionally x_test, y_test; else the test set is x, y)")
+    _add_common(train)
     train.set_defaults(func=_cmd_train)
 
-    predict = sub.add_parser("predict", help="run a saved model on the digits test set",
-                             description="Predict digits test labels with a saved model on a "
-                                         "chosen crossbar backend and report the accuracy.")
+    predict = sub.add_parser("predict", help="run a saved model on test data",
+                             description="Predict test labels with a saved model on a chosen "
+                                         "crossbar backend; report the accuracy with its "
+                                         "95 % interval.")
     predict.add_argument("model", help="saved model (.npz)")
     _add_backend_options(predict)
     _add_data_options(predict)
-    predict.add_argument("--samples", type=int, help="use only the first N test samples")
     predict.add_argument("--out", help="write predictions and accuracy to this JSON file")
+    _add_common(predict)
     predict.set_defaults(func=_cmd_predict)
 
     netl = sub.add_parser("netlist", help="write ngspice decks of a saved model's arrays",
                           description="Write one ngspice deck per physical array (all tiles, all "
                                       "delay slices) with the programmed device states: .op of "
                                       "one timestep (DIR/*.cir, with expected_currents.json) and "
-                                      ".tran replaying the sample (DIR/tran/*.cir).")
+                                      ".tran replaying the sample (DIR/tran/*.cir). An ideal "
+                                      "model is written as compact arrays of the options.")
     netl.add_argument("model", help="saved model (.npz)")
     netl.add_argument("--out", required=True, help="output folder")
-    netl.add_argument("--sample", type=int, default=0, help="test sample to replay (default 0)")
-    netl.add_argument("--step", type=int, default=0, help="timestep of the .op decks (default 0)")
-    netl.add_argument("--step-time", dest="step_time", type=float, default=1e-6,
-                      help="seconds per timestep in the .tran decks (default 1e-6)")
+    netl.add_argument("--sample", type=_count(0), default=0, help="test sample to replay (default 0)")
+    netl.add_argument("--step", type=_count(0), default=None,
+                      help="timestep of the .op decks (default T/2, as compare's IR-drop maps)")
+    netl.add_argument("--step-time", dest="step_time", type=_number(0.0, allow_equal=False),
+                      default=1e-6, help="seconds per timestep in the .tran decks (default 1e-6)")
     netl.add_argument("--no-tran", dest="no_tran", action="store_true", help="skip the .tran decks")
     _add_backend_options(netl)
-    _add_data_options(netl)
+    _add_data_options(netl, samples=False)
+    _add_common(netl)
     netl.set_defaults(func=_cmd_netlist)
 
     comp = sub.add_parser("compare", help="ideal vs compact vs spice on a saved model",
-                          description="Run a saved model on test samples with each backend and "
-                                      "write metrics.json, report.md and figures.")
+                          description="Run a saved model on the test set with each backend "
+                                      "(ideal and compact on every sample, spice on "
+                                      "--spice-samples) and write metrics.json, report.md and "
+                                      "figures; accuracies with N and a 95 % interval.")
     comp.add_argument("model", help="saved model (.npz)")
     comp.add_argument("--out", default="out/compare", help="report folder (default out/compare)")
-    comp.add_argument("--backends", nargs="+", default=["ideal", "compact", "spice"],
-                      choices=("ideal", "compact", "spice"))
-    comp.add_argument("--samples", type=int, default=5, help="test samples (default 5)")
-    comp.add_argument("--r-word", dest="r_word", type=float, default=1.0)
-    comp.add_argument("--r-bit", dest="r_bit", type=float, default=1.0)
-    comp.add_argument("--read", choices=("linear", "nonlinear"), default="linear",
-                      help="device read model of the physical backends (default linear)")
+    comp.add_argument("--backends", nargs="+", default=list(backend_names()),
+                      choices=backend_names(), help="backends to compare (default: all)")
+    comp.add_argument("--spice-samples", dest="spice_samples", type=_count(1),
+                      default=DEFAULT_SPICE_SAMPLES,
+                      help=f"test samples run on spice (default {DEFAULT_SPICE_SAMPLES})")
+    _add_wires(comp)
+    _add_read(comp)
     comp.add_argument("--device-card", dest="device_card", help="TOML device card")
-    comp.add_argument("--step", type=int, help="step of the IR-drop maps (default T/2)")
-    comp.add_argument("--sweep", type=float, nargs="+",
+    comp.add_argument("--step", type=_count(0), help="step of the IR-drop maps (default T/2)")
+    comp.add_argument("--sweep", type=_number(0.0), nargs="+",
                       help="wire resistances (ohm) for the accuracy-vs-resistance figure")
-    comp.add_argument("--quiet", action="store_true")
     _add_data_options(comp)
+    _add_common(comp)
     comp.set_defaults(func=_cmd_compare)
 
     sweep = sub.add_parser("sweep", help="parameter sweeps of a saved model, local or on Dask",
                            description="Evaluate a saved model over a grid of crossbar "
-                                       "parameters (r_word, r_bit, r, program_sigma, d2d_sigma, "
-                                       "levels, seed, backend, read, v_read, max_array). Points "
-                                       "are stored as they finish; a rerun resumes.")
+                                       "parameters (r-word, r-bit, r (both), program-sigma, "
+                                       "d2d-sigma, levels, seed, backend, read, v-read, "
+                                       "max-array). Points are stored as they finish; a rerun "
+                                       "resumes.")
     sweep.add_argument("model", help="saved model (.npz)")
     sweep.add_argument("--grid", nargs="+", required=True,
-                       help="NAME=V1,V2,... or NAME=START:STOP (integers), e.g. r=0,1,10 seed=0:4")
+                       help="NAME=V1,V2,... or NAME=START:STOP (integers), e.g. "
+                            "r-word=0,1,10 seed=0:4")
     sweep.add_argument("--out", default="out/sweep", help="result store (default out/sweep)")
     sweep.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT "
                                            "(needs pip install 'cosim[dask]')")
-    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
-    sweep.add_argument("--samples", type=int, help="use only the first N test samples")
-    sweep.add_argument("--quiet", action="store_true")
+    sweep.add_argument("--workers", type=_count(1, 4096),
+                       help="local worker processes (default: all cores)")
     _add_data_options(sweep)
+    _add_common(sweep)
     sweep.set_defaults(func=_cmd_sweep)
     return parser
 
@@ -367,16 +846,58 @@ def _version():
     return f"cosim {__version__}"
 
 
+# ------------------------------------------------------------------------------ main
+
+def _error_line(exc) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}"
+    text = str(exc) or type(exc).__name__
+    return text
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv, args.started = argv, time.time()
+    level = args.log_level or ("warning" if args.quiet else "info")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cosim: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
+    progress = Progress(enabled=not args.quiet)
+    _created.clear()
+    try:
+        code = _run(args, progress)
+    finally:
+        progress.close()
+    if code:
+        _remove_empty_created()        # a failed run leaves no empty output folders behind
+    _created.clear()
+    return code
+
+
+def _run(args, progress) -> int:
+    """One command; every error becomes one line on stderr and an exit status."""
     from .errors import CosimError
 
     try:
-        return args.func(args)
-    except (CosimError, ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"cosim {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return args.func(args, progress)
+    except KeyboardInterrupt:
+        print(f"cosim {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CosimError, ValueError, TypeError, OSError, MemoryError) as exc:
+        if args.debug:
+            raise
+        print(f"cosim {args.command}: error: {_error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:          # noqa: BLE001  a bug: one line, the traceback on --debug
+        if args.debug:
+            raise
+        print(f"cosim {args.command}: internal error: {type(exc).__name__}: {exc} (run again "
+              f"with --debug for the traceback and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -31,13 +31,13 @@ import numpy as np
 
 from . import _validate as check
 from ._io import save_figure, write_json, write_text
-from .crossbar import Compact, Ideal
+from .crossbar import backend_names, build
 from .export import array_input, physical_arrays
 from .network import SRNN
 
 __all__ = ["compare", "BACKENDS"]
 
-BACKENDS = ("ideal", "compact", "spice")
+BACKENDS = backend_names()        # the registry's: ideal, compact, spice
 
 
 def _load(model):
@@ -51,37 +51,42 @@ def _load(model):
     return net
 
 
-def _backend(name, r_word, r_bit, read, device, cache):
+def _backend(name, params, cache):
     if not isinstance(name, str):
         return name
     key = check.choice("backend", name, BACKENDS)
-    if key == "ideal":
-        return Ideal()
-    kwargs = dict(r_word=r_word, r_bit=r_bit, read=read, device=device)
-    if key == "spice":
-        from .crossbar.spice import Spice
-        return Spice(cache=cache, **kwargs)
-    return Compact(**kwargs)
+    return build(key, local={"cache": cache} if key == "spice" else None, **params)
 
 
-def compare(model, x, y=None, backends=BACKENDS, samples=5, out=None, r_word=1.0, r_bit=1.0,
-            read="linear", device=None, step=None, sweep=None, cache=None, progress=False):
-    """Run ``model`` on ``samples`` samples of ``x`` with each backend; return the metrics.
+#: samples of a run between two progress reports (also the batch of each run)
+BATCH = 32
 
-    ``out`` (a folder) receives metrics.json, report.md and the figures. ``sweep`` is a list
-    of wire resistances (ohms, both lines) for the accuracy-vs-resistance figure.
+
+def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=1.0,
+            r_bit=1.0, read="linear", device=None, step=None, sweep=None, cache=None,
+            progress=None, spice_samples=10, backend_params=None):
+    """Run ``model`` on ``x`` with each backend; return the metrics (and write a report).
+
+    ``samples``: samples run on the fast backends (ideal, compact); None: all of ``x``.
+    ``spice_samples``: samples run on the spice backend (at most ``samples``). Accuracies
+    come with their sample count N and a 95 % Wilson interval; spikes and currents are
+    compared on the samples every backend ran. ``r_word``, ``r_bit`` (ohm), ``read``,
+    ``device`` and ``backend_params`` (any other constructor argument of the physical
+    backends: levels, program_sigma, d2d_sigma, seed, v_read, ...) set the physical backends,
+    all built by :func:`cosim.crossbar.build`. ``out`` (a folder) receives metrics.json,
+    report.md and the figures. ``sweep`` is a list of wire resistances (ohms, both lines)
+    for the accuracy-vs-resistance figure (compact backend). ``progress``: a callback
+    ``progress(desc, done, total)`` (see ``cosim._validate.progress_callback``).
     """
+    from .stats import accuracy_summary
+
     net = _load(model)
     x = net.check_input(x)
-    samples = check.integer("samples", samples, minimum=1)
-    samples = min(samples, x.shape[0])
-    x = x[:samples]
+    report = check.progress_callback(progress)
+    n_fast = x.shape[0] if samples is None else min(check.count("samples", samples), x.shape[0])
+    n_spice = min(check.count("spice_samples", spice_samples), n_fast)
     if y is not None:
-        y = np.asarray(y)[:samples]
-        if y.shape != (samples,) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError("y must hold one integer label per sample")
-        if y.min() < 0 or y.max() >= net.n_out:
-            raise ValueError(f"y holds labels outside [0, {net.n_out - 1}]")
+        y = check.labels("y", y, x.shape[0], net.n_out)
     names = [b if isinstance(b, str) else b.name for b in backends]
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"backends must be distinct and not empty, got {names}")
@@ -89,43 +94,83 @@ def compare(model, x, y=None, backends=BACKENDS, samples=5, out=None, r_word=1.0
     step = steps // 2 if step is None else check.integer("step", step, minimum=0)
     if step >= steps:
         raise ValueError(f"step must be < {steps}, got {step}")
+    params = dict(backend_params or {})
+    for key in ("r_word", "r_bit", "read", "device"):
+        if key in params:
+            raise ValueError(f"give {key} as compare's own argument, not in backend_params")
+    params.update(r_word=r_word, r_bit=r_bit, read=read, device=device)
+    built = {name: _backend(spec, params, cache) for name, spec in zip(names, backends)}
+    if sweep:
+        sweep = [check.positive("sweep resistance", r, allow_zero=True) for r in sweep]
 
-    runs, nets, timings = {}, {}, {}
-    for name, spec in zip(names, backends):
-        hw = net.with_crossbar(_backend(spec, r_word, r_bit, read, device, cache))
+    runs, nets, timings, counts = {}, {}, {}, {}
+    for name, backend in built.items():
+        hw = net.with_crossbar(backend)
+        n = n_spice if backend.name == "spice" or getattr(backend, "inner", None) is not None \
+            and backend.inner.name == "spice" else n_fast
         t0 = time.perf_counter()
-        runs[name] = hw.run(x, progress=progress)
+        runs[name] = _run(hw, x[:n], f"compare: {name}", report)
         timings[name] = time.perf_counter() - t0
-        nets[name] = hw
+        nets[name], counts[name] = hw, n
     reference = "spice" if "spice" in runs else ("compact" if "compact" in runs else names[-1])
+    common = min(counts.values())
 
-    metrics = {"samples": samples, "steps": steps, "reference": reference,
-               "backends": names, "r_word": r_word, "r_bit": r_bit, "read": read,
-               "seconds": timings, "accuracy": {}, "spikes": {}, "currents": {}}
+    metrics = {"samples": common, "samples_per_backend": counts, "steps": steps,
+               "reference": reference, "backends": names, "r_word": r_word, "r_bit": r_bit,
+               "read": read, "backend_params": {k: v for k, v in params.items()
+                                                if k != "device" and _jsonable(v)},
+               "seconds": timings, "accuracy": {}, "accuracy_ci95": {}, "spikes": {},
+               "currents": {}}
     for name, rec in runs.items():
         metrics["spikes"][name] = {"rate": float(rec.z.mean())}
         if y is not None:
-            metrics["accuracy"][name] = float(np.mean(rec.logits.argmax(axis=1) == y))
-    ref_z = runs[reference].z
+            correct = int(np.sum(rec.logits.argmax(axis=1) == y[:counts[name]]))
+            summary = accuracy_summary(correct, counts[name])
+            metrics["accuracy"][name] = summary["accuracy"]
+            metrics["accuracy_ci95"][name] = summary["ci95"]
+    ref_z = runs[reference].z[:common]
     for name, rec in runs.items():
         if name == reference:
             continue
-        same = rec.z == ref_z
+        same = rec.z[:common] == ref_z
         diverged = np.nonzero(~same.all(axis=(0, 2)))[0]
         metrics["spikes"][name].update({
             f"agreement_vs_{reference}_percent": float(100.0 * same.mean()),
             f"first_divergent_step_vs_{reference}": int(diverged[0]) if diverged.size else None})
 
-    errors = _current_errors(nets, reference, x, runs[reference].z)
+    xc = x[:common]
+    errors = _current_errors(nets, reference, xc, ref_z)
     metrics["currents"] = {array: {other: {"max_rel": float(np.max(e)), "mean_rel": float(np.mean(e))}
                                    for other, e in per.items()}
                            for array, per in errors.items()}
     if sweep:
-        metrics["sweep"] = _resistance_sweep(net, x, y, sweep, read, device)
+        metrics["sweep"] = _resistance_sweep(net, x[:n_fast], None if y is None else y[:n_fast],
+                                             sweep, params, report)
 
     if out is not None:
-        _write_report(Path(out), metrics, runs, nets, errors, x, step, reference)
+        # IR-drop maps come from the compact nodal solution: a compact twin of the reference
+        # settings when compact itself was not compared
+        maps = nets.get("compact") or net.with_crossbar(build("compact", **params))
+        _write_report(Path(out), metrics, runs, nets, errors, xc, step, reference, maps)
     return metrics
+
+
+def _jsonable(value):
+    return value is None or isinstance(value, (int, float, str, bool))
+
+
+def _run(hw, x, desc, report):
+    """Run in batches of BATCH samples, reporting progress after each."""
+    records = []
+    for start in range(0, x.shape[0], BATCH):
+        records.append(hw.run(x[start:start + BATCH]))
+        report(desc, min(start + BATCH, x.shape[0]), x.shape[0])
+    if len(records) == 1:
+        return records[0]
+    return type(records[0])(z=np.concatenate([r.z for r in records]),
+                            v=np.concatenate([r.v for r in records]),
+                            y=np.concatenate([r.y for r in records]),
+                            logits=np.concatenate([r.logits for r in records]))
 
 
 def _current_errors(nets, reference, x, z_ref):
@@ -156,20 +201,22 @@ def _current_errors(nets, reference, x, z_ref):
     return errors
 
 
-def _resistance_sweep(net, x, y, resistances, read, device):
+def _resistance_sweep(net, x, y, resistances, params, report):
+    from .stats import accuracy_summary
+
     rows = []
     for r in resistances:
-        r = check.positive("sweep resistance", r, allow_zero=True)
-        hw = net.with_crossbar(Compact(r_word=r, r_bit=r, read=read, device=device))
-        rec = hw.run(x)
-        row = {"r": r, "spike_rate": float(rec.z.mean())}
+        hw = net.with_crossbar(build("compact", **dict(params, r_word=r, r_bit=r)))
+        rec = _run(hw, x, f"compare: compact at {r:g} ohm", report)
+        row = {"r": r, "spike_rate": float(rec.z.mean()), "n": int(x.shape[0])}
         if y is not None:
-            row["accuracy"] = float(np.mean(rec.logits.argmax(axis=1) == y))
+            summary = accuracy_summary(int(np.sum(rec.logits.argmax(axis=1) == y)), x.shape[0])
+            row["accuracy"], row["ci95"] = summary["accuracy"], summary["ci95"]
         rows.append(row)
     return rows
 
 
-def _write_report(out, metrics, runs, nets, errors, x, step, reference):
+def _write_report(out, metrics, runs, nets, errors, x, step, reference, physical):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,7 +241,6 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference):
         figures.append(("Spike raster overlay", save_figure(fig, out / "raster_overlay.png", dpi=120)))
         plt.close(fig)
 
-    physical = nets.get("compact") or next((h for n, h in nets.items() if n != "ideal"), None)
     if physical is not None:
         z0 = runs[reference].z[0]
         for array, matrix, delay, rows, cols, backend in physical_arrays(physical):
@@ -243,10 +289,17 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         rs = [max(r["r"], 1e-3) for r in rows]
         key = "accuracy" if "accuracy" in rows[0] else "spike_rate"
-        ax.semilogx(rs, [r[key] for r in rows], marker="o")
+        values = np.array([r[key] for r in rows])
+        if key == "accuracy":
+            ci = np.array([r["ci95"] for r in rows])
+            ax.errorbar(rs, values, yerr=np.maximum([values - ci[:, 0], ci[:, 1] - values], 0.0), marker="o",
+                        capsize=3)
+            ax.set_xscale("log")
+        else:
+            ax.semilogx(rs, values, marker="o")
         ax.set_xlabel("wire segment resistance r_word = r_bit [Ω] (0 plotted at 1e-3)")
-        ax.set_ylabel(key.replace("_", " "))
-        ax.set_title("compact backend")
+        ax.set_ylabel(key.replace("_", " ") + (" (95 % CI)" if key == "accuracy" else ""))
+        ax.set_title(f"compact backend, N = {rows[0]['n']} samples")
         fig.tight_layout()
         figures.append(("Accuracy vs wire resistance",
                         save_figure(fig, out / "accuracy_vs_resistance.png", dpi=120)))
@@ -257,19 +310,25 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference):
 
 
 def _report_md(metrics, figures, out):
+    counts = metrics["samples_per_backend"]
     lines = ["# cosim comparison report", "",
-             f"{metrics['samples']} samples × {metrics['steps']} steps; backends "
-             f"{', '.join(metrics['backends'])}; reference **{metrics['reference']}**; wires "
-             f"r_word = {metrics['r_word']} Ω, r_bit = {metrics['r_bit']} Ω; read "
-             f"{metrics['read']}.", "", "| backend | accuracy | spike rate | agreement with reference | first divergent step | run time |",
-             "|---|---|---|---|---|---|"]
+             f"{metrics['steps']} steps per sample; backends {', '.join(metrics['backends'])}; "
+             f"reference **{metrics['reference']}**; wires r_word = {metrics['r_word']} Ω, "
+             f"r_bit = {metrics['r_bit']} Ω; read {metrics['read']}. Accuracies with their "
+             f"sample count N and 95 % Wilson interval; spikes and currents compared on the "
+             f"{metrics['samples']} samples every backend ran.", "",
+             "| backend | N | accuracy (95 % CI) | spike rate | agreement with reference | "
+             "first divergent step | run time |",
+             "|---|---|---|---|---|---|---|"]
     ref = metrics["reference"]
     for name in metrics["backends"]:
         acc = metrics["accuracy"].get(name)
+        ci = metrics["accuracy_ci95"].get(name)
         sp = metrics["spikes"][name]
         agree = sp.get(f"agreement_vs_{ref}_percent")
         first = sp.get(f"first_divergent_step_vs_{ref}", "—")
-        lines.append(f"| {name} | {'—' if acc is None else f'{acc:.1%}'} | {sp['rate']:.4f} | "
+        acc_text = "—" if acc is None else f"{acc:.1%} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f} %)"
+        lines.append(f"| {name} | {counts[name]} | {acc_text} | {sp['rate']:.4f} | "
                      f"{'reference' if agree is None else f'{agree:.3f} %'} | "
                      f"{'none' if first is None else first} | {metrics['seconds'][name]:.1f} s |")
     if metrics["currents"]:
@@ -279,11 +338,13 @@ def _report_md(metrics, figures, out):
             for name, e in per.items():
                 lines.append(f"| {array} | {name} | {e['max_rel']:.2e} | {e['mean_rel']:.2e} |")
     if metrics.get("sweep"):
-        lines += ["", "Compact backend over wire resistance:", "", "| r [Ω] | accuracy | spike rate |",
-                  "|---|---|---|"]
+        lines += ["", "Compact backend over wire resistance:", "",
+                  "| r [Ω] | N | accuracy (95 % CI) | spike rate |", "|---|---|---|---|"]
         for row in metrics["sweep"]:
             acc = row.get("accuracy")
-            lines.append(f"| {row['r']} | {'—' if acc is None else f'{acc:.1%}'} | {row['spike_rate']:.4f} |")
+            acc_text = ("—" if acc is None else
+                        f"{acc:.1%} ({100 * row['ci95'][0]:.1f}–{100 * row['ci95'][1]:.1f} %)")
+            lines.append(f"| {row['r']} | {row['n']} | {acc_text} | {row['spike_rate']:.4f} |")
     lines.append("")
     for title, path in figures:
         lines += [f"## {title}", "", f"![{title}]({Path(path).relative_to(out)})", ""]

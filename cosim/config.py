@@ -5,9 +5,11 @@ A configuration has up to five tables; every key is optional and has the default
     [data]
     dataset = "digits"        # sklearn's bundled 8x8 digits
     encoding = "rate"         # "rate" (64 inputs) or "rows" (8 inputs)
-    T = 50                    # timesteps per sample
+    T = 50                    # timesteps per sample (<= 1000000)
     seed = 0
     resample = true           # draw fresh rate-coded spikes every epoch
+    path = ""                 # your own data: an .npz with x (N, T, n_in) and y (N,)
+                              # (optional x_test, y_test); replaces dataset/encoding/T
 
     [network]
     n_rec = 100
@@ -21,7 +23,7 @@ A configuration has up to five tables; every key is optional and has the default
 
     [training]
     rule = "bptt"             # "bptt", "bp"
-    epochs = 30
+    epochs = 30               # <= 1000000
     lr = 0.003
     batch_size = 32
     optimizer = "adam"        # "adam", "sgd"
@@ -38,6 +40,7 @@ A configuration has up to five tables; every key is optional and has the default
     levels = 0                # 0 = continuous conductance
     program_sigma = 0.0
     d2d_sigma = 0.0
+    seed = 0                  # seed of programming variability and device spread
     max_array = [0, 0]        # tile size (rows, physical columns); [0, 0] = no tiling
 
     [output]
@@ -51,8 +54,12 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from .crossbar import backend_names
+from .crossbar.compact import READS
+from .data import MAX_STEPS
 from .errors import CosimError
 
+MAX_SIZE = 10**6              # units, delays and batch sizes beyond any machine
 __all__ = ["ConfigError", "load_config", "DEFAULTS", "build_crossbar", "build_data",
            "build_network"]
 
@@ -62,14 +69,15 @@ class ConfigError(CosimError, ValueError):
 
 
 DEFAULTS = {
-    "data": {"dataset": "digits", "encoding": "rate", "T": 50, "seed": 0, "resample": True},
+    "data": {"dataset": "digits", "encoding": "rate", "T": 50, "seed": 0, "resample": True,
+             "path": ""},
     "network": {"n_rec": 100, "neuron": "alif", "n_adaptive": 50, "tau_out": 20.0,
                 "n_delay": 1, "seed": 0, "neuron_params": {}},
     "training": {"rule": "bptt", "epochs": 30, "lr": 0.003, "batch_size": 32,
                  "optimizer": "adam", "rate_reg": 0.0, "rate_target": 0.01},
     "crossbar": {"backend": "ideal", "r_word": 1.0, "r_bit": 1.0, "v_read": 0.1,
                  "read": "linear", "device_card": "", "levels": 0, "program_sigma": 0.0,
-                 "d2d_sigma": 0.0, "max_array": [0, 0]},
+                 "d2d_sigma": 0.0, "seed": 0, "max_array": [0, 0]},
     "output": {"model": "out/model.npz"},
 }
 
@@ -77,8 +85,8 @@ CHOICES = {
     ("data", "dataset"): ("digits",), ("data", "encoding"): ("rate", "rows"),
     ("network", "neuron"): ("if", "lif", "alif"), ("training", "rule"): ("bptt", "bp"),
     ("training", "optimizer"): ("adam", "sgd"),
-    ("crossbar", "backend"): ("ideal", "compact", "spice"),
-    ("crossbar", "read"): ("linear", "nonlinear"),
+    ("crossbar", "backend"): backend_names(),
+    ("crossbar", "read"): READS,
 }
 POSITIVE = {("data", "T"), ("network", "n_rec"), ("network", "tau_out"), ("network", "n_delay"),
             ("training", "epochs"), ("training", "lr"), ("training", "batch_size"),
@@ -86,7 +94,7 @@ POSITIVE = {("data", "T"), ("network", "n_rec"), ("network", "tau_out"), ("netwo
 NON_NEGATIVE = {("network", "n_adaptive"), ("training", "rate_reg"), ("training", "rate_target"),
                 ("crossbar", "r_word"), ("crossbar", "r_bit"), ("crossbar", "levels"),
                 ("crossbar", "program_sigma"), ("crossbar", "d2d_sigma"), ("data", "seed"),
-                ("network", "seed")}
+                ("network", "seed"), ("crossbar", "seed")}
 NEURON_KEYS = {"tau": float, "thr": float, "beta": float, "tau_adaptation": float, "dt": float,
                "n_refractory": int, "reset": str, "noise_std": float}
 
@@ -171,6 +179,22 @@ def load_config(source) -> dict:
                           f"({net['n_rec']})")
     if config["data"]["encoding"] == "rows" and config["data"]["T"] < 8:
         raise ConfigError("config: [data] T must be >= 8 for encoding = \"rows\"")
+    from .model import MAX_EPOCHS
+
+    if config["training"]["epochs"] > MAX_EPOCHS:
+        raise ConfigError(f"config: [training] epochs must be <= {MAX_EPOCHS}, got "
+                          f"{config['training']['epochs']}")
+    if config["data"]["T"] > MAX_STEPS:
+        raise ConfigError(f"config: [data] T must be <= {MAX_STEPS}, got {config['data']['T']}")
+    for table, key in (("network", "n_rec"), ("network", "n_delay"), ("training", "batch_size")):
+        if config[table][key] > MAX_SIZE:
+            raise ConfigError(f"config: [{table}] {key} must be <= {MAX_SIZE}, got "
+                              f"{config[table][key]}")
+    data_path = config["data"]["path"]
+    if data_path and not Path(data_path).is_file():
+        raise ConfigError(f"config: [data] path: no such file {data_path}")
+    if not config["output"]["model"].strip():
+        raise ConfigError("config: [output] model must be a file path, got an empty string")
     card = config["crossbar"]["device_card"]
     if card and not Path(card).is_file():
         raise ConfigError(f"config: [crossbar] device_card: no such file {card}")
@@ -195,29 +219,19 @@ def _neuron_params(given):
     return out
 
 
-def build_crossbar(section: dict):
-    """A crossbar backend from a validated [crossbar] table."""
-    from .crossbar import make_crossbar
+def build_crossbar(section: dict, **local):
+    """A crossbar backend from a validated [crossbar] table (``local``: e.g. ``cache=``)."""
+    from .crossbar import build
 
-    name = section["backend"]
-    if name == "ideal":
-        backend = make_crossbar("ideal")
-    else:
+    params = {k: section[k] for k in ("r_word", "r_bit", "v_read", "read", "program_sigma",
+                                      "d2d_sigma", "seed")}
+    params["levels"] = section["levels"] or None
+    if section["device_card"]:
         from .devices import Memtransistor
-
-        device = (Memtransistor.from_card(section["device_card"]) if section["device_card"]
-                  else Memtransistor.default())
-        cls = type(make_crossbar(name))
-        backend = cls(device=device, r_word=section["r_word"], r_bit=section["r_bit"],
-                      v_read=section["v_read"], read=section["read"],
-                      levels=section["levels"] or None, program_sigma=section["program_sigma"],
-                      d2d_sigma=section["d2d_sigma"])
+        params["device"] = Memtransistor.from_card(section["device_card"])
     rows, cols = section["max_array"]
-    if rows and cols:
-        from .crossbar.tiling import Tiled
-
-        backend = Tiled(backend, max_array=(rows, cols))
-    return backend
+    return build(section["backend"], max_array=(rows, cols) if rows and cols else None,
+                 local=local, **params)
 
 
 def build_data(section: dict):
@@ -226,6 +240,9 @@ def build_data(section: dict):
 
     from .data import EncodedImages, digits_images, rate_encode, rows_encode
 
+    if section.get("path"):
+        from .data import load_npz
+        return load_npz(section["path"])
     (img_train, y_train), (img_test, y_test) = digits_images()
     T, seed = section["T"], section["seed"]
     if section["encoding"] == "rows":

@@ -45,3 +45,15 @@ class NgspiceNotFoundError(SpiceError):
 
 class UnsafeDeckError(CosimError, ValueError):
     """A deck, or a file it includes, holds lines ngspice would execute or read unchecked."""
+
+
+class MemoryLimitError(CosimError, ValueError):
+    """The requested sizes would need more memory than the machine has; nothing was allocated."""
+
+
+class OutputPathError(CosimError, OSError):
+    """An output file or folder cannot be written (checked before the work starts)."""
+
+
+class DataFileError(CosimError, ValueError):
+    """A data file (.npz of x, y) is unreadable, malformed or too large."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -28,10 +29,19 @@ from ._io import write_bytes
 from .errors import ModelFileError, TrainingDivergedError
 from .learning.bp import BP
 from .learning.bptt import BPTT, RateRegularizer
+from .crossbar import from_spec, to_spec
 from .learning.optim import make_optimizer
 from .network import SRNN
 
-__all__ = ["Model"]
+__all__ = ["Model", "MAX_EPOCHS", "DIVERGENCE_FACTOR"]
+
+log = logging.getLogger(__name__)
+
+#: more epochs than anyone can wait for: refused at once rather than run "forever"
+MAX_EPOCHS = 10**6
+#: a mini-batch loss this many times above the first one (or non-finite, or any float
+#: overflow in the update) means training diverged: the step is not applied
+DIVERGENCE_FACTOR = 1e3
 
 FORMAT = "cosim-model"
 FORMAT_VERSION = 1
@@ -89,18 +99,7 @@ class Model:
 
     # -- input checks ------------------------------------------------------------------------
     def _check_labels(self, y, n):
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != n:
-            raise ValueError(f"y must have shape ({n},), got {y.shape}")
-        if not np.issubdtype(y.dtype, np.integer):
-            if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-                y = y.astype(np.int64)
-            else:
-                raise ValueError("y must hold integer class labels")
-        n_classes = self.n_classes
-        if y.min() < 0 or y.max() >= n_classes:
-            raise ValueError(f"y holds labels outside [0, {n_classes - 1}]")
-        return y.astype(np.int64)
+        return check.labels("y", y, n, self.n_classes)
 
     @property
     def n_classes(self) -> int:
@@ -119,7 +118,7 @@ class Model:
         (e.g. :class:`cosim.data.EncodedImages`, fresh spikes every epoch). ``validation``
         is an optional ``(x_val, y_val)`` evaluated after each epoch.
         """
-        epochs = check.integer("epochs", epochs, minimum=1)
+        epochs = check.count("epochs", epochs, minimum=1, maximum=MAX_EPOCHS)
         resample = hasattr(x, "sample")
         first = x.sample(0) if resample else x
         first = self._check_x(first)
@@ -130,8 +129,6 @@ class Model:
         if self._is_unsupervised:
             return self._train_unsupervised(x, first, y, epochs, progress, validation)
 
-        from tqdm.auto import tqdm
-
         from ._alloc import keep_freed_memory
 
         keep_freed_memory()      # the same large arrays are freed and reallocated each batch
@@ -140,43 +137,53 @@ class Model:
             self._optimizer = make_optimizer(self.optimizer_name, self.lr)
         history = {"loss": [], "accuracy": [], "val_accuracy": []}
         n = first.shape[0]
+        loss_limit = None
         n_batches = -(-n // self.batch_size)
-        bar = tqdm(total=epochs * n_batches, desc=f"train ({self.rule_name})", disable=not progress,
-                   unit="batch")
-        try:
-            for epoch in range(epochs):
-                xe = first if epoch == 0 else (self._check_x(x.sample(epoch)) if resample else first)
-                if self.schedule == "cosine":
-                    self._optimizer.lr = self.lr * 0.5 * (1.0 + np.cos(np.pi * epoch / epochs))
-                order = self._rng.permutation(n)
-                losses, correct = [], 0
-                for start in range(0, n, self.batch_size):
-                    idx = order[start:start + self.batch_size]
-                    # overflow is detected right below and reported as divergence
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        loss, grads, record = self.rule.gradients(net, xe[idx], y[idx])
-                    if not np.isfinite(loss) or not all(np.all(np.isfinite(g)) for g in grads.values()):
-                        raise TrainingDivergedError(
-                            f"loss became {loss} in epoch {epoch + 1}; the weights of the last "
-                            f"good step were kept (try a smaller lr, now {self.lr})")
-                    self._apply(grads)
-                    losses.append(loss)
-                    correct += int(np.sum(record.logits.argmax(axis=1) == y[idx]))
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-                history["loss"].append(float(np.mean(losses)))
-                history["accuracy"].append(correct / n)
-                if validation is not None:
-                    history["val_accuracy"].append(self.evaluate(x_val, y_val))
-        finally:
-            bar.close()
+        report = check.progress_callback(progress)
+        desc, total, done = f"train ({self.rule_name})", epochs * n_batches, 0
+        for epoch in range(epochs):
+            xe = first if epoch == 0 else (self._check_x(x.sample(epoch)) if resample else first)
+            if self.schedule == "cosine":
+                self._optimizer.lr = self.lr * 0.5 * (1.0 + np.cos(np.pi * epoch / epochs))
+            order = self._rng.permutation(n)
+            losses, correct = [], 0
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                # overflow is detected right below and reported as divergence
+                with np.errstate(over="ignore", invalid="ignore"):
+                    loss, grads, record = self.rule.gradients(net, xe[idx], y[idx])
+                if loss_limit is None and np.isfinite(loss):
+                    loss_limit = DIVERGENCE_FACTOR * max(float(loss), 1.0)
+                if not np.isfinite(loss) or not loss <= loss_limit or \
+                        not all(np.all(np.isfinite(g)) for g in grads.values()):
+                    raise TrainingDivergedError(
+                        f"training diverged: the loss became {loss:.3g} in epoch {epoch + 1} "
+                        f"(limit {loss_limit:.3g} = {DIVERGENCE_FACTOR:g} x the first "
+                        f"batch's); the weights of the last good step were kept (try a "
+                        f"smaller lr, now {self.lr:g})" if loss_limit is not None else
+                        f"training diverged: the loss became {loss} in epoch {epoch + 1}")
+                self._apply(grads)
+                losses.append(loss)
+                correct += int(np.sum(record.logits.argmax(axis=1) == y[idx]))
+                done += 1
+                report(desc, done, total, epoch=epoch + 1, loss=float(np.mean(losses)))
+            history["loss"].append(float(np.mean(losses)))
+            history["accuracy"].append(correct / n)
+            if validation is not None:
+                history["val_accuracy"].append(self.evaluate(x_val, y_val))
         return history
 
     def _apply(self, grads):
         net = self.network
         params = net.weights
         params["bias_out"] = net.bias_out.copy()
-        self._optimizer.step(params, grads)
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                self._optimizer.step(params, grads)
+        except FloatingPointError as exc:
+            raise TrainingDivergedError(f"training diverged: the weight update overflowed "
+                                        f"({exc}); kept the last good weights (try a smaller "
+                                        f"lr, now {self.lr:g})") from None
         bias = params.pop("bias_out")
         for key, value in params.items():
             if not np.all(np.isfinite(value)):
@@ -196,13 +203,17 @@ class Model:
         return history
 
     # -- inference ---------------------------------------------------------------------------
-    def predict(self, x, batch_size=256) -> np.ndarray:
-        """Integer class labels (N,)."""
+    def predict(self, x, batch_size=256, progress=None) -> np.ndarray:
+        """Integer class labels (N,); ``progress(desc, done, total)`` after each batch."""
         x = self._check_x(x)
+        batch_size = check.count("batch_size", batch_size)
         if not isinstance(self.network, SRNN):
             return self.network.predict(x)
-        out = [self.network._run(x[i:i + batch_size]).logits.argmax(axis=1)
-               for i in range(0, x.shape[0], batch_size)]
+        report = check.progress_callback(progress)
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            out.append(self.network._run(x[i:i + batch_size]).logits.argmax(axis=1))
+            report("predict", min(i + batch_size, x.shape[0]), x.shape[0])
         return np.concatenate(out).astype(np.int64)
 
     def evaluate(self, x, y) -> float:
@@ -227,7 +238,8 @@ class Model:
 
     def _state(self):
         net = self.network
-        header = {"rule": self.rule_name if isinstance(self.rule_name, str) else "custom",
+        known = set(RULES) | {"stdp"}
+        header = {"rule": self.rule_name if self.rule_name in known else "custom",
                   "lr": self.lr, "batch_size": self.batch_size, "optimizer": self.optimizer_name,
                   "schedule": self.schedule, "seed": self.seed if isinstance(self.seed, int) else None,
                   "rate_reg": self.rate_reg.strength, "rate_target": self.rate_reg.target}
@@ -235,7 +247,7 @@ class Model:
             header["network"] = "SRNN"
             header["network_config"] = net.get_config()
             header["neuron_types"] = net.neuron_types.tolist()
-            header["crossbar"] = _crossbar_description(net.crossbar)
+            header["crossbar"] = to_spec(net.crossbar)
             arrays = {f"w_{k}": v for k, v in net.weights.items()}
             arrays["bias_out"] = net.bias_out
             arrays["delay_in"] = net.delays["in"]
@@ -265,18 +277,31 @@ class Model:
         stored = contents.pop("__sha256__").tobytes().decode(errors="replace")
         if _digest(header_bytes, contents) != stored:
             raise ModelFileError(f"{path} is corrupt: its checksum does not match its contents")
-        header = json.loads(header_bytes)
-        if header.get("format") != FORMAT:
-            raise ModelFileError(f"{path} is not a cosim model file (format {header.get('format')!r})")
-        if header.get("format_version", 0) > FORMAT_VERSION:
-            raise ModelFileError(f"{path} was written by a newer cosim ({header.get('cosim_version')})")
+        try:
+            header = json.loads(header_bytes)
+        except (ValueError, RecursionError) as exc:
+            raise ModelFileError(f"{path}: model header is not valid JSON ({exc})") from None
+        _check_header(path, header)
+        if header["format_version"] > FORMAT_VERSION:
+            raise ModelFileError(f"{path} was written by a newer cosim "
+                                 f"({header['cosim_version'][:20]}, format "
+                                 f"{header['format_version']} > {FORMAT_VERSION})")
         network = _rebuild_network(header, contents, crossbar)
-        rule = header["rule"] if header["rule"] in set(RULES) | {"stdp"} else "bptt"
-        model = cls(network, rule=rule, lr=header["lr"], batch_size=header["batch_size"],
-                    seed=header.get("seed") or 0, optimizer=header["optimizer"],
-                    schedule=header["schedule"], rate_reg=header["rate_reg"],
-                    rate_target=header["rate_target"])
-        return model
+        rule = header["rule"]
+        if rule == "custom":
+            log.warning("%s was trained with a custom rule; loaded with rule 'bptt' (pass "
+                        "rule=... to Model to train it with another)", path)
+            rule = "bptt"
+        if rule not in set(RULES) | {"stdp"}:
+            raise ModelFileError(f"{path}: model header rule {rule[:20]!r} is not one of "
+                                 f"{sorted(set(RULES) | {'stdp'})}")
+        try:
+            return cls(network, rule=rule, lr=header["lr"], batch_size=header["batch_size"],
+                       seed=header["seed"] or 0, optimizer=header["optimizer"],
+                       schedule=header["schedule"], rate_reg=header["rate_reg"],
+                       rate_target=header["rate_target"])
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: model header holds a bad value: {exc}") from None
 
     def __repr__(self):
         return f"Model({self.network!r}, rule={self.rule_name!r}, lr={self.lr})"
@@ -293,63 +318,12 @@ def _digest(header_bytes: bytes, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def _crossbar_description(backend) -> dict:
-    inner = getattr(backend, "inner", None)
-    if inner is not None:       # a tiled backend: its own sizes plus the tile template
-        return {"name": backend.name, "params": {"max_rows": backend.max_rows,
-                                                  "max_cols": backend.max_cols},
-                "inner": _crossbar_description(inner)}
-    params = {}
-    for key, value in backend.get_params().items():
-        if isinstance(value, (int, float, str, bool)) or value is None:
-            params[key] = value
-        elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
-            params[key] = list(value)
-        elif hasattr(value, "params"):
-            params[key] = {"device": type(value).__name__, **_jsonable(value.params),
-                           "state_map": getattr(value, "state_map", "linear")}
-    return {"name": backend.name, "params": params}
-
-
-def _jsonable(d):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, np.ndarray):
-            out[k] = v.tolist()
-        elif isinstance(v, (np.floating, np.integer)):
-            out[k] = v.item()
-        else:
-            out[k] = v
-    return out
-
-
-def _rebuild_crossbar(desc):
-    from .crossbar import make_crossbar
-
-    if "inner" in desc:
-        from .crossbar import Tiled
-
-        return Tiled(_rebuild_crossbar(desc["inner"]), **desc["params"])
-    backend = make_crossbar(desc["name"])
-    params = dict(desc.get("params") or {})
-    if not params:
-        return backend
-    device = params.get("device")
-    if isinstance(device, dict):
-        from .devices import Memtransistor
-
-        dev_params = {k: v for k, v in device.items() if k != "device"}
-        params["device"] = Memtransistor(**dev_params)
-    for key in ("g_range",):
-        if isinstance(params.get(key), list):
-            params[key] = tuple(params[key])
-    return type(backend)(**params)
-
-
 def _rebuild_network(header, contents, crossbar):
     try:
         if header["network"] == "SRNN":
-            backend = crossbar if crossbar is not None else _rebuild_crossbar(header["crossbar"])
+            backend = crossbar if crossbar is not None else from_spec(header["crossbar"],
+                                                                      where="crossbar")
+            _check_srnn_sizes(header["network_config"], contents)
             return SRNN.from_config(
                 header["network_config"],
                 {"in": contents["w_in"], "rec": contents["w_rec"], "out": contents["w_out"]},
@@ -362,6 +336,46 @@ def _rebuild_network(header, contents, crossbar):
             state.update({k[len("state_"):]: v for k, v in contents.items() if k.startswith("state_")})
             state.setdefault("labels", None)
             return DiehlCook().set_state(state, crossbar=crossbar)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"model file is inconsistent: {exc}") from exc
-    raise ModelFileError(f"unknown network type {header['network']!r} in model file")
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ModelFileError(f"model file is inconsistent: {detail}") from None
+    raise ModelFileError(f"unknown network type {header['network']!r} in model file "
+                         f"(known: 'SRNN', 'DiehlCook')")
+
+
+def _check_srnn_sizes(config, contents):
+    """The layer sizes of the header must be those of the stored weights (before building)."""
+    if not isinstance(config, dict):
+        raise ValueError("network_config must be a table")
+    for key, (name, axis) in {"n_in": ("w_in", 0), "n_rec": ("w_rec", 0),
+                              "n_out": ("w_out", 1)}.items():
+        value, arr = config.get(key), contents.get(name)
+        if arr is None or arr.ndim != 2:
+            raise ValueError(f"weights {name!r} are missing or not a matrix")
+        if isinstance(value, bool) or not isinstance(value, int) or value != arr.shape[axis]:
+            raise ValueError(f"network_config {key} = {value!r} does not match the stored "
+                             f"weights {name!r} of shape {arr.shape}")
+
+
+#: header keys and the JSON types a model file must give them
+_HEADER_TYPES = {"format": str, "format_version": int, "cosim_version": str, "rule": str,
+                 "lr": (int, float), "batch_size": int, "optimizer": str, "schedule": str,
+                 "seed": (int, type(None)), "rate_reg": (int, float),
+                 "rate_target": (int, float), "network": str, "network_config": dict}
+
+
+def _check_header(path, header):
+    """Every header value has the type a cosim model file gives it (forged files fail here)."""
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} is not a cosim model file (header is not a table)")
+    if header.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a cosim model file (format {header.get('format')!r})")
+    for key, kind in _HEADER_TYPES.items():
+        if key not in header:
+            raise ModelFileError(f"{path}: model header is missing {key!r}")
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise ModelFileError(f"{path}: model header {key!r} must be {names}, got {value!r}")
+    if header["network"] == "SRNN" and not isinstance(header.get("crossbar"), dict):
+        raise ModelFileError(f"{path}: model header 'crossbar' must be a backend spec table")

@@ -87,6 +87,12 @@ class SRNN:
         self.dtype = np.dtype(check.choice("dtype", str(np.dtype(dtype)) if not isinstance(dtype, str)
                                            else dtype, ("float64", "float32")))
         self.seed = seed
+        # every delay slice of "in" and "rec" is an array of its own: refuse what cannot fit
+        # (weights, slice and backend copies ~ 3 float64 matrices, ~2 KiB of objects each)
+        check.fits_in_memory(
+            f"SRNN({self.n_in}, {self.n_rec}, {self.n_out}, n_delay={self.n_delay})",
+            self.n_delay * (3 * 8.0 * (self.n_in * self.n_rec + self.n_rec ** 2) + 4096)
+            + 3 * 8.0 * self.n_rec * self.n_out, hint="use fewer units or a smaller n_delay")
         rng = check.rng(seed)
 
         self.neuron = self._build_neuron(neuron, n_adaptive, neuron_params, rng)
@@ -256,6 +262,10 @@ class SRNN:
 
     def _run(self, x, trace=False, progress=False) -> Record:
         batch, steps, _ = x.shape
+        # z, v, y and the input currents (+ four traces when training), float64 at most
+        per_step = (2 + 4 * trace + self.n_delay) * self.n_rec + 2 * self.n_out
+        check.fits_in_memory(f"running {batch} samples x {steps} steps", 8.0 * batch * steps
+                             * per_step, hint="run fewer samples at once or fewer steps")
         neuron = self.neuron
         dtype = self.dtype
         delayed = self.n_delay > 1
@@ -276,11 +286,10 @@ class SRNN:
                 thr[:] = neuron.thr
             refr = np.zeros(z.shape, dtype=bool)
 
-        iterator = range(steps)
-        if progress:
-            from tqdm.auto import tqdm
-            iterator = tqdm(iterator, desc="timesteps", leave=False)
-        for t in iterator:
+        report = check.progress_callback(progress)      # only the CLI draws progress
+        for t in range(steps):
+            if progress:
+                report("timesteps", t, steps)
             if t == 0:
                 current = input_current[:, 0]
             elif delayed:

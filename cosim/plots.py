@@ -8,9 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+import numbers  # noqa: E402
+
 from ._io import save_figure  # noqa: E402
 
-__all__ = ["spike_raster", "training_curves"]
+__all__ = ["spike_raster", "training_curves", "plot_sweep"]
 
 
 def spike_raster(path, z, x=None, title="Spike raster", label=None, dt=1.0):
@@ -49,6 +51,85 @@ def training_curves(path, history):
     ax[1].set_xlabel("epoch")
     ax[1].set_ylabel("accuracy")
     ax[1].legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+_UNITS = {"r": " (Ω per segment)", "r_word": " (Ω per segment)", "r_bit": " (Ω per segment)",
+          "v_read": " (V)"}
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def plot_sweep(rows, path, grid=None, n_samples=None):
+    """Accuracy against the first numeric swept parameter, one line per value of the next.
+
+    "Swept" parameters have more than one value. ``seed`` is used for the x axis only if no
+    other numeric parameter is swept; the points sharing x and line (e.g. over seeds) are
+    averaged, with their standard deviation as error bars; ``n_samples`` (the samples
+    each accuracy is measured on) goes into the title. Written atomically.
+    """
+    from .sweep import METRICS, plain_value
+
+    if grid is None:
+        grid = {}
+        for row in rows:
+            for k, v in row.items():
+                if k not in METRICS:
+                    grid.setdefault(k, [])
+                    if v not in grid[k]:
+                        grid[k].append(v)
+    swept = [k for k, v in grid.items() if len(v) > 1]
+    numeric = [k for k in swept if all(_is_number(v) for v in grid[k])]
+    x_name = next((k for k in numeric if k != "seed"), numeric[0] if numeric else
+                  (swept[0] if swept else None))
+    line_name = next((k for k in swept if k not in (x_name, "seed")), None)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if x_name is None:
+        acc = [r["accuracy"] for r in rows]
+        ax.bar([0], [np.mean(acc)], yerr=[np.std(acc)] if len(acc) > 1 else None)
+        ax.set_xticks([0], ["all points"])
+    else:
+        xs = list(grid[x_name])
+        categorical = not all(_is_number(v) for v in xs)
+        positions = {v: (i if categorical else v) for i, v in enumerate(xs)}
+        lines = grid[line_name] if line_name else [None]
+        for value in lines:
+            mean, err, pos = [], [], []
+            for xv in xs:
+                acc = [r["accuracy"] for r in rows if r[x_name] == xv
+                       and (line_name is None or r[line_name] == value)]
+                if acc:
+                    pos.append(positions[xv])
+                    mean.append(np.mean(acc))
+                    err.append(np.std(acc))
+            label = None if line_name is None else f"{line_name} = {plain_value(value)}"
+            ax.errorbar(pos, mean, yerr=err if any(err) else None, marker="o", capsize=3,
+                        label=label)
+        if categorical:
+            ax.set_xticks(range(len(xs)), [str(plain_value(v)) for v in xs])
+        else:
+            positive = [v for v in xs if v > 0]
+            if positive and max(positive) / min(positive) >= 50:
+                if len(positive) < len(xs):
+                    ax.set_xscale("symlog", linthresh=min(positive))
+                else:
+                    ax.set_xscale("log")
+        ax.set_xlabel(x_name + _UNITS.get(x_name, ""))
+        if line_name is not None:
+            ax.legend()
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    others = [k for k in swept if k not in (x_name, line_name)]
+    title = "sweep" + (f", N = {n_samples} samples" if n_samples else "") + \
+        (f" (mean ± std over {', '.join(others)})" if others else "")
+    ax.set_title(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -4,7 +4,7 @@ A validation study asks how accuracy degrades with wire resistance, device varia
 quantisation, tile size... over many seeds. :func:`run_sweep` evaluates a saved (or
 in-memory) model on the full Cartesian product of a grid of backend parameters::
 
-    from cosim.sweep import run_sweep, parse_grid
+    from cosim.sweep import run_sweep
     grid = {"r": [0, 1, 10], "program_sigma": [0.0, 0.05], "seed": [0, 1, 2]}
     rows = run_sweep("model.npz", grid, x_test, y_test, workers=4, store="out/sweep")
     rows[0]   # {'r': 0.0, 'program_sigma': 0.0, 'seed': 0, 'accuracy': ..., 'spike_rate': ...,
@@ -44,11 +44,6 @@ different hash, so it never reuses them). At the end ``results.csv``, ``results.
 table) and ``sweep.png`` (accuracy against the first numeric swept parameter, one line per
 value of the next swept parameter, mean ± std over the rest) are written there. The returned
 list is a :class:`SweepResults` with ``computed`` and ``reused`` counts.
-
-Testing hook: the environment variable ``COSIM_SWEEP_DELAY`` (seconds, default 0) makes every
-point sleep that long after its evaluation, in whichever process runs it (local workers
-inherit the environment; Dask workers only if they were started with it). It exists to
-test interruption and resume; it changes no result.
 """
 
 from __future__ import annotations
@@ -62,6 +57,8 @@ import json
 import logging
 import numbers
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -73,20 +70,25 @@ import numpy as np
 
 from . import _validate as check
 from ._io import write_json, write_text
+from .crossbar import backend_names
+from .crossbar.compact import READS
 from .errors import CosimError
 
-__all__ = ["run_sweep", "parse_grid", "expand_grid", "build_backend", "plot_sweep",
-           "format_results", "SweepResults", "DaskNotInstalledError", "PARAMETERS", "DEFAULTS"]
+__all__ = ["run_sweep", "expand_grid", "build_backend", "SweepResults",
+           "DaskNotInstalledError", "SchedulerError", "WorkerStartError", "PARAMETERS",
+           "DEFAULTS", "MAX_POINTS"]
 
 log = logging.getLogger(__name__)
 
-DELAY_ENV = "COSIM_SWEEP_DELAY"
 POINT_FORMAT = "cosim-sweep-point"
 POINT_FORMAT_VERSION = 1
 BATCH = 256                                   # samples per network run (fixed: deterministic)
-BACKENDS = ("ideal", "compact", "spice")
-READS = ("linear", "nonlinear")
+BACKENDS = backend_names()                    # the registry's: ideal, compact, spice
 METRICS = ("accuracy", "spike_rate", "seconds")
+#: grid points of one sweep at most (a larger grid is refused before anything runs)
+MAX_POINTS = 100_000
+#: seconds to wait for a Dask scheduler given by address
+CONNECT_TIMEOUT = 5.0
 
 # the backend a point gets for every parameter it does not set
 DEFAULTS = {"backend": "compact", "r_word": 1.0, "r_bit": 1.0, "v_read": 0.1, "read": "linear",
@@ -167,6 +169,10 @@ def _normalize_grid(grid) -> dict:
         raise ValueError("grid sets 'r' (both wires) together with 'r_word'/'r_bit'; use one")
     out = {}
     for name, values in grid.items():
+        if not isinstance(values, (str, bytes, tuple)) and hasattr(values, "__len__") \
+                and len(values) > MAX_POINTS:
+            raise ValueError(f"grid[{name!r}] has {len(values)} values; at most {MAX_POINTS} "
+                             f"points are allowed in one sweep")
         if isinstance(values, np.ndarray):
             values = values.tolist()
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) \
@@ -184,6 +190,12 @@ def _normalize_grid(grid) -> dict:
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"grid[{name!r}] value {value!r}: {exc}") from exc
         out[name] = normalised
+    total = 1
+    for values in out.values():
+        total *= len(values)
+    if total > MAX_POINTS:
+        raise ValueError(f"grid has {total} points; at most {MAX_POINTS} are allowed in one "
+                         f"sweep (split it, or sweep fewer values)")
     return out
 
 
@@ -192,77 +204,6 @@ def expand_grid(grid) -> list[dict]:
     grid = _normalize_grid(grid)
     names = list(grid)
     return [dict(zip(names, combo)) for combo in itertools.product(*grid.values())]
-
-
-def _parse_value(name, token):
-    low = token.lower()
-    if name in ("levels", "max_array") and low in ("none", "null", "-"):
-        return None
-    if name in _INT_PARAMS:
-        return int(token)
-    if name in _FLOAT_PARAMS:
-        return float(token)
-    if name == "max_array":
-        parts = low.split("x")
-        if len(parts) == 1:
-            return int(parts[0])
-        if len(parts) == 2:
-            return (int(parts[0]), int(parts[1]))
-        raise ValueError("max_array values look like 64 or 128x64")
-    return low                                   # backend, read
-
-
-def parse_grid(strings) -> dict:
-    """A grid from command-line items such as ``r=0,1,10``, ``seed=0:3``, ``backend=ideal,compact``.
-
-    Values are separated by commas; ``a:b`` and ``a:b:step`` are integer ranges (end
-    excluded, as in Python: ``seed=0:3`` is 0, 1, 2) for ``seed`` and ``levels``;
-    ``max_array`` values are ``64`` (square) or ``128x64`` (rows x cols); ``none`` stands
-    for None (``levels``, ``max_array``). One string with several items separated by
-    spaces is accepted too. Values get their proper types; errors name the bad item.
-    """
-    if isinstance(strings, str):
-        strings = strings.split()
-    grid = {}
-    for item in strings:
-        if not isinstance(item, str):
-            raise TypeError(f"grid items must be strings like 'r=0,1', got {item!r}")
-        name, sep, text = item.partition("=")
-        name = name.strip().lower().replace("-", "_")
-        if not sep or not name:
-            raise ValueError(f"grid item {item!r} must look like name=value1,value2,...")
-        if name not in PARAMETERS:
-            raise ValueError(f"grid item {item!r}: unknown sweep parameter {name!r}; "
-                             f"known: {sorted(PARAMETERS)}")
-        if name in grid:
-            raise ValueError(f"grid item {item!r}: parameter {name!r} given twice")
-        values = []
-        for token in text.split(","):
-            token = token.strip()
-            try:
-                if not token:
-                    raise ValueError("empty value")
-                if ":" in token:
-                    if name not in _INT_PARAMS:
-                        raise ValueError(f"ranges a:b[:step] are for integer parameters "
-                                         f"({', '.join(_INT_PARAMS)}); list {name} values instead")
-                    bounds = [int(t) for t in token.split(":")]
-                    if len(bounds) not in (2, 3) or (len(bounds) == 3 and bounds[2] == 0):
-                        raise ValueError("a range is a:b or a:b:step with step != 0")
-                    span = list(range(*bounds))
-                    if not span:
-                        raise ValueError(f"range {token} is empty")
-                    values.extend(span)
-                else:
-                    values.append(_parse_value(name, token))
-            except ValueError as exc:
-                raise ValueError(f"grid item {item!r}: bad value {token!r} ({exc})") from exc
-        try:
-            grid[name] = _normalize_grid({name: values})[name]
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"grid item {item!r}: {exc}") from exc
-    _normalize_grid(grid)                          # cross-parameter checks (r with r_word)
-    return grid
 
 
 # ------------------------------------------------------------------------------ backends
@@ -284,24 +225,14 @@ def _resolve(point: dict) -> dict:
 
 def build_backend(spec: dict):
     """The crossbar backend of a point specification (see :data:`DEFAULTS`)."""
+    from .crossbar import build
+
     spec = {**DEFAULTS, **spec}
-    name = spec["backend"]
-    if name == "ideal":
-        from .crossbar.ideal import Ideal
-        backend = Ideal()
-    else:
-        if name == "spice":
-            cls = _spice_class()
-        else:
-            from .crossbar.compact import Compact as cls
-        backend = cls(r_word=spec["r_word"], r_bit=spec["r_bit"], v_read=spec["v_read"],
-                      read=spec["read"], levels=spec["levels"],
-                      program_sigma=spec["program_sigma"], d2d_sigma=spec["d2d_sigma"],
-                      seed=spec["seed"])
-    if spec["max_array"] is not None:
-        from .crossbar.tiling import Tiled
-        backend = Tiled(backend, max_array=tuple(spec["max_array"]))
-    return backend
+    params = {k: spec[k] for k in ("r_word", "r_bit", "v_read", "read", "levels",
+                                   "program_sigma", "d2d_sigma", "seed")}
+    max_array = spec["max_array"]
+    return build(spec["backend"], max_array=None if max_array is None else tuple(max_array),
+                 **params)
 
 
 def _sha(*parts) -> str:
@@ -351,17 +282,6 @@ def _scratch_dir() -> Path:
     return _SCRATCH[0]
 
 
-def _delay() -> float:
-    text = os.environ.get(DELAY_ENV, "").strip()
-    if not text:
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise ValueError(f"{DELAY_ENV} must be a number of seconds, got {text!r}") from exc
-    return max(value, 0.0)
-
-
 def _evaluate_point(payload: _Payload, spec: dict) -> dict:
     """Accuracy and spike rate of the model on (x, y) with the backend of ``spec``."""
     from .model import Model
@@ -377,15 +297,13 @@ def _evaluate_point(payload: _Payload, spec: dict) -> dict:
     result = {"accuracy": correct / x.shape[0],
               "spike_rate": spikes / (x.shape[0] * x.shape[1] * net.n_rec),
               "seconds": time.perf_counter() - t0}
-    delay = _delay()
-    if delay:
-        time.sleep(delay)
     return result
 
 
-def _pool_init(payload):
+def _pool_init(payload_file):
     global _WORKER_PAYLOAD, _WORKER_LIMITS
-    _WORKER_PAYLOAD = payload
+    with open(payload_file, "rb") as fh:
+        _WORKER_PAYLOAD = pickle.load(fh)     # our own file, written just before
     try:   # one BLAS thread per worker process (as Dask workers do), no oversubscription
         from threadpoolctl import threadpool_limits
         _WORKER_LIMITS = threadpool_limits(limits=1)
@@ -397,6 +315,16 @@ def _pool_task(spec):
     return _evaluate_point(_WORKER_PAYLOAD, spec)
 
 
+class WorkerStartError(CosimError, RuntimeError):
+    """Local worker processes died (most often: a script without a ``__main__`` guard)."""
+
+
+_GUARD_HINT = ("the sweep's worker processes exited before finishing. They are started with "
+               "the 'spawn' method and import your main script again: if you call run_sweep "
+               "from a script, put the call under `if __name__ == \"__main__\":`, or pass "
+               "workers=1 to run in this process")
+
+
 def _run_local(payload, todo, workers, on_done):
     if workers == 1 or len(todo) <= 1:
         for key, spec in todo:
@@ -404,19 +332,36 @@ def _run_local(payload, todo, workers, on_done):
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
+    # The payload goes to the workers as a file, not through their start-up pipe: a worker
+    # that dies while starting (a script without a __main__ guard) then cannot leave this
+    # process blocked forever on a full pipe; the pool reports it broken instead.
+    payload_file = _scratch_dir() / f"payload-{uuid.uuid4().hex[:12]}.pkl"
+    with open(payload_file, "wb") as fh:
+        pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
     # spawn, not fork: safe when the calling process runs threads (a Dask client, a progress
     # bar monitor); forking measured no faster here (the start-up is ~1 s either way)
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)),
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_pool_init, initargs=(payload,))
+                               initializer=_pool_init, initargs=(str(payload_file),))
     try:
         futures = {pool.submit(_pool_task, spec): key for key, spec in todo}
         for future in as_completed(futures):
             on_done(futures[future], future.result())
+    except BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise WorkerStartError(_GUARD_HINT) from None
+    except RuntimeError as exc:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if "bootstrapping phase" in str(exc):        # we are the re-imported script
+            raise WorkerStartError(_GUARD_HINT) from None
+        raise
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        payload_file.unlink(missing_ok=True)
     pool.shutdown(wait=True)
 
 
@@ -433,11 +378,38 @@ def _dask():
     return distributed
 
 
+class SchedulerError(CosimError, ConnectionError):
+    """The Dask scheduler address is malformed or cannot be reached."""
+
+
+_ADDRESS = re.compile(r"^(tcp|tls|ws|wss)://(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def check_address(address: str) -> str:
+    """``address`` if it looks like tcp://HOST:PORT (or tls/ws/wss), else a SchedulerError."""
+    match = _ADDRESS.match(address.strip())
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise SchedulerError(f"scheduler must be an address like tcp://HOST:PORT (port "
+                             f"1-65535), got {address!r}")
+    return address.strip()
+
+
+def _connect(distributed, address):
+    """A client of the scheduler at ``address``, or a SchedulerError within CONNECT_TIMEOUT."""
+    try:
+        return distributed.Client(address, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {address} within "
+                             f"{CONNECT_TIMEOUT:g} s ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'no answer'}); is "
+                             f"`dask scheduler` running there?") from None
+
+
 def _run_dask(payload, todo, scheduler, on_done):
     distributed = _dask()
     own = isinstance(scheduler, str)
     if own:
-        client = distributed.Client(scheduler, timeout="60s", set_as_default=False)
+        client = _connect(distributed, check_address(scheduler))
     elif isinstance(scheduler, distributed.Client):
         client = scheduler
     else:
@@ -449,8 +421,11 @@ def _run_dask(payload, todo, scheduler, on_done):
         futures = {client.submit(_evaluate_point, remote, spec, pure=False,
                                  key=f"cosim-sweep-{run}-{key[:16]}"): key for key, spec in todo}
         try:
-            for future in distributed.as_completed(list(futures)):
-                on_done(futures[future], future.result())
+            # as_completed and result() are tied to this client's event loop explicitly:
+            # they would otherwise look for a *default* client, which a client made with
+            # set_as_default=False is not ("No clients found")
+            for future in distributed.as_completed(list(futures), loop=client.loop):
+                on_done(futures[future], client.gather(future))
         except BaseException:
             client.cancel(list(futures))
             raise
@@ -491,16 +466,7 @@ def _model_bytes(model):
 
 def _check_data(net, x, y):
     x = net.check_input(x)
-    y_arr = np.asarray(y)
-    if y_arr.ndim != 1 or y_arr.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have shape ({x.shape[0]},), got {y_arr.shape}")
-    if not np.issubdtype(y_arr.dtype, np.integer):
-        if np.issubdtype(y_arr.dtype, np.floating) and np.all(y_arr == np.round(y_arr)):
-            y_arr = y_arr.astype(np.int64)
-        else:
-            raise ValueError("y must hold integer class labels")
-    if y_arr.min() < 0 or y_arr.max() >= net.n_out:
-        raise ValueError(f"y holds labels outside [0, {net.n_out - 1}]")
+    y_arr = check.labels("y", y, x.shape[0], net.n_out)
     x = np.ascontiguousarray(x, dtype=np.float64)
     y_arr = np.ascontiguousarray(y_arr, dtype=np.int64)
     digest = _sha(b"x", x.shape, x.tobytes(), b"y", y_arr.shape, y_arr.tobytes())
@@ -522,6 +488,31 @@ class SweepResults(list):
         self.reused = reused
         self.store = store
         self.seconds = seconds
+        self.warnings = []
+
+
+def _without_effect(rows, grid) -> list[str]:
+    """Warnings for swept parameters (more than one value) that changed no result.
+
+    A parameter has no effect when, for every combination of the other parameters, all its
+    values give the same accuracy and spike rate (e.g. ``seed`` without any variability
+    switched on, or wire resistances on the ideal backend).
+    """
+    warnings = []
+    metrics = ("accuracy", "spike_rate")
+    for name, values in grid.items():
+        if len(values) < 2:
+            continue
+        groups = {}
+        for row in rows:
+            others = tuple((k, plain_value(row[k])) for k in grid if k != name)
+            groups.setdefault(others, set()).add(tuple(row[m] for m in metrics))
+        if all(len(results) == 1 for results in groups.values()):
+            hint = (" (seeds only matter with program_sigma, d2d_sigma or read noise > 0)"
+                    if name == "seed" else "")
+            warnings.append(f"parameter {name!r} had no effect: its {len(values)} values gave "
+                            f"identical accuracy and spike rate{hint}")
+    return warnings
 
 
 def _point_file(store: Path, key: str, context: str) -> Path:
@@ -549,31 +540,13 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _cell(value):
+def plain_value(value):
+    """A grid value as it appears in tables: None -> "none", (64, 32) -> "64x32"."""
     if value is None:
         return "none"
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return "x".join(map(str, value))
     return value
-
-
-def format_results(rows) -> str:
-    """A plain-text table of sweep rows (for the command line)."""
-    if not rows:
-        return "(no points)"
-    columns = list(rows[0])
-    cells = [[_fmt(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(lines)
-
-
-def _fmt(value):
-    value = _cell(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _write_tables(store: Path, rows, grid_names):
@@ -582,90 +555,9 @@ def _write_tables(store: Path, rows, grid_names):
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row[c]) for c in columns])
+        writer.writerow([plain_value(row[c]) for c in columns])
     write_text(store / "results.csv", buffer.getvalue())
     write_json(store / "results.json", [{k: _jsonable(v) for k, v in row.items()} for row in rows])
-
-
-_UNITS = {"r": " (Ω per segment)", "r_word": " (Ω per segment)", "r_bit": " (Ω per segment)",
-          "v_read": " (V)"}
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def plot_sweep(rows, path, grid=None):
-    """Accuracy against the first numeric swept parameter, one line per value of the next.
-
-    "Swept" parameters have more than one value. ``seed`` is used for the x axis only if no
-    other numeric parameter is swept; the points sharing x and line (e.g. over seeds) are
-    averaged, with their standard deviation as error bars. Written atomically.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._io import save_figure
-
-    if grid is None:
-        grid = {}
-        for row in rows:
-            for k, v in row.items():
-                if k not in METRICS:
-                    grid.setdefault(k, [])
-                    if v not in grid[k]:
-                        grid[k].append(v)
-    swept = [k for k, v in grid.items() if len(v) > 1]
-    numeric = [k for k in swept if all(_is_number(v) for v in grid[k])]
-    x_name = next((k for k in numeric if k != "seed"), numeric[0] if numeric else
-                  (swept[0] if swept else None))
-    line_name = next((k for k in swept if k not in (x_name, "seed")), None)
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if x_name is None:
-        acc = [r["accuracy"] for r in rows]
-        ax.bar([0], [np.mean(acc)], yerr=[np.std(acc)] if len(acc) > 1 else None)
-        ax.set_xticks([0], ["all points"])
-    else:
-        xs = list(grid[x_name])
-        categorical = not all(_is_number(v) for v in xs)
-        positions = {v: (i if categorical else v) for i, v in enumerate(xs)}
-        lines = grid[line_name] if line_name else [None]
-        for value in lines:
-            mean, err, pos = [], [], []
-            for xv in xs:
-                acc = [r["accuracy"] for r in rows if r[x_name] == xv
-                       and (line_name is None or r[line_name] == value)]
-                if acc:
-                    pos.append(positions[xv])
-                    mean.append(np.mean(acc))
-                    err.append(np.std(acc))
-            label = None if line_name is None else f"{line_name} = {_cell(value)}"
-            ax.errorbar(pos, mean, yerr=err if any(err) else None, marker="o", capsize=3,
-                        label=label)
-        if categorical:
-            ax.set_xticks(range(len(xs)), [str(_cell(v)) for v in xs])
-        else:
-            positive = [v for v in xs if v > 0]
-            if positive and max(positive) / min(positive) >= 50:
-                if len(positive) < len(xs):
-                    ax.set_xscale("symlog", linthresh=min(positive))
-                else:
-                    ax.set_xscale("log")
-        ax.set_xlabel(x_name + _UNITS.get(x_name, ""))
-        if line_name is not None:
-            ax.legend()
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    others = [k for k in swept if k not in (x_name, line_name)]
-    title = "sweep" + (f" (mean ± std over {', '.join(others)})" if others else "")
-    ax.set_title(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
-    return Path(path)
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -684,7 +576,8 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
     workers : local worker processes (None: every CPU; 1: in this process); ignored with a
         scheduler.
     store : folder for resumable results, tables and the plot (None: nothing written).
-    progress : show a progress bar.
+    progress : None, a bool or a callback ``progress(desc, done, total)`` called as points
+        finish (see :func:`cosim._validate.progress_callback`).
 
     Returns a :class:`SweepResults`: rows holding the point's grid values, ``accuracy``,
     ``spike_rate`` (spikes per unit and step) and ``seconds`` (evaluation time), plus the
@@ -704,6 +597,7 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
                             f"dask.distributed.Client, got {type(scheduler).__name__}")
     elif isinstance(scheduler, str):
         _dask()                                        # fail early without dask
+        check_address(scheduler)
 
     model_bytes, model_sha, net = _model_bytes(model)
     x, y, data_sha = _check_data(net, x, y)
@@ -731,12 +625,8 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
     if reused:
         log.info("sweep: %d of %d evaluations reused from %s", reused, len(unique), store_path)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(unique), initial=reused, desc="sweep", unit="point")
-        if reused:
-            bar.write(f"sweep: {reused} of {len(unique)} points reused from {store_path}")
+    report = check.progress_callback(progress)
+    report("sweep", reused, len(unique))
 
     def on_done(key, result):
         results[key] = result
@@ -745,25 +635,24 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
                        {"format": POINT_FORMAT, "format_version": POINT_FORMAT_VERSION,
                         "key": key, "spec": unique[key], "model_sha256": model_sha,
                         "data_sha256": data_sha, "result": result})
-        if bar is not None:
-            bar.update(1)
+        report("sweep", len(results), len(unique))
 
     payload = _Payload(model_bytes, model_sha, x, y)
-    try:
-        if todo:
-            if scheduler is not None:
-                _run_dask(payload, todo, scheduler, on_done)
-            else:
-                _run_local(payload, todo, workers, on_done)
-    finally:
-        if bar is not None:
-            bar.close()
+    if todo:
+        if scheduler is not None:
+            _run_dask(payload, todo, scheduler, on_done)
+        else:
+            _run_local(payload, todo, workers, on_done)
 
     rows = [dict(point, **{m: results[key][m] for m in METRICS})
             for point, key in zip(points, keys)]
     out = SweepResults(rows, computed=len(todo), reused=reused, store=store_path,
                        seconds=time.perf_counter() - t_start)
+    out.warnings = _without_effect(rows, norm)
+    for warning in out.warnings:
+        log.warning("sweep: %s", warning)
     if store_path is not None:
         _write_tables(store_path, rows, list(norm))
-        plot_sweep(rows, store_path / "sweep.png", grid=norm)
+        from .plots import plot_sweep
+        plot_sweep(rows, store_path / "sweep.png", grid=norm, n_samples=x.shape[0])
     return out

@@ -89,3 +89,157 @@ def test_cli_errors_are_clean(tmp_path, capsys):
     assert main(["train", str(bad)]) == 2
     assert "[training] epochs" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "none.npz")]) == 2
+
+
+# ------------------------------------------------------------------------------ console script
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+COSIM = Path(sys.executable).with_name("cosim")
+
+
+def run(args, cwd, timeout=300, **kw):
+    """The installed console script, in a temporary folder (not the repository)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", **kw.pop("env", {}))
+    return subprocess.run([str(COSIM), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def toy_data(path, n=60, steps=12, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = (rng.random((n, steps, 6)) < 0.1).astype(float)
+    for c in range(3):
+        x[y == c, :, 2 * c:2 * c + 2] = rng.random(((y == c).sum(), steps, 2)) < 0.6
+    np.savez(path, x=x[:40], y=y[:40], x_test=x[40:], y_test=y[40:])
+    return x[40:], y[40:]
+
+
+@pytest.fixture(scope="module")
+def own_data_model(tmp_path_factory):
+    """`cosim train` on the user's own .npz data ([data] path) in a temporary folder."""
+    folder = tmp_path_factory.mktemp("own")
+    x_test, y_test = toy_data(folder / "data.npz")
+    (folder / "c.toml").write_text('[data]\npath = "data.npz"\n[network]\nn_rec = 10\n'
+                                   'neuron = "lif"\n[training]\nepochs = 3\nlr = 0.02\n'
+                                   '[output]\nmodel = "model.npz"\n')
+    proc = run(["train", "c.toml"], cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    return folder, x_test, y_test, proc
+
+
+def test_python_dash_m_cosim(tmp_path):
+    """Issue 15 item 2."""
+    proc = subprocess.run([sys.executable, "-m", "cosim", "--version"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("cosim ")
+    proc = subprocess.run([sys.executable, "-m", "cosim", "predict", "--samples", "-1", "x"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--samples" in proc.stderr
+
+
+def test_own_data_train_predict_and_run_json(own_data_model):
+    """Issue 15 items 12 and 13: --data / [data] path, and run.json next to every output."""
+    folder, x_test, y_test, train = own_data_model
+    assert "on 20 samples" in train.stdout                    # the file's own test set
+    info = json.loads((folder / "model.run.json").read_text())
+    for key in ("cosim_version", "git_commit", "python", "numpy", "scipy", "ngspice",
+                "command_line", "seeds", "device_card"):
+        assert key in info, key
+    assert info["command_line"] == ["cosim", "train", "c.toml"]
+    assert len(info["device_card"]["sha256"]) == 64
+    proc = run(["predict", "model.npz", "--data", "data.npz", "--out", "p.json", "--quiet"],
+               cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    pred = json.loads((folder / "p.json").read_text())
+    assert pred["labels"] == y_test.tolist() and pred["n"] == 20
+    acc = float(np.mean(np.array(pred["predictions"]) == y_test))
+    assert pred["accuracy"] == acc and pred["ci95"][0] <= acc <= pred["ci95"][1]
+    assert "95 % CI" in proc.stdout and "N = 20" in proc.stdout
+    assert json.loads((folder / "p.run.json").read_text())["command"] == "predict"
+
+
+def test_progress_is_plain_lines_off_a_terminal(own_data_model):
+    """Issue 15 item 9: no bar redraws (carriage returns) in a log, just a few lines."""
+    folder, *_ = own_data_model
+    proc = run(["compare", "model.npz", "--data", "data.npz", "--backends", "ideal",
+                "compact", "--out", "cmp"], cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("compare: ")]
+    assert lines and lines[-1].endswith("(100 %)")
+    assert (folder / "cmp" / "run.json").is_file()
+    assert "N =   20" in proc.stdout
+    quiet = run(["compare", "model.npz", "--data", "data.npz", "--backends", "ideal",
+                 "--out", "cmp2", "--quiet"], cwd=folder)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_errors_have_no_traceback_unless_debug(own_data_model):
+    folder, *_ = own_data_model
+    proc = run(["predict", "model.npz", "--data", "c.toml"], cwd=folder)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "c.toml" in proc.stderr
+    debug = run(["predict", "model.npz", "--data", "c.toml", "--debug"], cwd=folder)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_common_options_on_every_command(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    for option in ("--quiet", "--log-level", "--debug"):
+        assert option in text, option
+    if command in ("demo", "compare", "predict", "netlist"):
+        assert "--r-word" in text and "--r-bit" in text and "--read" in text
+    if command != "train":
+        assert "--seed" in text
+
+
+def test_one_read_default_and_step_default(capsys):
+    """Issue 15 item 10: --read defaults to linear in every command that builds arrays."""
+    from cosim.cli import DEFAULT_READ
+    parser = build_parser()
+    assert DEFAULT_READ == "linear"
+    assert parser.parse_args(["demo"]).read == DEFAULT_READ
+    assert parser.parse_args(["compare", "m"]).read == DEFAULT_READ
+    assert parser.parse_args(["netlist", "m", "--out", "d"]).step is None     # T/2 as compare
+    assert parser.parse_args(["compare", "m"]).step is None
+
+
+def test_sweep_grid_accepts_the_option_vocabulary():
+    from cosim.cli import parse_grid
+    assert parse_grid(["r-word=0,1", "r-bit=2"]) == {"r_word": [0.0, 1.0], "r_bit": [2.0]}
+    assert parse_grid(["program-sigma=0.1"]) == {"program_sigma": [0.1]}
+
+
+def test_progress_lines_are_periodic_off_a_terminal_and_bars_on_one():
+    import io
+
+    from cosim.cli import Progress
+
+    log = io.StringIO()
+    progress = Progress(stream=log, period=3600.0)
+    for done in range(1, 101):
+        progress("train", done, 100, loss=0.5)
+    lines = log.getvalue().splitlines()
+    assert lines == ["train: 1/100 (1 %), loss 0.5", "train: 100/100 (100 %), loss 0.5"]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    screen = Terminal()
+    bar = Progress(stream=screen)
+    for done in range(1, 11):
+        bar("sweep", done, 10)
+    assert "\r" in screen.getvalue() and "10/10" in screen.getvalue()
+    silent = io.StringIO()
+    quiet = Progress(enabled=False, stream=silent)
+    quiet("x", 1, 1)
+    assert silent.getvalue() == ""

@@ -76,3 +76,66 @@ def test_compare_bad_input(tiny):
         compare(path, x, y + 20, backends=("ideal",))
     with pytest.raises(ValueError, match="x"):
         compare(path, x[:, :, :10], y, backends=("ideal",))
+
+
+COMBINATIONS = [("ideal",), ("compact",), ("ideal", "compact"), ("compact", "ideal"),
+                ("spice",), ("ideal", "spice"), ("compact", "spice"),
+                ("ideal", "compact", "spice"), ("spice", "ideal")]
+
+
+@pytest.mark.parametrize("backends", [
+    pytest.param(b, marks=[pytest.mark.spice] if "spice" in b else []) for b in COMBINATIONS],
+    ids=["+".join(b) for b in COMBINATIONS])
+def test_every_backend_combination(tiny, tmp_path, backends):
+    """Issue 10 item 13: `--backends ideal spice` crashed in the IR-drop maps."""
+    if "spice" in backends:
+        require_ngspice()
+    path, model, x, y = tiny
+    metrics = compare(path, x, y, backends=backends, samples=4, spice_samples=2, out=tmp_path,
+                      r_word=2.0, r_bit=2.0)
+    assert metrics["backends"] == list(backends)
+    expected_ref = "spice" if "spice" in backends else ("compact" if "compact" in backends
+                                                        else backends[-1])
+    assert metrics["reference"] == expected_ref
+    for name in backends:
+        n = 2 if name == "spice" else 4
+        assert metrics["samples_per_backend"][name] == n
+        low, high = metrics["accuracy_ci95"][name]
+        assert 0.0 <= low <= metrics["accuracy"][name] <= high <= 1.0
+    if "ideal" in backends:
+        assert metrics["accuracy"]["ideal"] == model.evaluate(x[:4], y[:4])
+    # every physical comparison of a non-reference backend is present and finite
+    if expected_ref != "ideal":
+        for per in metrics["currents"].values():
+            assert set(per) == ({"ideal"} | set(backends)) - {expected_ref}
+    # IR-drop maps exist whenever there is a circuit (a compact twin of the settings)
+    assert (tmp_path / "ir_drop_in.png").is_file()
+    assert (tmp_path / "report.md").is_file()
+    if "spice" in backends and "compact" in backends:
+        for per in metrics["currents"].values():
+            assert per["compact"]["max_rel"] < 1e-9
+
+
+def test_compare_full_test_set_and_interval(tiny, tmp_path):
+    """Issue 15 item 11: fast backends run every sample; N and a 95 % interval are reported."""
+    path, model, x, y = tiny
+    metrics = compare(path, x, y, backends=("ideal", "compact"), out=tmp_path)
+    assert metrics["samples_per_backend"] == {"ideal": len(y), "compact": len(y)}
+    k = round(metrics["accuracy"]["ideal"] * len(y))
+    from cosim.stats import wilson_interval
+    assert metrics["accuracy_ci95"]["ideal"] == list(wilson_interval(k, len(y)))
+    report = (tmp_path / "report.md").read_text()
+    assert "| N |" in report and "95 %" in report
+
+
+def test_wilson_interval_closed_form():
+    from cosim.stats import wilson_interval
+    # 5 of 5: the interval is [n/(n+z^2), 1] in closed form, not the point [1, 1]
+    z = 1.959963984540054
+    low, high = wilson_interval(5, 5)
+    assert high == 1.0 and abs(low - 5 / (5 + z * z)) < 1e-12
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and abs(high - z * z / (10 + z * z)) < 1e-12
+    # symmetric around 1/2 at k = n/2
+    low, high = wilson_interval(50, 100)
+    assert abs((low + high) / 2 - 0.5) < 1e-12

@@ -40,3 +40,24 @@ def test_bad_encoding():
         load_digits(encoding="phase")
     with pytest.raises(ValueError, match="T"):
         load_digits(encoding="rows", T=4)
+
+
+def test_load_npz_own_data(tmp_path):
+    from cosim.data import load_npz
+    rng = np.random.default_rng(0)
+    x = (rng.random((7, 5, 3)) < 0.5).astype(np.float32)
+    y = rng.integers(0, 4, 7)
+    np.savez(tmp_path / "d.npz", x=x, y=y.astype(float))      # float labels holding integers
+    (xt, yt), (xs, ys) = load_npz(tmp_path / "d.npz")
+    assert xt.dtype == np.float64 and np.array_equal(xt, x) and np.array_equal(yt, y)
+    assert xs is xt and ys is yt                               # no test arrays: x, y
+    np.savez(tmp_path / "e.npz", x=x, y=y, x_test=x[:2], y_test=y[:2])
+    _, (xs, ys) = load_npz(tmp_path / "e.npz", n_in=3)
+    assert xs.shape == (2, 5, 3) and ys.tolist() == y[:2].tolist()
+
+
+def test_encoding_refuses_what_cannot_fit():
+    from cosim.data import rate_encode
+    from cosim.errors import MemoryLimitError
+    with pytest.raises(MemoryLimitError, match="memory"):
+        rate_encode(np.full((1000, 64), 0.5), 900_000, 0)       # ~7 TB of spikes

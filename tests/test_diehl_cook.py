@@ -63,7 +63,10 @@ def test_adaptive_threshold_follows_the_hand_computed_sequence():
 def test_training_applies_the_threshold_rule_to_the_reported_spikes():
     x, _ = patterns(10, seed=4)
     seen = []
-    net = small_net(tau_theta=300.0, theta_plus=0.02).fit(x, epochs=2, progress=seen.append)
+
+    def progress(desc, done, total, **info):
+        seen.append(dict(info, seen=done, total=total))
+    net = small_net(tau_theta=300.0, theta_plus=0.02).fit(x, epochs=2, progress=progress)
     counts = np.concatenate([s["counts"] for s in seen])
     assert counts.shape == (2 * len(x), 6) and counts.sum() > 0
     theta = np.zeros(6)

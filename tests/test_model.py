@@ -151,3 +151,80 @@ def test_float32_training_learns_and_round_trips(tmp_path):
     loaded = Model.load(model.save(tmp_path / "f32.npz"))
     assert loaded.network.dtype == np.float32
     np.testing.assert_array_equal(loaded.predict(x_test), model.predict(x_test))
+
+
+# ------------------------------------------------------------------------------ backend specs
+
+import json  # noqa: E402
+
+from cosim.crossbar import Compact, Ideal, Tiled, from_spec, to_spec  # noqa: E402
+
+
+def _backends():
+    out = [Ideal(), Compact(r_word=2.0, r_bit=0.5), Compact(read="nonlinear", levels=8,
+                                                            program_sigma=0.05, seed=3),
+           Tiled(Compact(d2d_sigma=0.0, levels=16), max_array=(3, 2)), Tiled("ideal", 4, 4)]
+    return out
+
+
+@pytest.mark.parametrize("backend", _backends(), ids=lambda b: repr(b)[:40])
+def test_spec_round_trip_is_the_same_backend(backend):
+    """Issue 11 item 1: one spec <-> backend pair; JSON data in, the same arrays out."""
+    spec = to_spec(backend)
+    rebuilt = from_spec(json.loads(json.dumps(spec)))
+    assert type(rebuilt) is type(backend) and to_spec(rebuilt) == spec
+    w = np.random.default_rng(0).normal(size=(5, 3))
+    x = (np.random.default_rng(1).random((4, 5)) < 0.5).astype(float)
+    backend.fresh().program(w)
+    a, b = backend.fresh(), rebuilt.fresh()
+    a.program(w)
+    b.program(w)
+    assert np.array_equal(a.effective_weights, b.effective_weights)
+    assert np.array_equal(a(x), b(x))
+
+
+@pytest.mark.parametrize("cls", [Ideal, Compact, Tiled])
+def test_get_params_is_the_constructor_signature(cls):
+    import inspect
+    backend = cls() if cls is not Tiled else cls("compact")
+    names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    assert set(backend.get_params()) <= set(names)
+    assert set(names) - set(backend.get_params()) <= {"max_array"}     # an alias of two others
+    clone = cls(**backend.get_params())
+    assert to_spec(clone) == to_spec(backend)
+
+
+def test_every_builder_makes_the_same_backend():
+    """config, sweep, compare and the CLI build through one function and agree."""
+    from cosim.config import build_crossbar, load_config
+    from cosim.crossbar import build
+    from cosim.sweep import build_backend
+
+    settings = dict(r_word=3.0, r_bit=4.0, levels=8, program_sigma=0.1, d2d_sigma=0.0,
+                    seed=5, read="nonlinear", v_read=0.2)
+    reference = to_spec(build("compact", max_array=(4, 4), **settings))
+    section = dict(settings, backend="compact", max_array=[4, 4])
+    assert to_spec(build_crossbar(load_config({"crossbar": section})["crossbar"])) == reference
+    assert to_spec(build_backend(dict(settings, backend="compact", max_array=[4, 4]))) == reference
+
+
+def test_lr_overflow_raises_divergence_not_a_huge_loss():
+    """Issue 10 item 9: lr = 1e300 reported a loss of 4e290 and no error."""
+    x, y = toy_task()
+    model = Model(SRNN(4, 6, 2, seed=0), lr=1e300)
+    before = model.network.weights
+    with pytest.raises(TrainingDivergedError, match="diverged"):
+        model.train(x, y, epochs=3, progress=False)
+    after = model.network.weights
+    for key in before:            # the diverging step was not applied
+        assert np.all(np.isfinite(after[key]))
+
+
+def test_custom_rule_models_load(tmp_path):
+    from cosim.learning.bptt import BPTT
+
+    class MyRule(BPTT):
+        name = "mine"
+    model = Model(SRNN(4, 6, 2, seed=0), rule=MyRule())
+    loaded = Model.load(model.save(tmp_path / "m.npz"))
+    assert loaded.rule_name == "bptt"

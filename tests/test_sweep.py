@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cosim.sweep
 from cosim import SRNN, Model
+from cosim.cli import format_results, parse_grid
 from cosim.errors import CosimError
-from cosim.sweep import (DELAY_ENV, SweepResults, build_backend, expand_grid, format_results,
-                         parse_grid, run_sweep)
+from cosim.sweep import SweepResults, build_backend, expand_grid, run_sweep
 
 GRID = {"r": [0.0, 10.0], "program_sigma": [0.0, 0.3], "seed": [0, 1]}
 
@@ -199,38 +200,29 @@ def test_results_identical_on_every_executor(trained):
 
 # ------------------------------------------------------------------------------ store / resume
 
-SUBPROCESS = """
-import json, sys
-import numpy as np
-from cosim.sweep import run_sweep
-data = np.load(sys.argv[2])
-run_sweep(sys.argv[1], json.loads(sys.argv[4]), data["x"], data["y"], workers=1, store=sys.argv[3])
-"""
+class Crash(Exception):
+    """Stands in for a kill: the sweep stops in the middle of a point."""
 
 
-def test_resume_after_hard_kill(trained, tmp_path):
+def test_resume_after_a_crash(trained, tmp_path, monkeypatch):
+    """In-process fault injection: the 4th evaluation dies; the 3 finished points are kept."""
     model, path, x, y = trained
-    data = tmp_path / "data.npz"
-    np.savez(data, x=x, y=y)
     store = tmp_path / "store"
     grid = {"r": [0.0, 1.0, 10.0, 100.0], "seed": [0, 1]}
-    env = dict(os.environ, **{DELAY_ENV: "0.3"})
-    proc = subprocess.Popen([sys.executable, "-c", SUBPROCESS, str(path), str(data), str(store),
-                             json.dumps(grid)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    points = store / "points"
-    deadline = time.monotonic() + 60
-    try:
-        while len(finished(points)) < 3:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the sweep wrote no points in time"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    stored = len(finished(points))
-    assert 3 <= stored < 8
+    evaluate = cosim.sweep._evaluate_point
+    calls = []
+
+    def dies_on_the_fourth(payload, spec):
+        calls.append(spec)
+        if len(calls) == 4:
+            raise Crash("power cut")
+        return evaluate(payload, spec)
+    monkeypatch.setattr(cosim.sweep, "_evaluate_point", dies_on_the_fourth)
+    with pytest.raises(Crash):
+        run_sweep(path, grid, x, y, workers=1, store=store)
+    monkeypatch.setattr(cosim.sweep, "_evaluate_point", evaluate)
+    stored = len(finished(store / "points"))
+    assert stored == 3
     assert not (store / "results.csv").exists()
 
     resumed = run_sweep(path, grid, x, y, workers=1, store=store)
@@ -270,3 +262,114 @@ def test_store_writes_tables_and_plot(trained, tmp_path):
     again = run_sweep(model, grid, x, y, workers=1, store=store)
     assert again.computed == 1 and again.reused == 7 and strip(again) == strip(rows)
     assert json.loads(victim.read_text())["format"] == "cosim-sweep-point"
+
+
+# ------------------------------------------------------------------------------ real Dask / spawn
+
+def _kill_group(proc):
+    """Stop a process the test started, with its children (it leads its own group)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 (cleaned up)."""
+    pytest.importorskip("distributed")
+    dask = Path(sys.executable).with_name("dask")
+    if not dask.exists():
+        pytest.skip("the dask command is not installed next to this Python")
+    info = tmp_path / "scheduler.json"
+    log = tmp_path / "dask.log"
+    env = dict(os.environ, OMP_NUM_THREADS="1", DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = []
+    with open(log, "wb") as out:
+        procs.append(subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port",
+                                       "0", "--no-dashboard", "--scheduler-file", str(info)],
+                                      stdout=out, stderr=out, env=env, start_new_session=True))
+        try:
+            deadline = time.monotonic() + 60
+            while not info.exists():
+                assert procs[0].poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "dask scheduler did not start in 60 s"
+                time.sleep(0.1)
+            time.sleep(0.2)                     # the file is written in one go; be sure
+            address = json.loads(info.read_text())["address"]
+            for _ in range(2):
+                procs.append(subprocess.Popen(
+                    [str(dask), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                     "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"],
+                    stdout=out, stderr=out, env=env, start_new_session=True))
+            from distributed import Client
+            with Client(address, timeout="30s", set_as_default=False) as client:
+                client.wait_for_workers(2, timeout=60)
+            yield address
+        finally:
+            for proc in reversed(procs):
+                _kill_group(proc)
+
+
+def test_sweep_on_a_real_scheduler_by_address(trained, tmp_path, dask_cluster):
+    """Issue 10 item 2: the address path failed with 'No clients found' outside `with Client`."""
+    model, path, x, y = trained
+    grid = {"r": [0.0, 10.0], "seed": [0, 1]}
+    serial = run_sweep(model, grid, x, y, workers=1)
+    on_address = run_sweep(path, grid, x, y, scheduler=dask_cluster)
+    assert strip(on_address) == strip(serial)
+    assert on_address.computed == 4
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "not a url", "tcp://127.0.0.1:99999",
+                                     "http://127.0.0.1:8786"])
+def test_bad_scheduler_address_fails_fast_and_clearly(trained, address):
+    pytest.importorskip("distributed")
+    model, path, x, y = trained
+    t0 = time.monotonic()
+    with pytest.raises(CosimError, match="scheduler") as info:
+        run_sweep(model, {"r": [0.0, 1.0]}, x, y, scheduler=address)
+    assert time.monotonic() - t0 <= 10.0
+    assert address in str(info.value)
+
+
+NO_GUARD = """
+import numpy as np
+from cosim.sweep import run_sweep
+data = np.load({data!r})
+rows = run_sweep({model!r}, {{"r": [0.0, 1.0, 10.0]}}, data["x"], data["y"], workers=2)
+print("ROWS", len(rows))
+"""
+
+
+@pytest.mark.parametrize("pad", [0, 300_000])
+def test_workers_without_main_guard_never_hang(trained, tmp_path, pad):
+    """Issue 10 item 11: a script without `if __name__ == "__main__":` and workers > 1 hung
+    (payload > pipe buffer) or died with BrokenProcessPool tracebacks and no hint."""
+    model, path, x, y = trained
+    data = tmp_path / "data.npz"
+    # a large payload (pad extra samples) once blocked the parent on a dead child's pipe
+    reps = 1 + pad // x[0].size
+    np.savez(data, x=np.concatenate([x] * reps), y=np.concatenate([y] * reps))
+    script = tmp_path / "no_guard.py"
+    script.write_text(NO_GUARD.format(data=str(data), model=str(path)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "__main__" in proc.stderr and "workers=1" in proc.stderr
+    assert "WorkerStartError" in proc.stderr
+    # with the guard the same script works
+    guarded = tmp_path / "guarded.py"
+    body = "\n".join("    " + line for line in NO_GUARD.format(data=str(data),
+                                                            model=str(path)).splitlines())
+    guarded.write_text('if __name__ == "__main__":\n' + body + "\n")
+    ok = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True,
+                        timeout=240, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "ROWS 3" in ok.stdout

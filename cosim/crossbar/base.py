@@ -23,6 +23,8 @@ Subclasses create every attribute in ``__init__`` (None until programmed).
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import _validate as check
@@ -40,10 +42,29 @@ class Crossbar:
     def __init__(self):
         self._weights = None
 
+    #: constructor arguments that choose where or how this process runs (folders, engines,
+    #: time limits), not what the array computes: never part of a spec, so a model file can
+    #: never set them (a spec is untrusted data)
+    LOCAL_PARAMS = frozenset({"cache", "engine", "timeout"})
+
     # -- settings ----------------------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """Names of the constructor's keyword arguments, read from its signature."""
+        signature = inspect.signature(cls.__init__)
+        return tuple(p.name for p in list(signature.parameters.values())[1:]
+                     if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
     def get_params(self) -> dict:
-        """Constructor arguments of this backend (scikit-learn style)."""
-        return {}
+        """Constructor arguments of this backend, read from the signature (as scikit-learn's
+        ``clone`` does): every argument is stored under its own name."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def to_spec(self) -> dict:
+        """This backend as plain JSON data ``{"name", "params"[, "inner"]}``; see
+        :func:`cosim.crossbar.from_spec`, its inverse."""
+        from . import to_spec
+        return to_spec(self)
 
     def fresh(self, index: int = 0) -> "Crossbar":
         """An unprogrammed backend with the same settings; ``index`` decorrelates seeds."""

@@ -248,19 +248,7 @@ class DiehlCook:
         return x
 
     def _check_y(self, y, n):
-        arr = np.asarray(y)
-        if arr.ndim != 1 or arr.shape[0] != n:
-            raise ValueError(f"y must have shape ({n},), got {arr.shape}")
-        if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError("y must hold integer class labels")
-        elif arr.dtype.kind not in "iub":
-            raise ValueError(f"y must hold integer class labels, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.min() < 0 or arr.max() >= self.n_classes:
-            raise ValueError(f"y must be in [0, {self.n_classes}), got range "
-                             f"[{arr.min()}, {arr.max()}]")
-        return arr
+        return check.labels("y", y, n, self.n_classes)
 
     def _require_fitted(self, labels=False):
         if getattr(self, "W_in_", None) is None:
@@ -401,9 +389,10 @@ class DiehlCook:
     def fit(self, x, epochs: int = 1, progress=None) -> "DiehlCook":
         """Initialise from ``seed`` and train for ``epochs`` passes over ``x`` (see module doc).
 
-        ``progress``: None/bool (no output: library code never prints) or a callable called
-        after every weight update with a dict ``{"epoch", "seen", "total", "counts"}``
-        (``counts``: (B, n_exc) spike counts of the batch's presentations, in order).
+        ``progress``: the library's progress callback (``cosim._validate.progress_callback``:
+        None/False silent, True log lines, or a callable); it is called after every weight
+        update as ``progress(desc, seen, total, epoch=..., counts=...)`` with ``counts`` the
+        (B, n_exc) spike counts of the batch's presentations, in order.
         """
         self._validated()
         self.n_inputs_ = None
@@ -416,7 +405,7 @@ class DiehlCook:
         self._require_fitted()
         stdp = self._validated()
         epochs = check.integer("epochs", epochs, minimum=0)
-        report = progress if callable(progress) else None
+        report = check.progress_callback(progress)     # only the CLI draws progress
         homeostasis = self._homeostasis()
         resample = hasattr(x, "sample")
         if not resample:
@@ -445,9 +434,8 @@ class DiehlCook:
                     self._learn(P, D, stdp, scale, np.flatnonzero(counts.sum(axis=0)))
                     xbar.program(self.W_in_)
                 self.n_seen_ += xb.shape[0]
-                if report is not None:
-                    report({"epoch": self.epochs_ + 1, "seen": start + xb.shape[0],
-                            "total": N, "counts": counts})
+                report(f"STDP epoch {self.epochs_ + 1}", start + xb.shape[0], N,
+                       epoch=self.epochs_ + 1, counts=counts)
             self.epochs_ += 1
         return self
 
