@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _validate as check
 from ._io import write_bytes, write_json, write_text
-from .crossbar import Compact, Ideal
+from .crossbar import Compact, Ideal, build
 from .crossbar.spice import array_deck
 from .device_models import LIBRARY
 from .network import SRNN
@@ -72,7 +72,8 @@ def array_input(matrix, delay, x_sample, z_sample, step):
 
 def physical_network(model_or_net, crossbar=None) -> SRNN:
     """The model's network on physical arrays: ``crossbar`` if given, else the saved one,
-    else (an ideal model) compact arrays with the memtransistor read and 1 Ω segments."""
+    else (an ideal model) the default compact arrays (``build("compact")``: linear read, 1 Ω
+    segments), the same arrays ``cosim netlist`` picks for an ideal model."""
     from .model import Model
 
     if isinstance(model_or_net, (str, Path)):
@@ -84,7 +85,7 @@ def physical_network(model_or_net, crossbar=None) -> SRNN:
         inner = getattr(net.crossbar, "inner", net.crossbar)
         if isinstance(inner, Compact):
             return net
-        crossbar = Compact(read="nonlinear")
+        crossbar = build("compact")
     return net.with_crossbar(crossbar)
 
 

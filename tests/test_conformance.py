@@ -133,7 +133,7 @@ def test_fresh_and_seeds_reproduce(tmp_path, name):
     np.testing.assert_array_equal(twin(x), a(x))
 
 
-@pytest.mark.parametrize("name", [n for n in PARAMS if "spice" not in str(n)])
+@pytest.mark.parametrize("name", PARAMS)
 def test_no_attribute_appears_after_init(tmp_path, name):
     backend = _backends(tmp_path, 1.0)[name]()
     declared = set(vars(backend))

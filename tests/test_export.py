@@ -130,3 +130,21 @@ def test_tiled_model_gets_one_deck_per_tile(tmp_path):
             got = np.array([float(np.ravel(vectors[f"i(vsense{j})"])[0])
                             for j in range(len(expected[name]))])
             assert np.abs(got - expected[name]).max() <= 1e-6 * np.abs(expected[name]).max()
+
+
+def test_api_default_arrays_match_the_cli(tiny_model, tmp_path):
+    """An ideal model exported from Python gets the arrays `cosim netlist` picks: same decks."""
+    from cosim.export import export_netlists
+    from cosim.config import build_data
+    _, (x_test, _) = build_data({"encoding": "rate", "T": 20, "seed": 0, "resample": True,
+                                 "dataset": "digits", "path": ""})     # the CLI's test set
+    api, cli = tmp_path / "api", tmp_path / "cli"
+    export_netlists(Model.load(tiny_model), api, x_test, sample=1, step=5, tran=False)
+    assert main(["netlist", str(tiny_model), "--out", str(cli), "--sample", "1", "--step", "5",
+                 "--steps", "20", "--no-tran"]) == 0
+    decks = sorted(p.name for p in api.glob("*.cir"))
+    assert decks and decks == sorted(p.name for p in cli.glob("*.cir"))
+    for name in decks:
+        assert (api / name).read_text() == (cli / name).read_text(), name
+    assert (json.loads((api / "expected_currents.json").read_text())
+            == json.loads((cli / "expected_currents.json").read_text()))

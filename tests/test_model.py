@@ -157,7 +157,7 @@ def test_float32_training_learns_and_round_trips(tmp_path):
 
 import json  # noqa: E402
 
-from cosim.crossbar import Compact, Ideal, Tiled, from_spec, to_spec  # noqa: E402
+from cosim.crossbar import Compact, Ideal, Spice, Tiled, from_spec, to_spec  # noqa: E402
 
 
 def _backends():
@@ -183,15 +183,27 @@ def test_spec_round_trip_is_the_same_backend(backend):
     assert np.array_equal(a(x), b(x))
 
 
-@pytest.mark.parametrize("cls", [Ideal, Compact, Tiled])
-def test_get_params_is_the_constructor_signature(cls):
+_GIVEN = {Ideal: {}, Compact: {"r_word": 2.5, "read": "nonlinear", "levels": 8, "seed": 4,
+                               "cache_size": 16},
+          Spice: {"r_bit": 0.5, "read": "nonlinear", "timeout": 30.0, "engine": "subprocess"},
+          Tiled: {"inner": "compact", "max_rows": 3, "max_cols": 5}}
+
+
+@pytest.mark.parametrize("cls", [Ideal, Compact, Spice, Tiled])
+def test_get_params_is_the_constructor_signature(cls, tmp_path):
     import inspect
-    backend = cls() if cls is not Tiled else cls("compact")
+    given = dict(_GIVEN[cls], **({"cache": tmp_path} if cls is Spice else {}))
+    backend = cls(**given)
     names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    assert set(backend.get_params()) <= set(names)
-    assert set(names) - set(backend.get_params()) <= {"max_array"}     # an alias of two others
-    clone = cls(**backend.get_params())
+    params = backend.get_params()
+    assert set(params) <= set(names)
+    assert set(names) - set(params) <= {"max_array"}     # an alias of two others
+    for key, value in given.items():
+        if key != "inner":
+            assert params[key] == value, key
+    clone = cls(**params)
     assert to_spec(clone) == to_spec(backend)
+    assert clone.get_params().keys() == params.keys()
 
 
 def test_every_builder_makes_the_same_backend():

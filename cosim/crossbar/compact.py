@@ -156,14 +156,6 @@ class Compact(Crossbar):
         self._cache = OrderedDict()
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
-    def get_params(self):
-        return {"device": self.device, "r_word": self.r_word, "r_bit": self.r_bit,
-                "v_read": self.v_read, "g_range": self.g_range, "levels": self.levels,
-                "seed": self.seed, "read": self.read, "v_gate": self.v_gate, "w_max": self.w_max,
-                "program_sigma": self.program_sigma, "stuck_on_rate": self.stuck_on_rate,
-                "stuck_off_rate": self.stuck_off_rate, "read_noise_sigma": self.read_noise_sigma,
-                "d2d_sigma": self.d2d_sigma, "cache_size": self.cache_size}
-
     # -- programming -------------------------------------------------------------------------
     def _program(self, weights):
         rows, cols = weights.shape

@@ -84,11 +84,6 @@ class Spice(Compact):
         state["_session"] = None
         return state
 
-    def get_params(self):
-        params = super().get_params()
-        params.update(cache=self.cache, engine=self.engine, timeout=self.timeout)
-        return params
-
     # -- decks -------------------------------------------------------------------------------
     def header(self) -> dict:
         return array_header(self)

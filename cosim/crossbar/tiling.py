@@ -102,6 +102,7 @@ class Tiled(Crossbar):
 
     # -- settings ----------------------------------------------------------------------------
     def get_params(self):
+        # not the base's signature reading: ``max_array`` is an alias of the two stored sizes
         return {"inner": self.inner, "max_rows": self.max_rows, "max_cols": self.max_cols}
 
     def fresh(self, index: int = 0) -> "Tiled":
