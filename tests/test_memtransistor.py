@@ -364,6 +364,16 @@ def test_default_card_equals_defaults():
     assert d.params == Memtransistor().params
     assert d.state_map == "linear"
     assert Memtransistor.default().params == P
+    default = Memtransistor.default()
+    assert (default.name, default.state_map) == (Memtransistor().name, Memtransistor().state_map)
+
+
+def test_missing_default_card_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    """One source of truth: without the packaged card there are no built-in values."""
+    import cosim.devices.memtransistor as module
+    monkeypatch.setattr(module, "DEFAULT_CARD", tmp_path / "absent.toml")
+    with pytest.raises(DeviceCardError, match="absent.toml"):
+        Memtransistor.default()
 
 
 def _write_card(path: Path, params: dict, extra: str = "") -> Path:

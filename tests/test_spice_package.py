@@ -55,8 +55,21 @@ def installed(tmp_path_factory):
                            "--no-deps", "--no-index", "-q", str(wheel)],
                           capture_output=True, text=True, timeout=600, cwd=base)
     assert inst.returncode == 0, inst.stderr[-3000:]
+    # PySpice is no dependency (cosim binds libngspice itself): hide any copy this
+    # environment may still hold, so every test below runs without it
+    blocker = site / "PySpice"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('PySpice is not a cosim dependency')\n")
     return python, env / "bin" / "cosim", site
 
+
+def test_wheel_declares_no_pyspice(installed):
+    _, _, site = installed
+    metadata = next(site.glob("cosim-*.dist-info")) / "METADATA"
+    requires = [line.split(":", 1)[1].strip().lower() for line in
+                metadata.read_text().splitlines() if line.startswith("Requires-Dist:")]
+    assert any(r.startswith("numpy") for r in requires)
+    assert not any(r.startswith("pyspice") for r in requires), requires
 
 def test_wheel_ships_the_device_files(installed, tmp_path):
     python, _, site = installed

@@ -65,33 +65,18 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import expit
 
-from .. import _validate
+from .. import _validate, device_models
 from ..errors import DeviceCardError
 
 __all__ = ["Memtransistor", "DEFAULT_CARD", "DEFAULT_PARAMS", "STATE_MAPS"]
 
-#: The default MoS2 parameter card shipped with the repository.
-DEFAULT_CARD = Path(__file__).resolve().parents[1] / "device_models" / "mos2_memtransistor.toml"
+#: The default MoS2 parameter card shipped inside the package (cosim/device_models/).
+DEFAULT_CARD = device_models.DEFAULT_CARD
 
-#: Built-in default parameter values (identical to ``DEFAULT_CARD``).
-DEFAULT_PARAMS: dict[str, float] = {
-    "g_max": 10e-6,   # S, conductance scale at w = 1 and V_GM = v_gref
-    "r_sw": 100.0,    # -, ON/OFF ratio of the state map g(1)/g(0)
-    "v_th": 0.5,      # V, gate threshold of the softplus gate factor
-    "s_g": 0.25,      # V, softness of the gate factor
-    "v_gref": 3.0,    # V, gate voltage at which F_r = 1 (nominal read gate)
-    "v_sat": 2.0,     # V, drain saturation voltage of the tanh
-    "v_on": 3.0,      # V, potentiation threshold (V_DS > v_on)
-    "v_off": -3.0,    # V, depression threshold (V_DS < v_off)
-    "k_on": 300.0,    # 1/s, potentiation rate constant
-    "k_off": 300.0,   # 1/s, depression rate constant
-    "a_on": 2.0,      # -, exponent of the potentiation overdrive
-    "a_off": 2.0,     # -, exponent of the depression overdrive
-    "p_on": 1.0,      # -, soft-bound window exponent (1 - w)^p_on
-    "p_off": 1.0,     # -, soft-bound window exponent w^p_off
-    "invtau": 0.0,    # 1/s, retention relaxation rate toward w_eq
-    "w_eq": 0.0,      # -, retention equilibrium state
-}
+#: Default parameter values: the ``[parameters]`` of ``DEFAULT_CARD``, the one source of
+#: truth (names, units and meaning are commented in the card); a missing or damaged card is
+#: an error at import, never a silent second copy of the values.
+DEFAULT_PARAMS: dict[str, float] = device_models.default_parameters()
 
 STATE_MAPS = ("linear", "exponential")
 
@@ -218,10 +203,8 @@ class Memtransistor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def default(cls) -> "Memtransistor":
-        """The default MoS2 card (``DEFAULT_CARD``; built-in values if the file is absent)."""
-        if DEFAULT_CARD.is_file():
-            return cls.from_card(DEFAULT_CARD)
-        return cls()
+        """The default MoS2 card (``DEFAULT_CARD``), read and checked like any other card."""
+        return cls.from_card(DEFAULT_CARD)
 
     @classmethod
     def from_card(cls, path) -> "Memtransistor":
