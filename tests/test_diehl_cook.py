@@ -238,6 +238,24 @@ def test_device_aware_state_round_trip():
     np.testing.assert_array_equal(clone.W_in_, net.W_in_)
 
 
+def test_device_aware_model_reloads_its_arrays(tmp_path):
+    """The saved model keeps the crossbar spec: reloaded without crossbar=, it reads the same
+    arrays (IR drop of 1 Ohm segments included) and goes on learning with pulses."""
+    from cosim import Model
+    x, y = patterns(10, seed=1)
+    net = device_net().fit(x, epochs=1)
+    net.assign_labels(x, y)
+    path = Model(net, rule="stdp").save(tmp_path / "dc.npz")
+    loaded = Model.load(path).network
+    assert isinstance(loaded.crossbar, Compact)
+    assert (loaded.crossbar.r_word, loaded.crossbar.r_bit, loaded.crossbar.w_max) == (1.0, 1.0, 1.0)
+    np.testing.assert_array_equal(loaded.responses(x), net.responses(x))
+    np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+    loaded.partial_fit(x, epochs=1)           # device-aware learning needs the device backend
+    net.partial_fit(x, epochs=1)
+    np.testing.assert_array_equal(loaded.W_in_, net.W_in_)
+
+
 # -------------------------------------------------------------------------------- validation
 def test_bad_inputs_raise(trained):
     net, x, y = trained

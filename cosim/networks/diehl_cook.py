@@ -507,8 +507,10 @@ class DiehlCook:
         self._require_fitted()
         params = self.get_params()
         params["stdp"] = self._stdp().to_dict()
-        if not isinstance(params["crossbar"], str):
-            params["crossbar"] = getattr(params["crossbar"], "name", "ideal")
+        # the backend as registry data (cosim.crossbar.to_spec): a device-aware network
+        # reloads onto the same arrays without being told again
+        from ..crossbar import make_crossbar, to_spec
+        params["crossbar"] = to_spec(make_crossbar(params["crossbar"]))
         if not (params["seed"] is None or isinstance(params["seed"], numbers.Integral)):
             params["seed"] = None
         elif params["seed"] is not None:
@@ -523,7 +525,7 @@ class DiehlCook:
                 "rng_state": self._rng.bit_generator.state}
 
     def set_state(self, state: dict, crossbar=None) -> "DiehlCook":
-        """Restore from ``get_state()`` (``crossbar`` overrides the saved backend name)."""
+        """Restore from ``get_state()`` (``crossbar`` overrides the saved backend spec)."""
         if not isinstance(state, dict):
             raise ValueError(f"state must be a dict, got {type(state).__name__}")
         missing = {"params", "W_in", "theta", "labels", "n_inputs"} - set(state)
@@ -535,6 +537,9 @@ class DiehlCook:
             raise ValueError(f"state params has unknown keys {sorted(unknown)}")
         if crossbar is not None:
             params["crossbar"] = crossbar
+        elif isinstance(params.get("crossbar"), dict):      # a spec, from an untrusted file
+            from ..crossbar import from_spec
+            params["crossbar"] = from_spec(params["crossbar"], where="params.crossbar")
         # states saved before these settings existed meant the paper's forms
         for key, before in (("theta_scale", "absolute"), ("norm_ord", 1), ("train_batch", 1)):
             params.setdefault(key, before)
