@@ -1,8 +1,14 @@
 """Model: ties a network, a learning rule and an optimiser; train / predict / evaluate / save / load.
 
 Gradient rules ("bptt", "bp") train an :class:`~cosim.network.SRNN` with Adam (or SGD) on
-mini-batches; rule "stdp" trains a :class:`~cosim.learning.stdp.DiehlCook` network without
-labels and assigns labels afterwards. Training with a physical crossbar backend
+mini-batches; rule "stdp" trains a :class:`~cosim.networks.DiehlCook` network without
+labels and assigns labels afterwards.
+
+``Model`` talks to networks through a small protocol, not their types: every network has
+``n_classes``, ``check_input(x)`` and ``predict(x)`` (labels); gradient rules need
+``weights``, ``bias_out`` and ``set_weights`` (plus what the rule itself reads); an
+unsupervised rule (one with ``fit``) needs ``assign_labels`` and ``evaluate``. A model file
+names its network type, and :data:`NETWORK_FILES` holds one (save, load) pair per type. Training with a physical crossbar backend
 (``SRNN(..., crossbar=Compact(...))``) is hardware-aware: the forward pass reads the arrays
 (IR drop included), the backward pass goes straight through their effective weights, and
 after every update the arrays are reprogrammed.
@@ -17,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import zipfile
 from pathlib import Path
 
@@ -33,9 +38,7 @@ from .crossbar import from_spec, to_spec
 from .learning.optim import make_optimizer
 from .network import SRNN
 
-__all__ = ["Model", "MAX_EPOCHS", "DIVERGENCE_FACTOR"]
-
-log = logging.getLogger(__name__)
+__all__ = ["Model", "MAX_EPOCHS", "DIVERGENCE_FACTOR", "NETWORK_FILES", "UnknownRule"]
 
 #: more epochs than anyone can wait for: refused at once rather than run "forever"
 MAX_EPOCHS = 10**6
@@ -46,6 +49,23 @@ DIVERGENCE_FACTOR = 1e3
 FORMAT = "cosim-model"
 FORMAT_VERSION = 1
 RULES = {"bptt": BPTT, "bp": BP}
+
+
+class UnknownRule:
+    """The rule of a model trained with a custom rule object, which a model file cannot hold
+    (files never choose code): the model predicts and evaluates, and training asks for the
+    rule instead of silently substituting another one."""
+
+    name = "custom"
+
+    def gradients(self, net, x, labels):
+        raise ValueError("this model was trained with a custom rule, which a model file does "
+                         "not store: pass it again, Model.load(path, rule=YourRule()), to train")
+
+
+#: the methods and attributes each kind of rule needs from its network (the protocol)
+_GRADIENT_API = ("weights", "bias_out", "set_weights", "n_classes", "check_input", "predict")
+_UNSUPERVISED_API = ("assign_labels", "evaluate", "n_classes", "check_input", "predict")
 
 
 def _make_rule(rule):
@@ -66,7 +86,8 @@ class Model:
     Parameters
     ----------
     network : an :class:`SRNN` (rules "bptt", "bp") or a ``DiehlCook`` network (rule "stdp").
-    rule : "bptt", "bp", "stdp" or a rule object with ``gradients(net, x, labels)``.
+    rule : "bptt", "bp", "stdp" or a rule object with ``gradients(net, x, labels)`` (or,
+        unsupervised, ``fit(net, x, progress)``).
     lr : learning rate (Adam by default); cosine-annealed to 0 over the epochs of a
         ``train`` call when ``schedule="cosine"``.
     batch_size : mini-batch size.
@@ -89,11 +110,13 @@ class Model:
         if hasattr(self.rule, "rate_reg") and rate_reg:
             self.rule.rate_reg = self.rate_reg
         self._is_unsupervised = hasattr(self.rule, "fit")
-        if self._is_unsupervised:
-            if not hasattr(network, "assign_labels"):
-                raise TypeError("rule 'stdp' needs a DiehlCook network (cosim.learning.stdp)")
-        elif not isinstance(network, SRNN):
-            raise TypeError(f"rule {self.rule_name!r} needs an SRNN, got {type(network).__name__}")
+        needs = _UNSUPERVISED_API if self._is_unsupervised else _GRADIENT_API
+        missing = [name for name in needs if not hasattr(network, name)]
+        if missing:
+            kind = ("an unsupervised network such as cosim.networks.DiehlCook"
+                    if self._is_unsupervised else "a gradient-trained network such as SRNN")
+            raise TypeError(f"rule {self.rule_name!r} needs {kind}; {type(network).__name__} "
+                            f"lacks {', '.join(missing)}")
         self._rng = check.rng(seed)
         self._optimizer = None
 
@@ -103,12 +126,10 @@ class Model:
 
     @property
     def n_classes(self) -> int:
-        return self.network.n_out if isinstance(self.network, SRNN) else self.network.n_classes
+        return self.network.n_classes
 
     def _check_x(self, x):
-        if isinstance(self.network, SRNN):
-            return self.network.check_input(x)
-        return check.as_float_array("x", x, ndim=3)
+        return self.network.check_input(x)
 
     # -- training ----------------------------------------------------------------------------
     def train(self, x, y, epochs=10, progress=True, validation=None):
@@ -207,14 +228,12 @@ class Model:
         """Integer class labels (N,); ``progress(desc, done, total)`` after each batch."""
         x = self._check_x(x)
         batch_size = check.count("batch_size", batch_size)
-        if not isinstance(self.network, SRNN):
-            return self.network.predict(x)
         report = check.progress_callback(progress)
         out = []
         for i in range(0, x.shape[0], batch_size):
-            out.append(self.network._run(x[i:i + batch_size]).logits.argmax(axis=1))
+            out.append(np.asarray(self.network.predict(x[i:i + batch_size]), dtype=np.int64))
             report("predict", min(i + batch_size, x.shape[0]), x.shape[0])
-        return np.concatenate(out).astype(np.int64)
+        return np.concatenate(out)
 
     def evaluate(self, x, y) -> float:
         """Accuracy in [0, 1]."""
@@ -243,26 +262,22 @@ class Model:
                   "lr": self.lr, "batch_size": self.batch_size, "optimizer": self.optimizer_name,
                   "schedule": self.schedule, "seed": self.seed if isinstance(self.seed, int) else None,
                   "rate_reg": self.rate_reg.strength, "rate_target": self.rate_reg.target}
-        if isinstance(net, SRNN):
-            header["network"] = "SRNN"
-            header["network_config"] = net.get_config()
-            header["neuron_types"] = net.neuron_types.tolist()
-            header["crossbar"] = to_spec(net.crossbar)
-            arrays = {f"w_{k}": v for k, v in net.weights.items()}
-            arrays["bias_out"] = net.bias_out
-            arrays["delay_in"] = net.delays["in"]
-            arrays["delay_rec"] = net.delays["rec"]
-        else:
-            state = net.get_state()
-            header["network"] = type(net).__name__
-            header["network_config"] = {k: v for k, v in state.items()
-                                        if not isinstance(v, np.ndarray) and v is not None}
-            arrays = {f"state_{k}": v for k, v in state.items() if isinstance(v, np.ndarray)}
+        kind = type(net).__name__
+        if kind not in NETWORK_FILES:
+            raise TypeError(f"cannot save a {kind} network: model files know "
+                            f"{sorted(NETWORK_FILES)}")
+        network_header, arrays = NETWORK_FILES[kind][0](net)
+        header["network"] = kind
+        header.update(network_header)
         return arrays, header
 
     @classmethod
-    def load(cls, path, crossbar=None) -> "Model":
-        """Read a model written by :meth:`save`; ``crossbar`` overrides the saved backend."""
+    def load(cls, path, crossbar=None, rule=None) -> "Model":
+        """Read a model written by :meth:`save`; ``crossbar`` overrides the saved backend.
+
+        ``rule`` gives the rule object of a model trained with a custom rule (a file holds
+        no code); without it such a model predicts, and ``train`` asks for the rule.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no model file at {path}")
@@ -287,14 +302,12 @@ class Model:
                                  f"({header['cosim_version'][:20]}, format "
                                  f"{header['format_version']} > {FORMAT_VERSION})")
         network = _rebuild_network(header, contents, crossbar)
-        rule = header["rule"]
-        if rule == "custom":
-            log.warning("%s was trained with a custom rule; loaded with rule 'bptt' (pass "
-                        "rule=... to Model to train it with another)", path)
-            rule = "bptt"
-        if rule not in set(RULES) | {"stdp"}:
-            raise ModelFileError(f"{path}: model header rule {rule[:20]!r} is not one of "
-                                 f"{sorted(set(RULES) | {'stdp'})}")
+        saved_rule = header["rule"]
+        if saved_rule not in set(RULES) | {"stdp", "custom"}:
+            raise ModelFileError(f"{path}: model header rule {saved_rule[:20]!r} is not one of "
+                                 f"{sorted(set(RULES) | {'stdp', 'custom'})}")
+        if rule is None:
+            rule = UnknownRule() if saved_rule == "custom" else saved_rule
         try:
             return cls(network, rule=rule, lr=header["lr"], batch_size=header["batch_size"],
                        seed=header["seed"] or 0, optimizer=header["optimizer"],
@@ -318,29 +331,59 @@ def _digest(header_bytes: bytes, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def _rebuild_network(header, contents, crossbar):
-    try:
-        if header["network"] == "SRNN":
-            backend = crossbar if crossbar is not None else from_spec(header["crossbar"],
-                                                                      where="crossbar")
-            _check_srnn_sizes(header["network_config"], contents)
-            return SRNN.from_config(
-                header["network_config"],
-                {"in": contents["w_in"], "rec": contents["w_rec"], "out": contents["w_out"]},
-                contents["bias_out"], {"in": contents["delay_in"], "rec": contents["delay_rec"]},
-                crossbar=backend)
-        if header["network"] == "DiehlCook":
-            from .learning.stdp import DiehlCook
+# ----------------------------------------------------------------- network file formats
+# save(net) -> (header entries, arrays); load(header, arrays, crossbar) -> network. The
+# header is untrusted data on load: ``load`` validates it (a crossbar spec goes through
+# cosim.crossbar.from_spec).
 
-            state = dict(header["network_config"])
-            state.update({k[len("state_"):]: v for k, v in contents.items() if k.startswith("state_")})
-            state.setdefault("labels", None)
-            return DiehlCook().set_state(state, crossbar=crossbar)
+def _save_srnn(net):
+    arrays = {f"w_{k}": v for k, v in net.weights.items()}
+    arrays.update(bias_out=net.bias_out, delay_in=net.delays["in"], delay_rec=net.delays["rec"])
+    return ({"network_config": net.get_config(), "neuron_types": net.neuron_types.tolist(),
+             "crossbar": to_spec(net.crossbar)}, arrays)
+
+
+def _load_srnn(header, contents, crossbar):
+    backend = crossbar if crossbar is not None else from_spec(header["crossbar"],
+                                                              where="crossbar")
+    _check_srnn_sizes(header["network_config"], contents)
+    return SRNN.from_config(
+        header["network_config"],
+        {"in": contents["w_in"], "rec": contents["w_rec"], "out": contents["w_out"]},
+        contents["bias_out"], {"in": contents["delay_in"], "rec": contents["delay_rec"]},
+        crossbar=backend)
+
+
+def _save_diehl_cook(net):
+    state = net.get_state()
+    config = {k: v for k, v in state.items() if not isinstance(v, np.ndarray) and v is not None}
+    return ({"network_config": config},
+            {f"state_{k}": v for k, v in state.items() if isinstance(v, np.ndarray)})
+
+
+def _load_diehl_cook(header, contents, crossbar):
+    from .networks import DiehlCook
+
+    state = dict(header["network_config"])
+    state.update({k[len("state_"):]: v for k, v in contents.items() if k.startswith("state_")})
+    state.setdefault("labels", None)
+    return DiehlCook().set_state(state, crossbar=crossbar)
+
+
+#: network type name (as written in a model file) -> (save, load)
+NETWORK_FILES = {"SRNN": (_save_srnn, _load_srnn), "DiehlCook": (_save_diehl_cook, _load_diehl_cook)}
+
+
+def _rebuild_network(header, contents, crossbar):
+    kind = header["network"]
+    if kind not in NETWORK_FILES:
+        raise ModelFileError(f"unknown network type {kind[:40]!r} in model file "
+                             f"(known: {sorted(NETWORK_FILES)})")
+    try:
+        return NETWORK_FILES[kind][1](header, contents, crossbar)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(f"model file is inconsistent: {detail}") from None
-    raise ModelFileError(f"unknown network type {header['network']!r} in model file "
-                         f"(known: 'SRNN', 'DiehlCook')")
 
 
 def _check_srnn_sizes(config, contents):

@@ -252,6 +252,15 @@ class SRNN:
         x = self.check_input(x)
         return self._run(x, trace=trace, progress=progress)
 
+    @property
+    def n_classes(self) -> int:
+        """Classes of the readout (one output unit per class)."""
+        return self.n_out
+
+    def predict(self, x) -> np.ndarray:
+        """Class labels (batch,): the output unit of the largest logit."""
+        return self.run(x).logits.argmax(axis=1).astype(np.int64)
+
     def _feedforward(self, key, inputs):
         """All-steps read of a feed-forward matrix: (B, T, n) -> (B, T, [n_delay,] m)."""
         batch, steps, n = inputs.shape

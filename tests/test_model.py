@@ -237,6 +237,45 @@ def test_custom_rule_models_load(tmp_path):
 
     class MyRule(BPTT):
         name = "mine"
+    x, y = toy_task()
     model = Model(SRNN(4, 6, 2, seed=0), rule=MyRule())
-    loaded = Model.load(model.save(tmp_path / "m.npz"))
-    assert loaded.rule_name == "bptt"
+    path = model.save(tmp_path / "m.npz")
+    loaded = Model.load(path)
+    # never silently replaced: it predicts, it refuses to train without the rule, and it
+    # stays "custom" when saved again
+    assert loaded.rule_name == "custom"
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    before = loaded.network.weights
+    with pytest.raises(ValueError, match="custom rule"):
+        loaded.train(x, y, epochs=1, progress=False)
+    for key, value in loaded.network.weights.items():
+        np.testing.assert_array_equal(value, before[key])
+    again = Model.load(loaded.save(tmp_path / "again.npz"))
+    assert again.rule_name == "custom"
+    given = Model.load(path, rule=MyRule())
+    assert isinstance(given.rule, MyRule)
+    given.train(x, y, epochs=1, progress=False)
+
+
+def test_model_checks_the_network_protocol_not_its_type():
+    """Issue 11 item 4: a rule states what it needs from a network; any network giving it works."""
+    from cosim.networks import DiehlCook
+    with pytest.raises(TypeError, match="set_weights"):
+        Model(DiehlCook(n_exc=4), rule="bptt")
+    with pytest.raises(TypeError, match="assign_labels"):
+        Model(SRNN(4, 6, 2, seed=0), rule="stdp")
+
+    class Wrapped:                      # not an SRNN subclass: the protocol, by delegation
+        def __init__(self, net):
+            self._net = net
+
+        def __getattr__(self, name):
+            return getattr(self._net, name)
+    x, y = toy_task()
+    inner = SRNN(4, 6, 2, seed=0)
+    reference = Model(SRNN(4, 6, 2, seed=0), lr=1e-2, seed=1)
+    wrapped = Model(Wrapped(inner), lr=1e-2, seed=1)
+    h_ref = reference.train(x, y, epochs=2, progress=False)
+    h_wrap = wrapped.train(x, y, epochs=2, progress=False)
+    assert h_wrap["loss"] == h_ref["loss"]
+    np.testing.assert_array_equal(wrapped.predict(x), reference.predict(x))

@@ -247,6 +247,10 @@ class DiehlCook:
             raise ValueError(f"{name} must hold non-negative spikes")
         return x
 
+    def check_input(self, x) -> np.ndarray:
+        """Validate spikes x (N, T, n_inputs) once, at the public boundary."""
+        return self._check_x(x)
+
     def _check_y(self, y, n):
         return check.labels("y", y, n, self.n_classes)
 
