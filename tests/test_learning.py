@@ -18,7 +18,7 @@ def numeric_gradient(net, rule, x, y, key, eps=1e-6):
             shifted = w.copy()
             shifted[idx] += sign * eps
             net.set_weights({key: shifted})
-            loss = rule.backward(net, net._run(x, trace=True), y)[0]
+            loss = rule.backward(net, net.run(x, trace=True), y)[0]
             grad[idx] += sign * loss / (2 * eps)
     net.set_weights({key: w})
     return grad
@@ -60,10 +60,10 @@ def test_bias_gradient_matches_finite_differences():
         b = net.bias_out.copy()
         b[j] += eps
         net.set_weights(bias_out=b)
-        lp = rule.backward(net, net._run(x, trace=True), y)[0]
+        lp = rule.backward(net, net.run(x, trace=True), y)[0]
         b[j] -= 2 * eps
         net.set_weights(bias_out=b)
-        lm = rule.backward(net, net._run(x, trace=True), y)[0]
+        lm = rule.backward(net, net.run(x, trace=True), y)[0]
         b[j] += eps
         net.set_weights(bias_out=b)
         np.testing.assert_allclose(grads["bias_out"][j], (lp - lm) / (2 * eps), rtol=1e-6)
@@ -76,7 +76,7 @@ def test_bp_equals_bptt_truncated_to_depth_one(kind, extra):
     net = SRNN(6, 8, 3, neuron=kind, seed=2, input_scale=20, **extra)
     x = (rng.random((5, 20, 6)) < 0.4).astype(float)
     y = rng.integers(0, 3, 5)
-    record = net._run(x, trace=True)
+    record = net.run(x, trace=True)
     assert record.z.sum() > 0
     loss_bp, g_bp = BP().backward(net, record, y)
     loss_tr, g_tr = BPTT(truncate=1).backward(net, record, y)
@@ -120,7 +120,7 @@ def test_float32_network_and_gradients_track_float64():
     y = rng.integers(0, 3, 6)
     nets = {dt: SRNN(8, 12, 3, neuron="alif", n_adaptive=6, seed=4, input_scale=20, dtype=dt)
             for dt in ("float64", "float32")}
-    records = {dt: net._run(x, trace=True) for dt, net in nets.items()}
+    records = {dt: net.run(x, trace=True) for dt, net in nets.items()}
     assert records["float32"].z.dtype == np.float32 and records["float32"].v.dtype == np.float32
     same = records["float32"].z == records["float64"].z
     assert records["float64"].z.sum() > 20

@@ -10,7 +10,7 @@ from cosim.spice.ngspice import run_dc, run_op, run_tran
 
 from _spice import needs_spice  # noqa: E402
 
-Memtransistor = pytest.importorskip("cosim.devices.memtransistor").Memtransistor
+from cosim.devices.memtransistor import Memtransistor  # noqa: E402
 
 
 # Newton must converge far below the default reltol=1e-3 for a 1e-10 comparison.

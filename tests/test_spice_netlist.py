@@ -7,6 +7,7 @@ import pytest
 
 from cosim.spice.netlist import (DEFAULT_LIBRARY, DEFAULT_PARAMS, check_deck_safe, crossbar_deck,
                                  sense_vectors)
+from cosim.devices.memtransistor import Memtransistor
 from cosim.spice.ngspice import run_dc, run_op, run_tran
 
 from _spice import needs_spice  # noqa: E402
@@ -178,7 +179,6 @@ def test_memtransistor_crossbar_matches_independent_newton_solve():
     """3x2 memtransistor_read array with wire resistance vs scipy fsolve of KCL written
     here (node equations from Memtransistor.current, source-referenced)."""
     from scipy.optimize import fsolve
-    Memtransistor = pytest.importorskip("cosim.devices.memtransistor").Memtransistor
     rng = np.random.default_rng(4)
     R, C = 3, 2
     W = rng.uniform(0, 1, (R, C))
@@ -227,7 +227,6 @@ def test_memtransistor_crossbar_matches_independent_newton_solve():
 
 @needs_spice
 def test_memtransistor_zero_wire_is_sum_of_device_currents_and_per_cell_params():
-    Memtransistor = pytest.importorskip("cosim.devices.memtransistor").Memtransistor
     rng = np.random.default_rng(5)
     R, C = 3, 3
     W = rng.uniform(0, 1, (R, C))
