@@ -476,6 +476,9 @@ def _cmd_compare(args, progress) -> int:
     from .devices import Memtransistor
     from .model import Model
 
+    if args.scheduler is not None:
+        from .sweep import check_address
+        check_address(args.scheduler)
     out = output_dir("--out", args.out)
     model = Model.load(args.model)
     x_test, y_test = _test_data(args, model.network.n_in)
@@ -484,7 +487,8 @@ def _cmd_compare(args, progress) -> int:
     metrics = compare(model, x_test, y_test, backends=tuple(args.backends), samples=None,
                       spice_samples=args.spice_samples, out=out, r_word=args.r_word,
                       r_bit=args.r_bit, read=args.read, device=device, step=args.step,
-                      sweep=args.sweep, progress=progress)
+                      sweep=args.sweep, progress=progress, workers=args.workers,
+                      scheduler=args.scheduler)
     write_run_json(out / "run.json", args, {"encoding": args.seed})
     print(f"compared {', '.join(metrics['backends'])} in {time.perf_counter() - t0:.1f} s "
           f"(reference: {metrics['reference']})")
@@ -810,6 +814,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--spice-samples", dest="spice_samples", type=_count(1),
                       default=DEFAULT_SPICE_SAMPLES,
                       help=f"test samples run on spice (default {DEFAULT_SPICE_SAMPLES})")
+    comp.add_argument("--workers", type=_count(1, 4096), default=1,
+                      help="processes sharing the spice samples, one ngspice each (default 1)")
+    comp.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT that runs the "
+                                          "spice samples (needs pip install 'cosim[dask]')")
     _add_wires(comp)
     _add_read(comp)
     comp.add_argument("--device-card", dest="device_card", help="TOML device card")

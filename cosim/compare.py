@@ -64,7 +64,7 @@ BATCH = 32
 
 def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=1.0,
             r_bit=1.0, read="linear", device=None, step=None, sweep=None, cache=None,
-            progress=None, spice_samples=10, backend_params=None):
+            progress=None, spice_samples=10, backend_params=None, workers=1, scheduler=None):
     """Run ``model`` on ``x`` with each backend; return the metrics (and write a report).
 
     ``samples``: samples run on the fast backends (ideal, compact); None: all of ``x``.
@@ -77,6 +77,9 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
     report.md and the figures. ``sweep`` is a list of wire resistances (ohms, both lines)
     for the accuracy-vs-resistance figure (compact backend). ``progress``: a callback
     ``progress(desc, done, total)`` (see ``cosim._validate.progress_callback``).
+    ``workers`` (processes) or ``scheduler`` (a Dask address or client) spread the spice
+    backend's samples, which are independent, one ngspice per worker (see
+    :func:`_run_spread`); the other backends run here.
     """
     from .stats import accuracy_summary
 
@@ -100,16 +103,21 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
             raise ValueError(f"give {key} as compare's own argument, not in backend_params")
     params.update(r_word=r_word, r_bit=r_bit, read=read, device=device)
     built = {name: _backend(spec, params, cache) for name, spec in zip(names, backends)}
+    workers = check.count("workers", workers)
     if sweep:
         sweep = [check.positive("sweep resistance", r, allow_zero=True) for r in sweep]
 
     runs, nets, timings, counts = {}, {}, {}, {}
     for name, backend in built.items():
         hw = net.with_crossbar(backend)
-        n = n_spice if backend.name == "spice" or getattr(backend, "inner", None) is not None \
-            and backend.inner.name == "spice" else n_fast
+        spice = backend.name == "spice" or getattr(backend, "inner", None) is not None \
+            and backend.inner.name == "spice"
+        n = n_spice if spice else n_fast
         t0 = time.perf_counter()
-        runs[name] = _run(hw, x[:n], f"compare: {name}", report)
+        if spice:      # sample by sample, so that any number of workers gives the same run
+            runs[name] = _run_spread(hw, x[:n], f"compare: {name}", report, workers, scheduler)
+        else:
+            runs[name] = _run(hw, x[:n], f"compare: {name}", report)
         timings[name] = time.perf_counter() - t0
         nets[name], counts[name] = hw, n
     reference = "spice" if "spice" in runs else ("compact" if "compact" in runs else names[-1])
@@ -165,6 +173,28 @@ def _run(hw, x, desc, report):
     for start in range(0, x.shape[0], BATCH):
         records.append(hw.run(x[start:start + BATCH]))
         report(desc, min(start + BATCH, x.shape[0]), x.shape[0])
+    return _concatenate(records)
+
+
+def _run_spread(hw, x, desc, report, workers, scheduler):
+    """Run sample by sample (each sample's T steps are independent of the others) in this
+    process, on ``workers`` spawned processes, or on the Dask cluster ``scheduler``; each
+    worker has its own ngspice. The records come back in sample order."""
+    from .crossbar.spice import map_in_processes
+
+    items = [x[k:k + 1] for k in range(x.shape[0])]
+
+    def done(count, total):
+        report(desc, count, total)
+    if scheduler is not None:
+        from .sweep import map_on_dask
+        records = map_on_dask(hw.run, items, scheduler, progress=done)
+    else:
+        records = map_in_processes(hw.run, items, workers=workers, progress=done)
+    return _concatenate(records)
+
+
+def _concatenate(records):
     if len(records) == 1:
         return records[0]
     return type(records[0])(z=np.concatenate([r.z for r in records]),

@@ -76,7 +76,7 @@ from .errors import CosimError
 
 __all__ = ["run_sweep", "expand_grid", "build_backend", "SweepResults",
            "DaskNotInstalledError", "SchedulerError", "WorkerStartError", "PARAMETERS",
-           "DEFAULTS", "MAX_POINTS"]
+           "DEFAULTS", "MAX_POINTS", "map_on_dask"]
 
 log = logging.getLogger(__name__)
 
@@ -405,21 +405,26 @@ def _connect(distributed, address):
                              f"`dask scheduler` running there?") from None
 
 
-def _run_dask(payload, todo, scheduler, on_done):
+def _client(scheduler):
+    """(dask.distributed, a client of ``scheduler``, whether this call made it)."""
     distributed = _dask()
-    own = isinstance(scheduler, str)
-    if own:
-        client = _connect(distributed, check_address(scheduler))
-    elif isinstance(scheduler, distributed.Client):
-        client = scheduler
-    else:
-        raise TypeError(f"scheduler must be an address 'tcp://host:port' or a "
-                        f"dask.distributed.Client, got {type(scheduler).__name__}")
+    if isinstance(scheduler, str):
+        return distributed, _connect(distributed, check_address(scheduler)), True
+    if isinstance(scheduler, distributed.Client):
+        return distributed, scheduler, False
+    raise TypeError(f"scheduler must be an address 'tcp://host:port' or a "
+                    f"dask.distributed.Client, got {type(scheduler).__name__}")
+
+
+def _dask_each(scheduler, payload, work, todo, prefix, on_done):
+    """``on_done(tag, work(payload, item))`` for each ``(tag, item)`` of ``todo``, as the
+    Dask cluster finishes them; ``payload`` is sent once to every worker."""
+    distributed, client, own = _client(scheduler)
     try:
         remote = client.scatter(payload, broadcast=True, hash=False)
         run = uuid.uuid4().hex[:8]
-        futures = {client.submit(_evaluate_point, remote, spec, pure=False,
-                                 key=f"cosim-sweep-{run}-{key[:16]}"): key for key, spec in todo}
+        futures = {client.submit(work, remote, item, pure=False,
+                                 key=f"{prefix}-{run}-{str(tag)[:16]}"): tag for tag, item in todo}
         try:
             # as_completed and result() are tied to this client's event loop explicitly:
             # they would otherwise look for a *default* client, which a client made with
@@ -434,6 +439,30 @@ def _run_dask(payload, todo, scheduler, on_done):
     finally:
         if own:
             client.close()
+
+
+def _run_dask(payload, todo, scheduler, on_done):
+    _dask_each(scheduler, payload, _evaluate_point, todo, "cosim-sweep", on_done)
+
+
+def map_on_dask(func, items, scheduler, progress=None) -> list:
+    """``[func(item) for item in items]`` on the Dask cluster ``scheduler`` (an address, as
+    for sweeps, or a ``dask.distributed.Client``), in order; ``progress(done, total)`` as
+    items finish. Each Dask worker process runs its own ngspice."""
+    items = list(items)
+    results, done = [None] * len(items), []
+
+    def store(k, value):
+        results[k] = value
+        done.append(k)
+        if progress is not None:
+            progress(len(done), len(items))
+    _dask_each(scheduler, func, _call, list(enumerate(items)), "cosim-map", store)
+    return results
+
+
+def _call(func, item):
+    return func(item)
 
 
 # ------------------------------------------------------------------------------ inputs

@@ -139,3 +139,50 @@ def test_wilson_interval_closed_form():
     # symmetric around 1/2 at k = n/2
     low, high = wilson_interval(50, 100)
     assert abs((low + high) / 2 - 0.5) < 1e-12
+
+
+def _assert_same_run(spread, serial):
+    """Spikes, accuracies and counts equal; the current errors (re-read here through ngspice,
+    whose solves repeat to ~1e-13) equal to 1e-11 of the largest current."""
+    assert ({k: v for k, v in spread.items() if k not in ("seconds", "currents")}
+            == {k: v for k, v in serial.items() if k not in ("seconds", "currents")})
+    assert spread["currents"].keys() == serial["currents"].keys()
+    for array, per in serial["currents"].items():
+        for name, err in per.items():
+            for key, value in err.items():
+                assert spread["currents"][array][name][key] == pytest.approx(value, abs=1e-11)
+
+
+@pytest.mark.spice
+def test_spice_samples_spread_over_workers_give_the_serial_result(tiny, tmp_path):
+    """Issue 12 item 4: the spice samples on 2 spawned processes (each its own ngspice, its
+    own empty disk cache) give the metrics of the serial run, number for number."""
+    require_ngspice()
+    path, _, x, y = tiny
+    common = dict(backends=("compact", "spice"), samples=4, spice_samples=4, read="nonlinear")
+    serial = compare(path, x, y, cache=tmp_path / "cache1", workers=1, **common)
+    spread = compare(path, x, y, cache=tmp_path / "cache2", workers=2, **common)
+    assert serial["samples_per_backend"]["spice"] == 4
+    _assert_same_run(spread, serial)
+
+
+@pytest.mark.spice
+def test_spice_samples_on_a_dask_cluster_give_the_serial_result(tiny, tmp_path):
+    require_ngspice()
+    distributed = pytest.importorskip("distributed")       # an optional dependency
+    path, _, x, y = tiny
+    common = dict(backends=("compact", "spice"), samples=3, spice_samples=3, read="nonlinear")
+    serial = compare(path, x, y, cache=tmp_path / "cache1", **common)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        spread = compare(path, x, y, cache=tmp_path / "cache2", scheduler=cluster.scheduler_address,
+                         **common)
+    _assert_same_run(spread, serial)
+
+
+def test_compare_rejects_bad_workers_and_scheduler(tiny, capsys):
+    path, _, x, y = tiny
+    with pytest.raises(ValueError, match="workers"):
+        compare(path, x, y, backends=("ideal",), workers=0)
+    assert main(["compare", str(path), "--scheduler", "not an address", "--quiet"]) == 2
+    assert "scheduler" in capsys.readouterr().err
