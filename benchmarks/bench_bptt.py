@@ -1,8 +1,8 @@
 """ms per BPTT iteration: cosim vs snnTorch's RLeaky, measured in the same run.
 
-Setting (ANCHORS.md): 64 inputs, 100 recurrent units, 10 outputs, T = 50, batch 32, one
-thread, one iteration = forward + backward + Adam update; cosim in float64 and in float32
-(SRNN(dtype="float32"); snnTorch computes in float32). snnTorch runs in the interpreter
+Setting (the project's BPTT reference size): 64 inputs, 100 recurrent units, 10 outputs,
+T = 50, batch 32, one thread, one iteration = forward + backward + Adam update; cosim in
+float64 and in float32 (SRNN(dtype="float32"); snnTorch computes in float32). snnTorch runs in the interpreter
 given by --snntorch-python (a venv with `pip install torch==2.13.0 snntorch`), in a subprocess
 so the two never share a process; it is skipped with a note when that interpreter is absent.
 

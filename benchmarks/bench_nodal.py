@@ -1,4 +1,4 @@
-"""Benchmark of cosim.crossbar.nodal against badcrossbar (ANCHORS.md, crossbar IR drop).
+"""Benchmark of cosim.crossbar.nodal against badcrossbar (the public reference for crossbar IR drop).
 
 Fresh linear solve (build + factorise + solve, one input vector), square n x n arrays with
 1 ohm word and bit segments, G uniform in [1e-6, 1e-4] S, V uniform in [0, 0.2] V (seed 0).

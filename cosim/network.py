@@ -1,4 +1,4 @@
-"""SRNN: a spiking recurrent network whose synapses are crossbar arrays (EQUATIONS.md §3).
+"""SRNN: a spiking recurrent network whose synapses are crossbar arrays (docs/equations.md §3).
 
 Per step t, with spikes x_t on the input word lines and z_{t-1} on the recurrent ones:
 

@@ -1,4 +1,4 @@
-"""Spiking neurons: one base class, three dynamics (EQUATIONS.md §1).
+"""Spiking neurons: one base class, three dynamics (docs/equations.md §1).
 
 Every neuron type shares the state handling, the threshold test, the reset, the refractory
 period, the synaptic delay buffer and the noise injection; these live only in

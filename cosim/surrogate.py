@@ -1,4 +1,4 @@
-"""Spike function and its pseudo-derivative (EQUATIONS.md §2).
+"""Spike function and its pseudo-derivative (docs/equations.md §2).
 
 The forward pass uses the Heaviside step z = H(v' - A) (H(0) = 0). The backward pass
 replaces its derivative by the piecewise-linear pseudo-derivative of LSNN (Bellec et al. 2018),

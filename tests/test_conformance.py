@@ -2,7 +2,7 @@
 nonlinear reads), spice (when ngspice is installed) and tiled arrays of each.
 
 Truths used: the read at zero input is zero; with ideal wires every backend computes
-x @ effective_weights (EQUATIONS.md §4, exact for binary inputs at the read point); when a
+x @ effective_weights (docs/array.md §1 and §4, exact for binary inputs at the read point); when a
 backend reports a linear map, its read equals x @ that map for arbitrary inputs; sense
 currents have physical_columns bit lines per output and the differential ones give the
 output by (I+ - I-) / (V_read s k); seeds make programming reproducible; no attribute

@@ -1,4 +1,4 @@
-"""Tests of the weight <-> conductance mapping (EQUATIONS.md §4)."""
+"""Tests of the weight <-> conductance mapping (docs/array.md §1)."""
 
 import numpy as np
 import pytest

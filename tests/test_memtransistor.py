@@ -169,7 +169,7 @@ def test_current_terminal_derivatives_finite_differences(state_map):
 
 
 def test_gate_on_off_ratio(dev):
-    """I(V_GS = 3)/I(V_GS = -2) at small V_DS: F(3)/F(-2) = 2.2e5 (DEVICE.md: ~2e5)."""
+    """I(V_GS = 3)/I(V_GS = -2) at small V_DS: F(3)/F(-2) = 2.2e5 (docs/device.md: ~2e5)."""
     ratio = dev.current(1e-6, 3.0, 0.5) / dev.current(1e-6, -2.0, 0.5)
     expected = math.log1p(math.exp(10.0)) / math.log1p(math.exp(-10.0))
     assert ratio == pytest.approx(expected, rel=1e-5)
@@ -230,7 +230,8 @@ def test_state_rate_hand_values(dev):
 def test_single_pulse_measured_delta_w(dev):
     """+4 V, 1 ms at V_G = 3 V: V_GM = 1 V, dw = (1 - exp(-k x^2 F_r t))(1 - w) = 0.00706(1 - w).
 
-    DEVICE.md quotes 0.0057; the equations as written give 0.0071 (this test pins 0.0071).
+    The design note quoted in docs/device.md gives 0.0057; the equations as written give
+    0.0071 (this test pins 0.0071).
     """
     fr = hand_F(1.0) / hand_F(3.0)
     expected = 1 - math.exp(-300 * (1 / 3) ** 2 * fr * 1e-3)

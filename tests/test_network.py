@@ -1,4 +1,4 @@
-"""The SRNN against a plain numpy loop written here from EQUATIONS.md §1 and §3."""
+"""The SRNN against a plain numpy loop written here from docs/equations.md §1 and §3."""
 
 import math
 

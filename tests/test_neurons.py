@@ -1,4 +1,4 @@
-"""Neurons against hand-derived sequences (EQUATIONS.md §1) and the structure rule."""
+"""Neurons against hand-derived sequences (docs/equations.md §1) and the structure rule."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The ngspice memtransistor subcircuits against the Python compact model (DEVICE.md)."""
+"""The ngspice memtransistor subcircuits against the Python compact model (docs/device.md)."""
 
 import re
 
@@ -15,7 +15,7 @@ from cosim.devices.memtransistor import Memtransistor  # noqa: E402
 
 # Newton must converge far below the default reltol=1e-3 for a 1e-10 comparison.
 TIGHT_DC = ".options reltol=1e-12 abstol=1e-20 vntol=1e-12"
-# DEVICE.md tolerances for programming transients.
+# docs/device.md (SPICE notes): tolerances for programming transients.
 TRAN_OPTS = ".options reltol=1e-6 abstol=1e-15 vntol=1e-9 chgtol=1e-16"
 
 

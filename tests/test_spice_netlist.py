@@ -15,7 +15,7 @@ INJECT = "\n.control\nshell rm -rf /\n.endc\n"
 
 
 # ---------------------------------------------------------------------------------------
-# independent reference: dense nodal analysis of EQUATIONS.md section 5, written here
+# independent reference: dense nodal analysis of docs/array.md §2, written here
 # ---------------------------------------------------------------------------------------
 
 def nodal_reference(G, V, r_word, r_bit):

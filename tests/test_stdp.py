@@ -1,4 +1,4 @@
-"""Pair-based STDP (EQUATIONS.md §3) against hand-computed windows; pulse writes on the device."""
+"""Pair-based STDP (docs/equations.md §4) against hand-computed windows; pulse writes on the device."""
 
 import math
 
@@ -199,7 +199,7 @@ def requested(counts, prog):
 def test_pulse_steps_are_the_device_steps_of_one_pulse():
     prog = programmer()
     up, down = prog.state_steps()
-    # DEVICE.md: +4 V, 1 ms at V_G = 3 V moves w by 1 - exp(-7.09e-3) from 0; the RESET pulse
+    # docs/device.md: +4 V, 1 ms at V_G = 3 V moves w by 1 - exp(-7.09e-3) from 0; the RESET pulse
     # on the source side (V_DS = -4 V, V_GS = -1 V) has the same midpoint gate drive V_GM = 1 V
     assert up == pytest.approx(float(DEVICE.apply_pulses(0.0, 4.0, 1e-3, 1, v_gs=3.0)), rel=1e-14)
     assert up == pytest.approx(7.06e-3, rel=2e-3)

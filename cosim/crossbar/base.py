@@ -1,4 +1,4 @@
-"""The crossbar backend protocol shared by every backend (ARCHITECTURE.md).
+"""The crossbar backend protocol shared by every backend (docs/architecture.md).
 
 A backend holds one weight matrix W (rows = inputs on word lines, columns = outputs) as a
 physical array and turns a batch of inputs at one timestep into synaptic currents:

@@ -1,4 +1,4 @@
-"""Compact backend: memtransistor arrays solved exactly with wire IR drop (EQUATIONS.md §4-5).
+"""Compact backend: memtransistor arrays solved exactly with wire IR drop (docs/array.md §1-4).
 
 ``program(W)`` maps the weights to a differential array (``cosim.devices.mapping``: one array
 with two columns per output, G+ in column 2j, G- in column 2j+1) and the conductances to

@@ -11,7 +11,7 @@ Tile size and differential columns
 ``max_rows`` counts **inputs** (word lines) per tile and ``max_cols`` counts **weight
 columns** (outputs) per tile: a tile always holds the block ``W[row_slice, col_slice]`` of at
 most ``max_rows × max_cols`` weights, whatever the backend. A differential physical backend
-(``Compact``, ``Spice``: G+ and G- columns, EQUATIONS.md §4) therefore uses
+(``Compact``, ``Spice``: G+ and G- columns, docs/array.md §1) therefore uses
 ``2 · max_cols`` physical bit lines per tile; to model a chip whose arrays have 128 physical
 bit lines with differential pairs, use ``max_array=(128, 64)``. :attr:`Tiled.physical_columns`
 gives the number of bit lines per output of the wrapped backend (1 or 2).

@@ -1,7 +1,7 @@
 """Device models and the weight <-> device mapping.
 
-- :class:`Memtransistor`: compact three-terminal MoS2 memtransistor model (``DEVICE.md``).
-- :class:`Mapping`: weights to differential conductance pairs and back (EQUATIONS.md §4).
+- :class:`Memtransistor`: compact three-terminal MoS2 memtransistor model (docs/device.md).
+- :class:`Mapping`: weights to differential conductance pairs and back (docs/array.md §1).
 
 This layer knows nothing of networks, crossbars or SPICE.
 """

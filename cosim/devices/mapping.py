@@ -1,4 +1,4 @@
-r"""Weights to device conductances and back (EQUATIONS.md §4).
+r"""Weights to device conductances and back (docs/array.md §1).
 
 A weight matrix :math:`W \in \mathbb{R}^{R \times C}` (rows = inputs, columns = outputs)
 becomes a differential pair of conductances per weight:

@@ -2,7 +2,7 @@ r"""Compact model of a three-terminal MoS2 memtransistor (drain D, gate G, sourc
 
 The channel conductance is *memristive* (a state :math:`w \in [0, 1]` moved by programming
 pulses) and *gate-tunable* (a smooth transistor-like gate factor). The equations are those
-of ``DEVICE.md``; the ngspice subcircuit uses the same equations and the same parameter
+of docs/device.md; the ngspice subcircuit uses the same equations and the same parameter
 names (:attr:`Memtransistor.PARAM_NAMES`).
 
 Gate factor, with the gate referred to the channel midpoint so that D and S are symmetric:
@@ -46,8 +46,8 @@ current is *not* odd in ``v_ds`` (the midpoint gate voltage ``v_gs - v_ds/2`` ch
 
 Measured with the default card (see ``tests/test_memtransistor.py``): a +4 V, 1 ms pulse
 at V_G = 3 V (source at 0) has V_GM = 1 V, F_r = 0.2127 and moves w by
-``1 - exp(-7.09e-3) = 0.00706 * (1 - w)``. (``DEVICE.md`` quotes 0.0057; the equations as
-written give 0.0071.) The gate on/off current ratio I(V_GS = 3 V)/I(V_GS = -2 V) tends to
+``1 - exp(-7.09e-3) = 0.00706 * (1 - w)``. (The design note quoted in docs/device.md
+gives 0.0057; the equations as written give 0.0071.) The gate on/off current ratio I(V_GS = 3 V)/I(V_GS = -2 V) tends to
 2.20e5 as V_DS -> 0 (2.6e5 at V_DS = 0.1 V).
 
 Parameter units: g_max [S], r_sw [-], v_th, s_g, v_gref, v_sat, v_on, v_off [V],

@@ -1,4 +1,4 @@
-"""BP: the BPTT backward pass truncated to depth 1 in time (EQUATIONS.md §3).
+"""BP: the BPTT backward pass truncated to depth 1 in time (docs/equations.md §4).
 
 The neuron's temporal state (v_{t-1}, z_{t-1}, b_{t-1}) is treated as a constant, so the
 gradient of each step stops at that step:

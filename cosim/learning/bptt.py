@@ -1,4 +1,4 @@
-"""BPTT: a hand-written reverse pass through every timestep of an SRNN (EQUATIONS.md §2-3).
+"""BPTT: a hand-written reverse pass through every timestep of an SRNN (docs/equations.md §2, §4).
 
 Forward (per step t, units in columns, z_{-1} = v_{-1} = b_{-1} = 0):
 

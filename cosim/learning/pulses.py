@@ -2,7 +2,7 @@ r"""Device-aware weight writes: Δw as whole programming pulses on a gate-select
 
 :class:`PulseProgrammer` is what ``mode="pulses"`` of :mod:`cosim.learning.stdp` and the
 device-aware :class:`~cosim.networks.diehl_cook.DiehlCook` write through. It knows a device
-only by its ``apply_pulses`` method (DEVICE.md: drains and gates on the rows, sources on the
+only by its ``apply_pulses`` method (docs/device.md, array wiring: drains and gates on the rows, sources on the
 columns) and a weight range only by ``w_min``/``w_max``; see the class for the write scheme.
 """
 
@@ -55,7 +55,7 @@ class PulseProgrammer:
       gate at ``v_gate_on``; in each slot the source of a column still owed pulses is at 0
       (cell sees V_DS = v_set, V_GS = v_gate_on), the other sources at ``v_inhibit``·v_set
       (V_DS = (1 - v_inhibit) v_set). Unselected rows: drain at 0, gate at ``v_gate_off``.
-    * RESET phase likewise with the pulse on the source side (DEVICE.md: a drain-side negative
+    * RESET phase likewise with the pulse on the source side (docs/device.md, array wiring: a drain-side negative
       pulse still writes through an off gate, referred to the channel midpoint): selected and
       unselected drains at 0, the source of a column owed pulses at |v_reset|
       (V_DS = v_reset, V_GS = v_gate_on + v_reset), the others at v_inhibit·|v_reset|;

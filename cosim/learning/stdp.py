@@ -1,4 +1,4 @@
-r"""Pair-based STDP in trace form and a Diehl & Cook style unsupervised network (EQUATIONS.md §3).
+r"""Pair-based STDP in trace form and a Diehl & Cook style unsupervised network (docs/equations.md §4).
 
 STDP rule
 ---------

@@ -1,6 +1,6 @@
 """Exact nodal (KCL) solution of a crossbar array with line resistance (IR drop).
 
-Topology (EQUATIONS.md section 5, the convention of the public tool badcrossbar)
+Topology (docs/array.md §2, the convention of the public tool badcrossbar)
 -------------------------------------------------------------------------------
 R word lines (rows) x C bit lines (columns); device (i, j) connects the word-line node
 w(i, j) to the bit-line node b(i, j)::
