@@ -203,7 +203,7 @@ def test_device_aware_stdp_learns_with_pulses_on_compact_arrays():
     assert net.evaluate(x_test, y_test) >= 0.95
     assert net.silent_units_.size == 0
     # the array holds the written states: G+ columns are the weights (w_max = 1, linear map)
-    xbar = net._backend()
+    xbar = net.array
     np.testing.assert_allclose(xbar.states[:, 0::2], net.W_in_, rtol=0, atol=1e-15)
     assert 0.0 <= net.W_in_.min() and net.W_in_.max() <= 1.0
     # pulses keep the states off the hard bounds (the device's soft bounds)

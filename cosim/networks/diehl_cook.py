@@ -284,6 +284,13 @@ class DiehlCook:
             w = w * np.where(sizes > 0, target / np.where(sizes > 0, sizes, 1.0), 1.0)
         return np.clip(w, stdp.w_min, stdp.w_max)
 
+    @property
+    def array(self):
+        """The crossbar backend programmed with ``W_in_`` (built from ``crossbar`` on first
+        use); its reads drive the feed-forward current."""
+        self._require_fitted()
+        return self._backend()
+
     def _backend(self):
         if getattr(self, "_xbar", None) is None:
             from ..crossbar import make_crossbar
