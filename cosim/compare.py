@@ -104,6 +104,9 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
     params.update(r_word=r_word, r_bit=r_bit, read=read, device=device)
     built = {name: _backend(spec, params, cache) for name, spec in zip(names, backends)}
     workers = check.count("workers", workers)
+    if isinstance(scheduler, str):
+        from .sweep import check_address
+        scheduler = check_address(scheduler)
     if sweep:
         sweep = [check.positive("sweep resistance", r, allow_zero=True) for r in sweep]
 

@@ -184,5 +184,8 @@ def test_compare_rejects_bad_workers_and_scheduler(tiny, capsys):
     path, _, x, y = tiny
     with pytest.raises(ValueError, match="workers"):
         compare(path, x, y, backends=("ideal",), workers=0)
+    from cosim.sweep import SchedulerError
+    with pytest.raises(SchedulerError, match="scheduler"):
+        compare(path, x, y, backends=("ideal",), scheduler="localhost:8786")
     assert main(["compare", str(path), "--scheduler", "not an address", "--quiet"]) == 2
     assert "scheduler" in capsys.readouterr().err

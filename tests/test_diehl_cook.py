@@ -78,10 +78,15 @@ def test_training_applies_the_threshold_rule_to_the_reported_spikes():
 
 
 def test_theta_plus_per_100_units_scales_with_the_size():
-    assert DiehlCook(n_exc=400, theta_plus=0.01)._homeostasis().theta_plus == \
-        pytest.approx(0.04, rel=1e-15)
-    assert DiehlCook(n_exc=400, theta_plus=0.01,
-                     theta_scale="absolute")._homeostasis().theta_plus == 0.01
+    """theta_plus "per_100" at 200 units learns exactly as an absolute 2 x theta_plus."""
+    x, _ = patterns(4, seed=5)
+    per_100 = small_net(n_exc=200, theta_plus=0.05, theta_scale="per_100").fit(x)
+    absolute = small_net(n_exc=200, theta_plus=0.1, theta_scale="absolute").fit(x)
+    unscaled = small_net(n_exc=200, theta_plus=0.05, theta_scale="absolute").fit(x)
+    assert per_100.theta_.max() > 0
+    np.testing.assert_array_equal(per_100.theta_, absolute.theta_)
+    np.testing.assert_array_equal(per_100.W_in_, absolute.W_in_)
+    assert not np.array_equal(per_100.theta_, unscaled.theta_)
 
 
 def test_no_unit_is_silent_after_training_and_homeostasis_is_why():
