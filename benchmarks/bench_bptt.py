@@ -2,9 +2,9 @@
 
 Setting (the project's BPTT reference size): 64 inputs, 100 recurrent units, 10 outputs,
 T = 50, batch 32, one thread, one iteration = forward + backward + Adam update; cosim in
-float64 and in float32 (SRNN(dtype="float32"); snnTorch computes in float32). snnTorch runs in the interpreter
-given by --snntorch-python (a venv with `pip install torch==2.13.0 snntorch`), in a subprocess
-so the two never share a process; it is skipped with a note when that interpreter is absent.
+float64 and in float32 (SRNN(dtype="float32"); snnTorch computes in float32). snnTorch runs
+in the interpreter given by --snntorch-python (a venv with `pip install torch==2.13.0
+snntorch`), in a subprocess so the two never share a process; it is skipped with a note when that interpreter is absent.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_bptt.py --snntorch-python /path/to/venv/bin/python
 """

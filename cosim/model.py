@@ -8,8 +8,9 @@ labels and assigns labels afterwards.
 ``n_classes``, ``check_input(x)`` and ``predict(x)`` (labels); gradient rules need
 ``weights``, ``bias_out`` and ``set_weights`` (plus what the rule itself reads); an
 unsupervised rule (one with ``fit``) needs ``assign_labels`` and ``evaluate``. A model file
-names its network type, and :data:`NETWORK_FILES` holds one (save, load) pair per type. Training with a physical crossbar backend
-(``SRNN(..., crossbar=Compact(...))``) is hardware-aware: the forward pass reads the arrays
+names its network type, and :data:`NETWORK_FILES` holds one (save, load) pair per type.
+
+Training with a physical crossbar backend (``SRNN(..., crossbar=Compact(...))``) is hardware-aware: the forward pass reads the arrays
 (IR drop included), the backward pass goes straight through their effective weights, and
 after every update the arrays are reprogrammed.
 
@@ -371,7 +372,8 @@ def _load_diehl_cook(header, contents, crossbar):
 
 
 #: network type name (as written in a model file) -> (save, load)
-NETWORK_FILES = {"SRNN": (_save_srnn, _load_srnn), "DiehlCook": (_save_diehl_cook, _load_diehl_cook)}
+NETWORK_FILES = {"SRNN": (_save_srnn, _load_srnn),
+                 "DiehlCook": (_save_diehl_cook, _load_diehl_cook)}
 
 
 def _rebuild_network(header, contents, crossbar):

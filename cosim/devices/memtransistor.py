@@ -47,8 +47,8 @@ current is *not* odd in ``v_ds`` (the midpoint gate voltage ``v_gs - v_ds/2`` ch
 Measured with the default card (see ``tests/test_memtransistor.py``): a +4 V, 1 ms pulse
 at V_G = 3 V (source at 0) has V_GM = 1 V, F_r = 0.2127 and moves w by
 ``1 - exp(-7.09e-3) = 0.00706 * (1 - w)``. (The design note quoted in docs/device.md
-gives 0.0057; the equations as written give 0.0071.) The gate on/off current ratio I(V_GS = 3 V)/I(V_GS = -2 V) tends to
-2.20e5 as V_DS -> 0 (2.6e5 at V_DS = 0.1 V).
+gives 0.0057; the equations as written give 0.0071.) The gate on/off current ratio
+I(V_GS = 3 V)/I(V_GS = -2 V) tends to 2.20e5 as V_DS -> 0 (2.6e5 at V_DS = 0.1 V).
 
 Parameter units: g_max [S], r_sw [-], v_th, s_g, v_gref, v_sat, v_on, v_off [V],
 k_on, k_off [1/s], a_on, a_off, p_on, p_off [-], invtau [1/s], w_eq [-].

@@ -1,4 +1,5 @@
-r"""Pair-based STDP in trace form and a Diehl & Cook style unsupervised network (docs/equations.md §4).
+r"""Pair-based STDP in trace form (docs/equations.md §4); the Diehl & Cook network that uses
+it lives in :mod:`cosim.networks.diehl_cook`.
 
 STDP rule
 ---------
