@@ -86,7 +86,8 @@ class Model:
 
     Parameters
     ----------
-    network : an :class:`SRNN` (rules "bptt", "bp") or a ``DiehlCook`` network (rule "stdp").
+    network : an :class:`SRNN` (rules "bptt", "bp") or a ``DiehlCook`` network (rule "stdp"),
+        or any network with what the rule needs (see the module docstring).
     rule : "bptt", "bp", "stdp" or a rule object with ``gradients(net, x, labels)`` (or,
         unsupervised, ``fit(net, x, progress)``).
     lr : learning rate (Adam by default); cosine-annealed to 0 over the epochs of a
