@@ -11,6 +11,13 @@ physical array and turns a batch of inputs at one timestep into synaptic current
 * ``fresh(index)`` returns an unprogrammed backend with the same settings, so a network can
   give each of its weight matrices (and delay slices) an array of its own.
 
+Gradients (training): ``linear_map()`` is the matrix M of a read that is linear in its input
+(forward(x) = x @ M, None otherwise), ``map_gradient(∂L/∂M)`` turns a gradient with respect
+to M into one with respect to the programmed weights, and ``vjp(x, ∂L/∂out)`` does both
+for any read. The defaults are the straight-through estimator: M = ``effective_weights`` and
+∂L/∂W = ∂L/∂M. Backends that know their read (Ideal exactly; Compact through the IR drop,
+``cosim.crossbar.adjoint``) give the exact gradient.
+
 The network calls ``forward`` (unchecked, hot path); users call ``backend(x)`` (checked).
 """
 
@@ -75,6 +82,31 @@ class Crossbar:
     def effective_weights(self) -> np.ndarray:
         """The (R, C) matrix the array realises without wire resistance."""
         return self.weights
+
+    # -- gradients ---------------------------------------------------------------------------
+    def linear_map(self) -> np.ndarray | None:
+        """(R, C) matrix M the backward pass multiplies by: forward(x) = x @ M for a linear read.
+
+        None when the read is nonlinear in x (then use :meth:`vjp`). Default: the effective
+        weights (straight-through for backends whose read this class does not know).
+        """
+        return self.effective_weights
+
+    def map_gradient(self, grad_map: np.ndarray) -> np.ndarray:
+        """∂L/∂W (R, C) of the programmed weights from ∂L/∂M, M = :meth:`linear_map`.
+
+        Default: straight through (∂L/∂W = ∂L/∂M), exact when M = W.
+        """
+        return grad_map
+
+    def vjp(self, x: np.ndarray, grad_out: np.ndarray, weights: bool = True):
+        """(∂L/∂x (N, R), ∂L/∂W (R, C) or None) for reads of x (N, R) with ∂L/∂out (N, C).
+
+        Unchecked (hot path of the backward passes). Default: through :meth:`linear_map`.
+        """
+        M = self.linear_map()
+        grad_x = grad_out @ M.T.astype(grad_out.dtype, copy=False)
+        return grad_x, (self.map_gradient(x.T @ grad_out) if weights else None)
 
     def __call__(self, x) -> np.ndarray:
         """Synaptic current in weight units for inputs x of shape (..., R)."""
