@@ -362,7 +362,9 @@ class Compact(Crossbar):
         for idx in patterns.values():
             xk = x[idx[0]]
             V = self.v_read * xk
-            if self.r_word == 0 and self.r_bit == 0:
+            if not np.any(V):                        # no drive: every node sits at 0 V
+                w, b = np.zeros((rows, cols2)), np.zeros((rows, cols2))
+            elif self.r_word == 0 and self.r_bit == 0:
                 w, b = np.broadcast_to(V[:, None], (rows, cols2)), np.zeros((rows, cols2))
             else:
                 sol = self.solution(xk)
@@ -373,8 +375,9 @@ class Compact(Crossbar):
             if weights:
                 i = cell(w, b)[0]
                 grad_g += grad_di.sum(axis=0) * (i / self._g)
-                # with shorted bit lines the sense current is the column sum of the cells
-                currents = i.sum(axis=0) if self.r_bit == 0 else sol.currents
+                # the sense currents: column sums of the cells (equal to the solver's own
+                # currents by KCL; also right where no solve was needed)
+                currents = i.sum(axis=0)
                 out = (currents[0::2] - currents[1::2]) * to_amps
                 grad_scale -= float(np.sum(grad_out[idx] @ out)) / self._scale
         return grad_x, (self._weight_gradient(grad_g, grad_scale) if weights else None)
