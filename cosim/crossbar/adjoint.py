@@ -92,7 +92,11 @@ __all__ = ["transfer_gradient", "nonlinear_vjp", "mapping_gradient"]
 # ----------------------------------------------------------------------------- linear cells
 
 def _bit_lines(G_T: np.ndarray, gb: float):
-    """Factorised bit-line matrices T_l (N lines of length R) as one dpttrf factor."""
+    """L D Lᵀ factors (d, e), each (N, R), of the bit-line matrices T_l (N lines of length R).
+
+    T_l = tridiag(-g_b; 2g_b + G[k, l], g_b + G[0, l] at the open row-0 end; -g_b): SPD.
+    ``e[:, k]`` couples rows k and k+1 (``e[:, R-1] = 0``).
+    """
     N, R = G_T.shape
     diag = np.full((N, R), 2.0 * gb)
     diag[:, 0] = gb
@@ -100,24 +104,28 @@ def _bit_lines(G_T: np.ndarray, gb: float):
     off = np.full((N, R), -gb)
     off[:, -1] = 0.0                       # no coupling between consecutive lines
     if N * R == 1:
-        return diag.ravel(), np.zeros(0)
+        return diag, np.zeros((N, R))
     d, e, info = lapack.dpttrf(diag.ravel(), off.ravel()[:-1])
     if info != 0:
         raise SolverError(f"bit-line matrix is not positive definite (dpttrf info={info})")
-    return d, e
+    return d.reshape(N, R), np.append(e, 0.0).reshape(N, R)
 
 
-def _bit_solve(factor, rhs: np.ndarray) -> np.ndarray:
-    """T_l⁻¹ rhs_l for every line l: rhs (N, R, m) -> (N, R, m)."""
+def _bit_solve(factor, rhs: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """T_l⁻¹ rhs_l for every line l: rhs (N, R, m) -> (N, R, m) (in place if ``overwrite``).
+
+    Substitution with the L D Lᵀ factors, one row at a time for all lines and right-hand
+    sides together (each step touches a whole (N, m) slab).
+    """
     d, e = factor
-    N, R, m = rhs.shape
-    b = np.ascontiguousarray(rhs).reshape(N * R, m)
-    if N * R == 1:
-        return (b / d[0]).reshape(N, R, m)
-    x, info = lapack.dpttrs(d, e, b)
-    if info != 0:
-        raise SolverError(f"dpttrs failed (info={info})")
-    return x.reshape(N, R, m)
+    R = d.shape[1]
+    x = rhs if overwrite else np.array(rhs, dtype=float)
+    for k in range(1, R):
+        x[:, k] -= e[:, k - 1, None] * x[:, k - 1]
+    x /= d[:, :, None]
+    for k in range(R - 2, -1, -1):
+        x[:, k] -= e[:, k, None] * x[:, k + 1]
+    return x
 
 
 def _gradient_marching(G: np.ndarray, gw: float, gb: float, grad: np.ndarray) -> np.ndarray:
@@ -129,10 +137,11 @@ def _gradient_marching(G: np.ndarray, gw: float, gb: float, grad: np.ndarray) ->
         bit = _bit_lines(G_T, gb)
         e_last = np.zeros((N, R, 1))
         e_last[:, -1, 0] = gb
-        t = _bit_solve(bit, e_last)[:, :, 0]              # (N, R): t_l = T_l⁻¹ g_b e_{R-1}
+        t = _bit_solve(bit, e_last, True)[:, :, 0]        # (N, R): t_l = T_l⁻¹ g_b e_{R-1}
 
         def drops(X):                                     # P_lᵀ X_l = X_l - T_l⁻¹ D_l X_l
-            return X - _bit_solve(bit, G_T[:, :, None] * X)
+            out = _bit_solve(bit, G_T[:, :, None] * X, True)
+            return np.subtract(X, out, out=out)
     else:
         t = np.ones((N, R))
 
@@ -144,7 +153,7 @@ def _gradient_marching(G: np.ndarray, gw: float, gb: float, grad: np.ndarray) ->
     # loads K_l = D_l - D_l T_l⁻¹ D_l (dense R x R per column) and outputs c_l = D_l t_l
     eye = np.eye(R)
     if gb > 0:
-        X = _bit_solve(bit, G_T[:, :, None] * eye)        # T_l⁻¹ D_l
+        X = _bit_solve(bit, G_T[:, :, None] * eye, True)  # T_l⁻¹ D_l
         K = -G_T[:, :, None] * X
     else:
         K = np.zeros((N, R, R))
