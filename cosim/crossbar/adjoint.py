@@ -160,37 +160,34 @@ def _gradient_marching(G: np.ndarray, gw: float, gb: float, grad: np.ndarray) ->
     K[:, np.arange(R), np.arange(R)] += G_T
     c = G_T * t                                           # (N, R)
     potrf, potrs = lapack.dpotrf, lapack.dpotrs
+    # sweep from the open end: loads Z_l, factors of S_l = g_w I + Z_l, and the adjoint's
+    # Norton sources h_l = g_w S_l⁻¹ (F_l + h_{l+1}), F_l = c_l ā_lᵀ, in one solve per column
     chol = np.empty((N, R, R))
+    norton = np.empty((N, R, R))
     Z = K[N - 1]
-    for l in range(N - 1, -1, -1):                        # loads from the open end
+    h = np.zeros((R, R))
+    for l in range(N - 1, -1, -1):
         f, info = potrf(Z + gw * eye, lower=0, clean=0)
         if info != 0:
             raise SolverError(f"column load matrix is not positive definite (column {l})")
         chol[l] = f
+        rhs = np.concatenate([Z, np.multiply.outer(c[l], abar[l, :, 0]) + h], axis=1)
+        sol, info = potrs(f, rhs, overwrite_b=1)
+        sol *= gw
+        norton[l] = h = sol[:, R:]
         if l:
-            Y, info = potrs(f, Z)
-            Z = K[l - 1] + gw * Y
-    W = np.empty((N, R, R))                               # W_l = ∂w_l/∂V
-    prev = eye
+            Z = K[l - 1] + sol[:, :R]
+    # sweep from the source end: W_l = g_w S_l⁻¹ W_{l-1} (W_{-1} = I) and the adjoint
+    # Λ_l = S_l⁻¹ (g_w Λ_{l-1} + F_l + h_{l+1}) = g_w S_l⁻¹ Λ_{l-1} + h_l / g_w (Λ_{-1} = 0)
+    both = np.empty((N, R, 2 * R))                        # [W_l | Λ_l]
+    prev = np.concatenate([eye, np.zeros((R, R))], axis=1)
     for l in range(N):
-        Wl, info = potrs(chol[l], prev)
-        Wl *= gw
-        W[l] = prev = Wl
-    # adjoint: 𝒜 Λ = F, F_l = c_l ā_lᵀ (Norton sources from the open end, then substitution)
-    Fp = np.empty((N, R, R))
-    h = np.zeros((R, R))
-    for l in range(N - 1, -1, -1):
-        Fl = np.multiply.outer(c[l], abar[l, :, 0]) + h
-        Fp[l] = Fl
-        h, info = potrs(chol[l], Fl)
-        h *= gw
-    Lam = np.empty((N, R, R))
-    prev = np.zeros((R, R))
-    for l in range(N):
-        Ll, info = potrs(chol[l], gw * prev + Fp[l])
-        Lam[l] = prev = Ll
-    dV = drops(W)                                         # Δv: cell k, source i
-    dZ = drops(Lam)
+        sol, info = potrs(chol[l], prev)
+        sol *= gw
+        sol[:, R:] += norton[l] / gw
+        both[l] = prev = sol
+    both = drops(both)                                    # cell voltages: Δv | Δz
+    dV, dZ = both[:, :, :R], both[:, :, R:]
     term1 = -np.einsum("lki,lki->lk", dV, dZ)
     term2 = t * np.matmul(dV, abar)[:, :, 0]
     return (term1 + term2).T
