@@ -7,7 +7,7 @@ physical array and turns a batch of inputs at one timestep into synaptic current
 * ``backend(x)`` returns the current in weight units, shape (..., C), for x of shape
   (..., R); for the ideal backend this is exactly x @ W;
 * ``effective_weights`` is the (R, C) matrix the array realises after mapping (quantisation,
-  variability); training passes gradients straight through it;
+  variability), without wire resistance;
 * ``fresh(index)`` returns an unprogrammed backend with the same settings, so a network can
   give each of its weight matrices (and delay slices) an array of its own.
 
