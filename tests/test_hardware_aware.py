@@ -230,3 +230,7 @@ def test_transfer_gradient_rejects_bad_input():
         transfer_gradient(G, -1.0, 1.0, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="grad_transfer"):
         transfer_gradient(G, 1.0, 1.0, np.full((2, 3), np.nan))
+    array = Compact(r_word=1.0, r_bit=1.0)
+    array.program(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="grad_map"):
+        array.map_gradient(np.ones((3, 2)))

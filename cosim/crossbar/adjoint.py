@@ -242,6 +242,10 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
     c = np.atleast_2d(np.asarray(grad_currents, dtype=float))       # (m, N)
     m = c.shape[0]
     R, N = w.shape
+    if b.shape != (R, N) or V.shape != (R,) or c.shape[1] != N:
+        raise ValueError(f"nonlinear_vjp needs word/bit voltages of one shape (R, N), V (R,) and "
+                         f"grad_currents (..., N); got {w.shape}, {b.shape}, {V.shape}, "
+                         f"{np.shape(grad_currents)}")
     gw = 1.0 / r_word if r_word > 0 else 0.0
     gb = 1.0 / r_bit if r_bit > 0 else 0.0
     if gw == 0:

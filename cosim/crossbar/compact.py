@@ -326,6 +326,9 @@ class Compact(Crossbar):
             raise RuntimeError("map_gradient exists only for read='linear'; use vjp")
         self._require_programmed()
         grad_map = np.asarray(grad_map, dtype=np.float64)
+        if grad_map.shape != self._weights.shape:
+            raise ValueError(f"grad_map must have the weights' shape {self._weights.shape}, "
+                             f"got {grad_map.shape}")
         per_volt = grad_map * (self._to_amperes() * self.v_read)     # 1 / (s k)
         grad_A = np.empty(self._states.shape)
         grad_A[:, 0::2] = per_volt
