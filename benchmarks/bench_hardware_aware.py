@@ -14,7 +14,7 @@ Adam, batch 32, lr 3e-3, cosine schedule, seed 0. ``--init ideal`` (default) sta
 hardware-aware run from the ideal-trained weights (fine-tuning for ``--hw-epochs`` at
 ``--hw-lr``); ``--init scratch`` trains from the same initial weights as the ideal run.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_hardware_aware.py [--epochs 150] [--hw-epochs 8]
+    OMP_NUM_THREADS=1 python benchmarks/bench_hardware_aware.py [--epochs 150] [--hw-epochs 10]
         [--r 1 10 100 300] [--init ideal|scratch] [--read linear|nonlinear]
 """
 
@@ -39,7 +39,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=150, help="ideal training epochs")
-    parser.add_argument("--hw-epochs", type=int, default=8, help="hardware-aware epochs")
+    parser.add_argument("--hw-epochs", type=int, default=10, help="hardware-aware epochs")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--hw-lr", type=float, default=1e-3,
                         help="hardware-aware learning rate with --init ideal")
