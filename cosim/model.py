@@ -10,8 +10,9 @@ labels and assigns labels afterwards.
 unsupervised rule (one with ``fit``) needs ``assign_labels`` and ``evaluate``. A model file
 names its network type, and :data:`NETWORK_FILES` holds one (save, load) pair per type.
 
-Training with a physical crossbar backend (``SRNN(..., crossbar=Compact(...))``) is hardware-aware: the forward pass reads the arrays
-(IR drop included), the backward pass goes straight through their effective weights, and
+Training with a physical crossbar backend (``SRNN(..., crossbar=Compact(...))``) is
+hardware-aware: the forward pass reads the arrays (IR drop included), the backward pass is
+the exact gradient through the wires and the mapping (``cosim.crossbar.adjoint``), and
 after every update the arrays are reprogrammed.
 
 A saved model is one ``.npz`` file (written to a temporary file and renamed): the weights,
