@@ -275,3 +275,27 @@ def test_device_to_device_spread_equals_ngspice(tmp_path, read):
     spice.program(W * 20)
     np.testing.assert_array_equal(spice.conductances, compact.conductances)
     _close_on_carrying_lines(compact.bitline_currents(x), spice.bitline_currents(x), 1e-11)
+
+
+def test_stuck_cells_stay_stuck_when_the_array_is_reprogrammed():
+    """Faults belong to the physical array: a reprogramming (hardware-aware training does one
+    after every update) writes new states but cannot free a stuck cell or stick a new one."""
+    rng = np.random.default_rng(5)
+    xbar = Compact(r_word=0.0, r_bit=0.0, stuck_on_rate=0.05, stuck_off_rate=0.05, seed=3)
+    g_min, g_max = xbar.mapping.g_min, xbar.mapping.g_max
+    full = 0.9 * np.ones((12, 7))                 # every cell of both columns far from g_min
+    zero = np.zeros((12, 7))                      # every cell at g_min unless stuck ON
+
+    def stuck_sets():
+        xbar.program(zero)
+        on = np.isclose(xbar.conductances, g_max, rtol=1e-12, atol=0)
+        xbar.program(full)
+        off = np.isclose(xbar.conductances[:, 0::2], g_min, rtol=1e-12, atol=0)   # G+ columns
+        return on, off
+
+    on1, off1 = stuck_sets()
+    xbar.program(rng.uniform(-1, 1, size=(12, 7)))
+    on2, off2 = stuck_sets()
+    assert on1.any() and off1.any()
+    np.testing.assert_array_equal(on1, on2)
+    np.testing.assert_array_equal(off1, off2)

@@ -150,6 +150,7 @@ class Compact(Crossbar):
         self._rng = check.rng(seed)
         self._array_device = None
         self._array_device_shape = None
+        self._fault_draw = None            # uniform draws fixing the stuck cells of the array
         self._states = None
         self._states_key = None
         self._scale = None
@@ -169,7 +170,11 @@ class Compact(Crossbar):
                                                                self._rng)
                                   if self.d2d_sigma > 0 else self.device)
             self._array_device_shape = (rows, 2 * cols)
-        programmed = self.mapping.to_conductances(weights, self._rng)
+            # stuck-at faults, too, belong to the physical array: reprogramming (after every
+            # update in hardware-aware training) must not move them
+            self._fault_draw = (self._rng.random((rows, 2 * cols))
+                                if self.stuck_on_rate + self.stuck_off_rate > 0 else None)
+        programmed = self.mapping.to_conductances(weights, self._rng, fault_draw=self._fault_draw)
         # programming (the pulses) targets the nominal device; each cell then realises its
         # own g_max g(w): device-to-device spread scales every cell's conductance
         states = self.device.state_from_conductance(programmed.g)

@@ -184,11 +184,14 @@ class Mapping:
         g_neg = self.g_min + np.maximum(-Wc, 0.0) * s
         return g_pos, g_neg, s, w_max
 
-    def to_conductances(self, W, rng=None) -> Programmed:
+    def to_conductances(self, W, rng=None, fault_draw=None) -> Programmed:
         """Map W (R, C) to an interleaved (R, 2C) conductance array with non-idealities.
 
         ``rng``: int seed, numpy Generator or None (seed 0). See the module docstring for
         the order of quantisation, programming variability and stuck-at faults.
+        ``fault_draw``: the uniform draws U (R, 2C) that decide the stuck cells; a physical
+        array passes the same U at every reprogramming (a stuck cell stays stuck), while the
+        programming error is drawn anew at each write. None: drawn from ``rng``.
         """
         g_pos, g_neg, s, w_max = self.ideal_conductances(W)
         g = interleave(g_pos, g_neg)
@@ -198,6 +201,11 @@ class Mapping:
         gen = _validate.rng(rng)
         normal = gen.standard_normal(g.shape)
         uniform = gen.random(g.shape)
+        if fault_draw is not None:
+            fault_draw = np.asarray(fault_draw, dtype=np.float64)
+            if fault_draw.shape != g.shape:
+                raise ValueError(f"fault_draw must have shape {g.shape}, got {fault_draw.shape}")
+            uniform = fault_draw
         if self.levels is not None:
             step = (self.g_max - self.g_min) / (self.levels - 1)
             g = self.g_min + np.round((g - self.g_min) / step) * step
