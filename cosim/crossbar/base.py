@@ -121,14 +121,18 @@ class Crossbar:
         return None
 
     def _batched(self, method, x):
+        flat, lead = self._flat_inputs(x)
+        out = method(flat)
+        return out.reshape(*lead, out.shape[-1])
+
+    def _flat_inputs(self, x):
+        """Checked inputs x (..., R) as (B, R) and the leading shape."""
         self._require_programmed()
         x = check.as_float_array("x", x)
         if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
             raise ValueError(f"x must have last dimension {self._weights.shape[0]} (array rows), "
                              f"got shape {x.shape}")
-        lead = x.shape[:-1]
-        out = method(x.reshape(-1, x.shape[-1]))
-        return out.reshape(*lead, out.shape[-1])
+        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Unchecked (B, R) -> (B, C); the hot path the network uses."""

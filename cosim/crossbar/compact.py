@@ -44,7 +44,9 @@ from .. import _validate as check
 from ..devices import Memtransistor
 from ..devices.mapping import Mapping
 from . import nodal
+from . import periphery as _periphery
 from .base import Crossbar
+from .nodal import power as _power
 
 __all__ = ["Compact"]
 
@@ -98,6 +100,16 @@ class Compact(Crossbar):
         array: every cell is programmed to the state the nominal device needs for its
         target conductance and then conducts g_max,i g(w) = e^{sigma N_i} x the target.
     cache_size : distinct input patterns kept for nonlinear reads.
+    r_driver : driver output resistance (ohm, >= 0) in series with every word-line source,
+        before the first word segment (needs r_word > 0).
+    r_sense : sense-amplifier input resistance (ohm, >= 0): every bit line ends in r_sense to
+        ground after its last segment (0 = ideal virtual ground; needs r_bit > 0).
+    dac_bits, x_max : input DAC resolution (None = ideal) over [0, V_read x_max]; x_max is
+        the largest input the array accepts (1 for spikes). See :mod:`.periphery`.
+    adc_bits, adc_range, adc_offset_sigma, adc_gain_sigma : output ADC per physical column
+        (None = ideal; range in A or "auto"; seeded offset and gain errors).
+    read_time : duration of one read (s), for energy (power x read_time).
+    adc_energy, dac_energy : energy per ADC / DAC conversion (J).
     """
 
     name = "compact"
@@ -106,7 +118,9 @@ class Compact(Crossbar):
     def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
-                 cache_size=4096):
+                 cache_size=4096, r_driver=0.0, r_sense=0.0, dac_bits=None, x_max=1.0,
+                 adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
+                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0):
         super().__init__()
         if device is None:
             device = Memtransistor.default()
@@ -137,6 +151,15 @@ class Compact(Crossbar):
                                   "a lognormal spread (larger spreads exceed any device's "
                                   "on/off range)", closed=True)
         self.cache_size = check.integer("cache_size", cache_size, minimum=0)
+        for name, value in _periphery.check_periphery(
+                r_driver=r_driver, r_sense=r_sense, dac_bits=dac_bits, x_max=x_max,
+                adc_bits=adc_bits, adc_range=adc_range, adc_offset_sigma=adc_offset_sigma,
+                adc_gain_sigma=adc_gain_sigma, read_time=read_time, adc_energy=adc_energy,
+                dac_energy=dac_energy).items():
+            setattr(self, name, value)
+        # a shorted line with a periphery resistor: refused here, once, with the solvers' error
+        nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
+        nodal.kcl.segment_conductance("r_bit", self.r_bit, "r_sense", self.r_sense)
         self.seed = seed
         # the mapping validates g_range, levels, sigmas and rates
         self.mapping = Mapping(g_min=self.g_range[0], g_max=self.g_range[1], w_max=w_max,
@@ -153,16 +176,11 @@ class Compact(Crossbar):
         self._effective = None
         self._solver = None
         self._map = None
+        self._power_forms = None
+        self._adc = None
+        self._adc_errors = None
         self._cache = OrderedDict()
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
-
-    def get_params(self):
-        return {"device": self.device, "r_word": self.r_word, "r_bit": self.r_bit,
-                "v_read": self.v_read, "g_range": self.g_range, "levels": self.levels,
-                "seed": self.seed, "read": self.read, "v_gate": self.v_gate, "w_max": self.w_max,
-                "program_sigma": self.program_sigma, "stuck_on_rate": self.stuck_on_rate,
-                "stuck_off_rate": self.stuck_off_rate, "read_noise_sigma": self.read_noise_sigma,
-                "d2d_sigma": self.d2d_sigma, "cache_size": self.cache_size}
 
     # -- programming -------------------------------------------------------------------------
     def _program(self, weights):
@@ -173,6 +191,12 @@ class Compact(Crossbar):
                                                                self._rng)
                                   if self.d2d_sigma > 0 else self.device)
             self._array_device_shape = (rows, 2 * cols)
+            # ADC offset and gain errors belong to the physical array too: drawn once
+            self._adc_errors = None
+            if self.adc_bits is not None and (self.adc_offset_sigma or self.adc_gain_sigma):
+                noise = self._rng.standard_normal((2, 2 * cols))
+                self._adc_errors = (self.adc_offset_sigma * noise[0],
+                                    1.0 + self.adc_gain_sigma * noise[1])
         programmed = self.mapping.to_conductances(weights, self._rng)
         # programming (the pulses) targets the nominal device; each cell then realises its
         # own g_max g(w): device-to-device spread scales every cell's conductance
@@ -185,6 +209,8 @@ class Compact(Crossbar):
             self._states, self._states_key = states, key
             self._solver = None
             self._map = None
+            self._power_forms = None
+            self._adc = None
             self._cache.clear()
 
     @property
@@ -229,7 +255,8 @@ class Compact(Crossbar):
 
     def _linear_solver(self):
         if self._solver is None:
-            self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit)
+            self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit,
+                                             r_driver=self.r_driver, r_sense=self.r_sense)
             self.stats["factorisations"] += 1
         return self._solver
 
@@ -247,9 +274,14 @@ class Compact(Crossbar):
     def linear_map(self):
         """The weight map (IR drop included) for a noise-free linear read, else None."""
         self._require_programmed()
-        if self.read == "linear" and self.read_noise_sigma == 0:
+        if self._plain_linear():
             return self.weight_map()
         return None
+
+    def _plain_linear(self) -> bool:
+        """A noise-free linear read with ideal converters: forward is x @ weight_map."""
+        return (self.read == "linear" and self.read_noise_sigma == 0
+                and self.dac_bits is None and self.adc_bits is None)
 
     def solution(self, x):
         """Full nodal solution (node voltages, currents) of one input vector x (R,)."""
@@ -257,11 +289,16 @@ class Compact(Crossbar):
         x = check.as_float_array("x", x, ndim=1)
         if x.shape[0] != self._weights.shape[0]:
             raise ValueError(f"x must have length {self._weights.shape[0]}, got {x.shape[0]}")
-        V = self.v_read * x
+        V = self._word_voltages(x[None])[0]
         if self.read == "linear":
             return self._linear_solver().solve(V)
         return nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
-                                     self._states.shape)
+                                     self._states.shape, r_driver=self.r_driver,
+                                     r_sense=self.r_sense)
+
+    def _word_voltages(self, x):
+        """Source voltages (B, R) (V) of inputs x (B, R): V_read times the DAC's levels."""
+        return self.v_read * _periphery.dac(x, self.dac_bits, self.x_max)
 
     def _cell(self):
         device, states, v_gate = self._array_device, self._states, self.v_gate
@@ -275,17 +312,96 @@ class Compact(Crossbar):
         return self._linear_solver().transfer_matrix()
 
     def _currents(self, x):
-        V = self.v_read * x
-        if self.read == "linear":
-            return self.mapping.apply_read_noise(V @ self._transfer_matrix(), self._rng)
-        return self.mapping.apply_read_noise(self._nonlinear_currents(x, V), self._rng)
+        """Sense currents (B, 2C) (A) as the ADCs report them (analog if adc_bits is None)."""
+        analog = self.mapping.apply_read_noise(self._analog_currents(x), self._rng)
+        return analog if self.adc_bits is None else self.adc()(analog)
 
-    def _nonlinear_currents(self, x, V):
-        """Nonlinear read of a batch: cached patterns are reused, the rest solved together."""
-        out = np.empty((x.shape[0], self._states.shape[1]))
+    def _analog_currents(self, x):
+        """Noise-free sense currents (B, 2C) (A) of inputs x (B, R), through the DAC."""
+        V = self._word_voltages(x)
+        if self.read == "linear":
+            return V @ self._transfer_matrix()
+        return self._nonlinear_currents(V)
+
+    def adc(self) -> "_periphery.Adc":
+        """The ADCs of the programmed array (range calibrated at programming when "auto")."""
+        self._require_programmed()
+        if self.adc_bits is None:
+            raise RuntimeError("this backend has ideal readout (adc_bits=None)")
+        if self._adc is None:
+            cols2 = self._states.shape[1]
+            if self.adc_range == "auto":
+                # the largest sense current the array can deliver: every row at full input
+                full = np.full((1, self._states.shape[0]), self.x_max)
+                full_scale = float(self._analog_currents(full).max())
+            else:
+                full_scale = float(self.adc_range)
+            offset, gain = (np.zeros(cols2), np.ones(cols2)) if self._adc_errors is None \
+                else self._adc_errors
+            self._adc = _periphery.Adc(self.adc_bits, full_scale, offset * full_scale, gain)
+        return self._adc
+
+    # -- power and energy (EQUATIONS.md §7) ----------------------------------------------------
+    def power(self, x) -> dict:
+        """Power (W) of one read of each input x (..., R): a dict of arrays of shape (...,).
+
+        ``"sources"`` P_src = Σ_i V_i I_i drawn from the ideal word-line sources;
+        ``"devices"`` P_dev = Σ_cells I_cell (v_w - v_b); ``"wires"`` P_wire = Σ I² r over
+        every segment, driver and sense resistors included.  Tellegen's theorem makes
+        P_src = P_dev + P_wire.  V_i is V_read times the DAC's level of x_i.  For a linear
+        read every term is a quadratic form V^T Q V, the Q (R x R) computed once per
+        programming (:mod:`.nodal.power`); a nonlinear read solves the patterns.
+        """
+        return self._batched_dict(self._power, x)
+
+    def source_power(self, x) -> np.ndarray:
+        """P_src (W) of one read of each input x (..., R): the "sources" term of
+        :meth:`power` alone (the cheap part: one quadratic form for a linear read)."""
+        return self._batched(lambda xb: self._power(xb, ("sources",))["sources"][:, None],
+                             x)[..., 0]
+
+    def _batched_dict(self, method, x):
+        """:meth:`_batched` for a method returning a dict of (B,) arrays."""
+        flat, lead = self._flat_inputs(x)
+        terms = method(flat)
+        return {name: value.reshape(lead) for name, value in terms.items()}
+
+    def _power(self, x, terms=_power.TERMS):
+        """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
+        V = self._word_voltages(x)
+        if self.read == "linear":
+            forms = self._linear_power_forms()
+            if forms is not None:
+                return forms.evaluate(V, terms)
+            sol = self._linear_solver().solve(V, method="direct")
+            i_dev = self._cell_conductance() * (sol.word_voltages - sol.bit_voltages)
+            return _power.dissipation(i_dev, V, V[:, :, None] - sol.word_voltages,
+                                      sol.bit_voltages, self._linear_solver().gw,
+                                      self._linear_solver().gb)
+        return self._nonlinear_power(V)
+
+    def _linear_power_forms(self):
+        if self._power_forms is None:
+            self._power_forms = _power.QuadraticForms.build(self._linear_solver())
+        return self._power_forms or None
+
+    def _nonlinear_power(self, V):
+        rows, cols2 = self._states.shape
+        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
+                                    r_driver=self.r_driver, r_sense=self.r_sense)
+        w = V[:, :, None] - sol.word_drops
+        i_dev = np.asarray(self._cell()(w, sol.bit_voltages)[0], dtype=float)
+        gw = nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
+        gb = nodal.kcl.segment_conductance("r_bit", self.r_bit, "r_sense", self.r_sense)
+        return _power.dissipation(i_dev, V, sol.word_drops, sol.bit_voltages, gw, gb)
+
+    def _nonlinear_currents(self, V):
+        """Nonlinear read of a batch of source voltages V (B, R): cached patterns are
+        reused, the rest solved together."""
+        out = np.empty((V.shape[0], self._states.shape[1]))
         missing = {}
-        for k in range(x.shape[0]):
-            key = x[k].tobytes()
+        for k in range(V.shape[0]):
+            key = V[k].tobytes()
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
@@ -318,12 +434,13 @@ class Compact(Crossbar):
                 out[k] = i.sum(axis=0)
             return out
         sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
-                                    voltages=False)
+                                    voltages=False, r_driver=self.r_driver,
+                                    r_sense=self.r_sense)
         self.stats["solves"] += V.shape[0]
         return sol.currents
 
     def forward(self, x):
-        if self.read == "linear" and self.read_noise_sigma == 0:
+        if self._plain_linear():
             return x @ self.weight_map()
         currents = self._currents(x)
         return (currents[:, 0::2] - currents[:, 1::2]) / (self.v_read * self._scale * self.read_factor)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-from .kcl import absolute_balance, bit_lines, within
+from .kcl import absolute_balance, bit_lines, end_conductance, within
 
 BLOCK_MAX = 320          # largest dense block (min(R, C)) of the column-marching method
 BLOCK_MEM = 2 ** 28      # bytes of stored blocks Q_j (8 m^2 n) allowed for that method
@@ -25,9 +25,10 @@ def _bit_line_green(GT: np.ndarray, gb: float):
     cancellation, relative accuracy ~ R eps even when G << g_b.
     """
     C, R = GT.shape
+    gb_end = end_conductance(gb)                 # last segment, in series with r_sense
     alpha = np.zeros((C, R))                     # load above node k (excluding node k)
     beta = np.empty((C, R))                      # load below node k (to the sense node)
-    beta[:, R - 1] = gb
+    beta[:, R - 1] = gb_end
     for k in range(1, R):
         y = alpha[:, k - 1] + GT[:, k - 1]
         alpha[:, k] = gb * y / (gb + y)
@@ -35,10 +36,12 @@ def _bit_line_green(GT: np.ndarray, gb: float):
         y = beta[:, k + 1] + GT[:, k + 1]
         beta[:, k] = gb * y / (gb + y)
     diag = 1.0 / (alpha + beta + GT)             # T^{-1}[l, l]
-    rho = gb / (gb + alpha + GT)                 # x_k / x_{k+1} above a unit source
+    seg = np.full(R, float(gb))                  # segment below node k
+    seg[-1] = gb_end
+    rho = seg / (seg + alpha + GT)               # x_k / x_{k+1} above a unit source
     P = np.ones((C, R))
     np.cumprod(rho[:, :-1], axis=1, out=P[:, 1:])    # P_k = prod_{m<k} rho_m
-    t = np.cumprod(rho[:, ::-1], axis=1)[:, ::-1]    # prod_{m>=k} rho_m = gb T^{-1} e_last
+    t = np.cumprod(rho[:, ::-1], axis=1)[:, ::-1]    # prod_{m>=k} rho_m = gb,end T^{-1} e_last
     if not (np.all(np.isfinite(diag)) and P.min() > 1e-150 and np.all(np.isfinite(t))):
         return None
     return 1.0 / P, diag * P, t
@@ -77,6 +80,7 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
     upper = np.triu(np.ones((R, R), dtype=bool))
     diag_idx = np.arange(R)
     eye_gw = gw * np.eye(R)
+    eye_source = end_conductance(gw) * np.eye(R)  # first segment, in series with r_driver
 
     def load(j):                                 # K_j = D - D T_j^{-1} D (dense, symmetric)
         O = np.multiply.outer(ga[j], gbv[j])
@@ -89,7 +93,7 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
     Q = [None] * C                               # Q_j = S_j^{-1} Z_j, the only blocks kept
     Z = load(C - 1)
     for j in range(C - 1, -1, -1):
-        c, info = potrf(Z + eye_gw, lower=0, clean=0, overwrite_a=1)
+        c, info = potrf(Z + (eye_gw if j else eye_source), lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return None
         q, info = potrs(c, Z)
