@@ -296,6 +296,14 @@ class Compact(Crossbar):
                                      self._states.shape, r_driver=self.r_driver,
                                      r_sense=self.r_sense)
 
+    def word_voltages(self, x) -> np.ndarray:
+        """Word-line source voltages (..., R) (V) of inputs x (..., R), through the DAC."""
+        return self._batched(self._word_voltages, x)
+
+    def analog_currents(self, x) -> np.ndarray:
+        """Noise-free sense currents (..., 2C) (A) of the circuit, before any ADC."""
+        return self._batched(self._analog_currents, x)
+
     def _word_voltages(self, x):
         """Source voltages (B, R) (V) of inputs x (B, R): V_read times the DAC's levels."""
         return self.v_read * _periphery.dac(x, self.dac_bits, self.x_max)
@@ -370,20 +378,23 @@ class Compact(Crossbar):
         """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
         V = self._word_voltages(x)
         if self.read == "linear":
-            forms = self._linear_power_forms()
-            if forms is not None:
+            array, forms = self._linear_power_forms()
+            if forms:
                 return forms.evaluate(V, terms)
-            sol = self._linear_solver().solve(V, method="direct")
-            i_dev = self._cell_conductance() * (sol.word_voltages - sol.bit_voltages)
+            sol = array.solve(V, method="direct")
+            i_dev = array.G * (sol.word_voltages - sol.bit_voltages)
             return _power.dissipation(i_dev, V, V[:, :, None] - sol.word_voltages,
-                                      sol.bit_voltages, self._linear_solver().gw,
-                                      self._linear_solver().gb)
+                                      sol.bit_voltages, array.gw, array.gb, terms)
         return self._nonlinear_power(V)
 
     def _linear_power_forms(self):
+        """(nodal LinearArray, QuadraticForms or False when too large), once per programming
+        (the array of the nodal solve: Spice reads its currents through ngspice instead)."""
         if self._power_forms is None:
-            self._power_forms = _power.QuadraticForms.build(self._linear_solver())
-        return self._power_forms or None
+            array = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit,
+                                      r_driver=self.r_driver, r_sense=self.r_sense)
+            self._power_forms = (array, _power.QuadraticForms.build(array))
+        return self._power_forms
 
     def _nonlinear_power(self, V):
         rows, cols2 = self._states.shape

@@ -1,0 +1,113 @@
+"""Energy of an inference on physical crossbar arrays (EQUATIONS.md §7, docs/array.md §5).
+
+For every physical array a (every weight matrix, delay slice and tile) and step t of sample
+n, the array's input x_a(n, t) is known from the run (input spikes for "in", the previous
+step's spikes for "rec", this step's for "out"; :func:`cosim.export.array_input`).  A step
+with no active row on an array makes **no read**.  A read costs::
+
+    E_read = P_src(x) · t_read + e_adc · (physical columns) + e_dac · (active rows)
+
+with P_src = Σ_i V_i I_i the power drawn from the word-line sources of the solved circuit
+(:meth:`Compact.source_power`: wires, driver and sense resistors included), t_read the
+backend's ``read_time`` and e_adc / e_dac its ``adc_energy`` / ``dac_energy`` (J per
+conversion; every bit line of a read is converted once, every driven word line (nonzero
+input) once).
+
+Synaptic operations: SOP = Σ over reads of (active rows) × (weight columns of the array),
+the spike-driven cell reads (a weight column is one differential G+/G- pair).  Energy per
+SOP is E / SOP (J).  TOPS/W counts one SOP as a multiply-accumulate of 2 operations:
+TOPS/W = 2 · SOP / E / 1e12 (operations per joule, in tera; the convention of the analog
+in-memory computing literature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EnergyReport", "inference_energy", "array_inputs"]
+
+OPS_PER_SOP = 2          # one multiply-accumulate = 2 operations (TOPS/W convention)
+
+
+@dataclass
+class EnergyReport:
+    """Energy of a run, per sample (J).
+
+    total (B,), per_array {name: (B,)}, per_step (B, T); sops (B,) synaptic operations;
+    reads, adc_conversions, dac_conversions {name: (B,)} counts per array.
+    """
+
+    total: np.ndarray
+    per_array: dict
+    per_step: np.ndarray
+    sops: np.ndarray
+    reads: dict = field(default_factory=dict)
+    adc_conversions: dict = field(default_factory=dict)
+    dac_conversions: dict = field(default_factory=dict)
+
+    @property
+    def joules_per_sop(self) -> float:
+        """Energy per synaptic operation (J), over all samples (nan without any SOP)."""
+        sops = float(self.sops.sum())
+        return float(self.total.sum()) / sops if sops else float("nan")
+
+    @property
+    def tops_per_watt(self) -> float:
+        """2 SOP / E / 1e12 over all samples (module docstring); nan without energy."""
+        energy = float(self.total.sum())
+        return OPS_PER_SOP * float(self.sops.sum()) / energy / 1e12 if energy else float("nan")
+
+    def summary(self) -> dict:
+        """Plain numbers: mean energy per inference (J), per array (J), J/SOP, TOPS/W."""
+        return {"energy_per_inference_J": float(self.total.mean()),
+                "energy_per_array_J": {k: float(v.mean()) for k, v in self.per_array.items()},
+                "sop_per_inference": float(self.sops.mean()),
+                "joules_per_sop": self.joules_per_sop,
+                "tops_per_watt": self.tops_per_watt}
+
+
+def array_inputs(matrix: str, delay: int, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Inputs (B, T, rows) of a matrix's delay slice over a run (x (B, T, n_in), z (B, T,
+    n_rec)); the batched form of :func:`cosim.export.array_input`."""
+    if matrix == "out":
+        return z
+    source, shift = (x, delay - 1) if matrix == "in" else (z, delay)
+    out = np.zeros_like(source)
+    if shift < source.shape[1]:
+        out[:, shift:] = source[:, :source.shape[1] - shift]
+    return out
+
+
+def inference_energy(net, x, record) -> EnergyReport:
+    """The energy report (module docstring) of ``record = net.run(x)`` for an SRNN whose
+    arrays are physical (Compact or Spice, tiled or not)."""
+    from .export import physical_arrays
+
+    x = np.asarray(x, dtype=float)
+    z = np.asarray(record.z, dtype=float)
+    batch, steps = z.shape[:2]
+    per_array, reads, adc, dac = {}, {}, {}, {}
+    per_step = np.zeros((batch, steps))
+    sops = np.zeros(batch)
+    for name, matrix, delay, rows, cols, backend in physical_arrays(net):
+        if not hasattr(backend, "source_power"):
+            raise TypeError(f"energy needs physical arrays (compact or spice); array {name!r} "
+                            f"is {type(backend).__name__}")
+        inputs = array_inputs(matrix, delay, x, z)[..., rows]
+        active = np.count_nonzero(inputs, axis=2)          # (B, T) driven rows
+        read = active > 0
+        power = backend.source_power(inputs)               # 0 W where no row is driven
+        n_cols = cols.stop - cols.start
+        energy = (power * backend.read_time
+                  + read * (backend.adc_energy * backend.physical_columns * n_cols)
+                  + active * backend.dac_energy)
+        per_step += energy
+        per_array[name] = energy.sum(axis=1)
+        reads[name] = read.sum(axis=1)
+        adc[name] = reads[name] * backend.physical_columns * n_cols
+        dac[name] = active.sum(axis=1)
+        sops += active.sum(axis=1) * n_cols
+    return EnergyReport(total=per_step.sum(axis=1), per_array=per_array, per_step=per_step,
+                        sops=sops, reads=reads, adc_conversions=adc, dac_conversions=dac)
