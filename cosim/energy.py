@@ -68,16 +68,28 @@ class EnergyReport:
                 "tops_per_watt": self.tops_per_watt}
 
 
+def _shift(values: np.ndarray, shift: int) -> np.ndarray:
+    """values (B, T, ...) delayed by ``shift`` steps along T (zeros before)."""
+    if shift == 0:
+        return values
+    out = np.zeros_like(values)
+    if shift < values.shape[1]:
+        out[:, shift:] = values[:, :values.shape[1] - shift]
+    return out
+
+
+def _source_and_shift(matrix: str, delay: int, x, z):
+    """What a matrix's delay slice reads (x or z, (B, T, n)) and its delay in steps: the
+    batched form of :func:`cosim.export.array_input`."""
+    if matrix == "out":
+        return z, 0
+    return (x, delay - 1) if matrix == "in" else (z, delay)
+
+
 def array_inputs(matrix: str, delay: int, x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Inputs (B, T, rows) of a matrix's delay slice over a run (x (B, T, n_in), z (B, T,
-    n_rec)); the batched form of :func:`cosim.export.array_input`."""
-    if matrix == "out":
-        return z
-    source, shift = (x, delay - 1) if matrix == "in" else (z, delay)
-    out = np.zeros_like(source)
-    if shift < source.shape[1]:
-        out[:, shift:] = source[:, :source.shape[1] - shift]
-    return out
+    n_rec))."""
+    return _shift(*_source_and_shift(matrix, delay, x, z))
 
 
 def inference_energy(net, x, record) -> EnergyReport:
@@ -95,10 +107,12 @@ def inference_energy(net, x, record) -> EnergyReport:
         if not hasattr(backend, "source_power"):
             raise TypeError(f"energy needs physical arrays (compact or spice); array {name!r} "
                             f"is {type(backend).__name__}")
-        inputs = array_inputs(matrix, delay, x, z)[..., rows]
-        active = np.count_nonzero(inputs, axis=2)          # (B, T) driven rows
+        # per read of the unshifted source, then delayed: no (B, T, n) copies
+        source, shift = _source_and_shift(matrix, delay, x, z)
+        inputs = source[..., rows]
+        active = _shift(np.count_nonzero(inputs, axis=2), shift)     # (B, T) driven rows
         read = active > 0
-        power = backend.source_power(inputs)               # 0 W where no row is driven
+        power = _shift(backend.source_power(inputs), shift)          # 0 W: no row driven
         n_cols = cols.stop - cols.start
         energy = (power * backend.read_time
                   + read * (backend.adc_energy * backend.physical_columns * n_cols)

@@ -376,6 +376,11 @@ class Compact(Crossbar):
 
     def _power(self, x, terms=_power.TERMS):
         """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
+        if self.read == "linear" and tuple(terms) == ("sources",):
+            Y = self._nodal_linear().source_admittance()
+            if Y is not None:                       # the cheap exact form: V^T Y V
+                levels = _periphery.dac(x, self.dac_bits, self.x_max)
+                return {"sources": self.v_read ** 2 * _power.quadratic_form(levels, Y)}
         V = self._word_voltages(x)
         if self.read == "linear":
             array, forms = self._linear_power_forms()
@@ -391,10 +396,13 @@ class Compact(Crossbar):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming
         (the array of the nodal solve: Spice reads its currents through ngspice instead)."""
         if self._power_forms is None:
-            array = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit,
-                                      r_driver=self.r_driver, r_sense=self.r_sense)
+            array = self._nodal_linear()
             self._power_forms = (array, _power.QuadraticForms.build(array))
         return self._power_forms
+
+    def _nodal_linear(self):
+        """The nodal LinearArray of a linear read (the solver of the compact read itself)."""
+        return self._linear_solver()
 
     def _nonlinear_power(self, V):
         rows, cols2 = self._states.shape

@@ -38,7 +38,9 @@ from ..errors import SolverError
 from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
 from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
 from ..spice.results import positive_timeout
+from . import nodal
 from .compact import Compact
+from .nodal import power as _power
 
 __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processes"]
 
@@ -161,6 +163,21 @@ class Spice(Compact):
         return np.array([float(np.ravel(result[n])[0]) for n in names])
 
     # -- power (EQUATIONS.md §7) -------------------------------------------------------------
+    def _nodal_linear(self):
+        # Spice reads its transfer matrix through ngspice; power uses the nodal solve of the
+        # same circuit (cross-checked against ngspice by power())
+        if self._power_forms is None:
+            self._power_forms = (nodal.LinearArray(self._cell_conductance(), self.r_word,
+                                                   self.r_bit, r_driver=self.r_driver,
+                                                   r_sense=self.r_sense), None)
+        return self._power_forms[0]
+
+    def _linear_power_forms(self):
+        array = self._nodal_linear()
+        if self._power_forms[1] is None:
+            self._power_forms = (array, _power.QuadraticForms.build(array))
+        return self._power_forms
+
     def source_power_spice(self, x) -> np.ndarray:
         """P_src (W) of one read of each input x (..., R) from ngspice's own source currents:
         -Σ_i V_i i(vin<i>) of an ``.op`` of this array's deck (one analysis per input)."""

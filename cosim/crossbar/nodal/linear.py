@@ -31,7 +31,7 @@ from .kcl import (NodalSolution, absolute_balance, bit_lines, check_G, check_V,
                   end_conductance, relative, rounding_floor, segment_conductance, within,
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
-from .transfer import BLOCK_MAX, BLOCK_MEM, transfer_blocks
+from .transfer import BLOCK_MAX, BLOCK_MEM, source_admittance, transfer_blocks
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
@@ -65,6 +65,7 @@ class LinearArray:
         self._lu = None
         self._perm = None
         self._M = None
+        self._Y = None
 
     # -- full factorisation -------------------------------------------------------------
     def _factor(self):
@@ -234,7 +235,10 @@ class LinearArray:
             m, nb = min(R, C), max(R, C)
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
                 if R <= C:
-                    M = transfer_blocks(G, gw, gb, self.tol)
+                    blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True)
+                    M = None
+                    if blocks is not None:
+                        M, self._Y = blocks
                 else:                               # the mirrored array (see docstring)
                     Mt = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
                                           self.tol)
@@ -260,6 +264,25 @@ class LinearArray:
         M.setflags(write=False)
         self._M = M
         return M
+
+
+    def source_admittance(self) -> np.ndarray | None:
+        """Y (R, R) (S): the currents drawn from the word-line sources are I = Y V, so the
+        source power is V^T Y V (W).  Exact to a few ulps by column marching
+        (:func:`~cosim.crossbar.nodal.transfer.source_admittance`; for R <= C a by-product
+        of :meth:`transfer_matrix`); None when a line is shorted or the blocks would not
+        fit (``BLOCK_MAX``, ``BLOCK_MEM``): use :mod:`.power` then.  Cached, read-only."""
+        if self._Y is None and self.gw > 0 and self.gb > 0:
+            R, C = self.shape
+            if R <= BLOCK_MAX and 8 * R * R * C <= BLOCK_MEM:
+                if R <= C and self._M is None:
+                    self.transfer_matrix()
+                if self._Y is None:
+                    self._Y = source_admittance(self.G, self.gw, self.gb)
+                if self._Y is not None:
+                    self._Y = np.ascontiguousarray(self._Y)
+                    self._Y.setflags(write=False)
+        return self._Y
 
 
 def solve(G, V, r_word, r_bit, *, method: str = "auto", tol: float = 1e-12,

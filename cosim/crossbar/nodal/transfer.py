@@ -47,30 +47,10 @@ def _bit_line_green(GT: np.ndarray, gb: float):
     return 1.0 / P, diag * P, t
 
 
-def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
-    """Exact transfer matrix of an R x C array with R <= C (both lines resistive), or None.
-
-    Column marching with dense R x R blocks in "drop" variables.  Eliminating bit line j
-    (tridiagonal T_j) leaves the word nodes of column j loaded by the SPD conductance matrix
-    K_j = D - D T_j^{-1} D (D = diag G[:, j]).  With the word-line drops u = V - w the word
-    system reads  chain_gw(u) + K_j u_j = K_j V  (block tridiagonal, -gw I off the diagonal,
-    u = 0 at the source).  Eliminating from the open end, the load seen from column j is
-    Z_j = K_j + gw S_{j+1}^{-1} Z_{j+1} (S = gw I + Z, Z_{C-1} = K_{C-1}; the same recursion
-    gives the reduced right-hand side, which is therefore Z_j V); then u_j = U_j V with
-    U_j = S_j^{-1} (Z_j + gw U_{j-1}) = Q_j + (I - Q_j) U_{j-1} with Q_j = S_j^{-1} Z_j (the
-    only blocks stored: 8 R^2 C bytes), U_{-1} = 0.  The output is I_j = c_j . (V - u_j) with
-    c_j = G[:, j] * gb T_j^{-1} e_{R-1}, so M[:, j] = c_j - U_j^T c_j.  Every matrix formed is a
-    small load (never a huge conductance minus a huge conductance), so the result is accurate
-    to a few ulps even for G << 1/r, where a plain factorisation of the nodal matrix loses
-    several digits.  Cost ~ 4.3 R^3 C flops (Cholesky, solves and products of R x R blocks).
-
-    The result is verified once on a probe input: the node voltages are rebuilt from the
-    same recursion, the bit nodes solved independently (dpttrf/dpttrs), and the full KCL
-    residual must meet ``tol`` (or its rounding floor) and ``v @ M`` must equal the output
-    currents of that solution.  Returns None if anything fails (caller falls back).
-    """
+def _march(G, GT, gw, gb):
+    """The column-marching blocks Q_j = S_j^{-1} Z_j (list of C (R, R)) and the output rows
+    c_j (C, R) of :func:`transfer_blocks`, or None if a block is not positive definite."""
     R, C = G.shape
-    GT = np.ascontiguousarray(G.T)
     green = _bit_line_green(GT, gb)
     if green is None:
         return None
@@ -103,6 +83,57 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
         if j:
             Z = load(j - 1)
             Z += gw * q
+    return Q, cvec
+
+
+def source_admittance(G: np.ndarray, gw: float, gb: float):
+    """Y (R, R) (S) with the source currents I = Y V drawn from the word-line drivers of a
+    linear array (both lines resistive), or None.
+
+    From the same marching as :func:`transfer_blocks`: the drops of the first word nodes
+    are u_0 = Q_0 V and the first segment (with the driver) carries I = g_w,end u_0, so
+    Y = g_w,end Q_0, symmetric (reciprocity) and accurate to a few ulps (no cancellation).
+    Cost ~2.3 R^3 C flops (cheap when R > C); memory 8 R^2 C bytes.
+    """
+    marched = _march(G, np.ascontiguousarray(G.T), gw, gb)
+    if marched is None:
+        return None
+    Y = end_conductance(gw) * marched[0][0]
+    Y = 0.5 * (Y + Y.T)
+    return Y if np.all(np.isfinite(Y)) else None
+
+
+def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
+                    with_admittance: bool = False):
+    """Exact transfer matrix of an R x C array with R <= C (both lines resistive), or None.
+
+    Column marching with dense R x R blocks in "drop" variables.  Eliminating bit line j
+    (tridiagonal T_j) leaves the word nodes of column j loaded by the SPD conductance matrix
+    K_j = D - D T_j^{-1} D (D = diag G[:, j]).  With the word-line drops u = V - w the word
+    system reads  chain_gw(u) + K_j u_j = K_j V  (block tridiagonal, -gw I off the diagonal,
+    u = 0 at the source).  Eliminating from the open end, the load seen from column j is
+    Z_j = K_j + gw S_{j+1}^{-1} Z_{j+1} (S = gw I + Z, Z_{C-1} = K_{C-1}; the same recursion
+    gives the reduced right-hand side, which is therefore Z_j V); then u_j = U_j V with
+    U_j = S_j^{-1} (Z_j + gw U_{j-1}) = Q_j + (I - Q_j) U_{j-1} with Q_j = S_j^{-1} Z_j (the
+    only blocks stored: 8 R^2 C bytes), U_{-1} = 0.  The output is I_j = c_j . (V - u_j) with
+    c_j = G[:, j] * gb T_j^{-1} e_{R-1}, so M[:, j] = c_j - U_j^T c_j.  Every matrix formed is a
+    small load (never a huge conductance minus a huge conductance), so the result is accurate
+    to a few ulps even for G << 1/r, where a plain factorisation of the nodal matrix loses
+    several digits.  Cost ~ 4.3 R^3 C flops (Cholesky, solves and products of R x R blocks).
+
+    The result is verified once on a probe input: the node voltages are rebuilt from the
+    same recursion, the bit nodes solved independently (dpttrf/dpttrs), and the full KCL
+    residual must meet ``tol`` (or its rounding floor) and ``v @ M`` must equal the output
+    currents of that solution.  Returns None if anything fails (caller falls back).
+    With ``with_admittance`` returns (M, Y), Y the source admittance of
+    :func:`source_admittance` (free: Q_0 is one of the blocks).
+    """
+    R, C = G.shape
+    GT = np.ascontiguousarray(G.T)
+    marched = _march(G, GT, gw, gb)
+    if marched is None:
+        return None
+    Q, cvec = marched
     rng = np.random.default_rng(0x5EED)
     v = rng.uniform(-1.0, 1.0, R)
     M = np.empty((R, C))
@@ -129,5 +160,8 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float):
         return None
     if not np.abs(v @ M - cur[0]).max() <= max(tol * scale[0], fl[0]):
         return None
+    if with_admittance:
+        Y = end_conductance(gw) * Q[0]
+        return M, 0.5 * (Y + Y.T)
     return M
 
