@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EnergyReport", "inference_energy", "array_inputs"]
+__all__ = ["EnergyReport", "inference_energy", "predict_with_energy", "array_inputs"]
 
 OPS_PER_SOP = 2          # one multiply-accumulate = 2 operations (TOPS/W convention)
 
@@ -58,6 +58,19 @@ class EnergyReport:
         """2 SOP / E / 1e12 over all samples (module docstring); nan without energy."""
         energy = float(self.total.sum())
         return OPS_PER_SOP * float(self.sops.sum()) / energy / 1e12 if energy else float("nan")
+
+    @classmethod
+    def concatenate(cls, reports) -> "EnergyReport":
+        """One report of several runs' samples, in order."""
+        reports = list(reports)
+        cat = (lambda key: {name: np.concatenate([getattr(r, key)[name] for r in reports])
+                            for name in getattr(reports[0], key)})
+        return cls(total=np.concatenate([r.total for r in reports]),
+                   per_array=cat("per_array"),
+                   per_step=np.concatenate([r.per_step for r in reports]),
+                   sops=np.concatenate([r.sops for r in reports]), reads=cat("reads"),
+                   adc_conversions=cat("adc_conversions"),
+                   dac_conversions=cat("dac_conversions"))
 
     def summary(self) -> dict:
         """Plain numbers: mean energy per inference (J), per array (J), J/SOP, TOPS/W."""
@@ -125,3 +138,20 @@ def inference_energy(net, x, record) -> EnergyReport:
         sops += active.sum(axis=1) * n_cols
     return EnergyReport(total=per_step.sum(axis=1), per_array=per_array, per_step=per_step,
                         sops=sops, reads=reads, adc_conversions=adc, dac_conversions=dac)
+
+
+def predict_with_energy(net, x, batch_size: int = 256, progress=None):
+    """(labels (N,), EnergyReport) of an SRNN on x (N, T, n_in), in batches of
+    ``batch_size`` samples; ``progress(desc, done, total)`` after each batch."""
+    from . import _validate as check
+
+    x = net.check_input(x)
+    batch_size = check.count("batch_size", batch_size)
+    report = check.progress_callback(progress)
+    labels, reports = [], []
+    for start in range(0, x.shape[0], batch_size):
+        record = net.run(x[start:start + batch_size], energy=True)
+        labels.append(record.logits.argmax(axis=1))
+        reports.append(record.extras["energy"])
+        report("predict", min(start + batch_size, x.shape[0]), x.shape[0])
+    return np.concatenate(labels).astype(np.int64), EnergyReport.concatenate(reports)

@@ -31,8 +31,6 @@ __all__ = ["TERMS", "dissipation", "quadratic_form", "QuadraticForms"]
 
 TERMS = ("sources", "devices", "wires")
 FORMS_MAX_BYTES = 2 ** 28      # unit-input node voltages kept while the forms are built
-SPARSE_DENSITY = 0.05          # inputs at most this dense (spikes) take the sparse product
-SPARSE_MIN_SIZE = 2 ** 16      # ... when there are enough of them to pay its overhead
 
 
 def _segment_drops(u, b, gw, gb):
