@@ -1,12 +1,11 @@
 """Power of a read and energy of an inference (EQUATIONS.md §7): closed forms, Tellegen,
-ngspice's own source currents, the energy bookkeeping of a run, configs and the CLI."""
+the energy bookkeeping of a run, configs and the CLI."""
 
 import json
 
 import numpy as np
 import pytest
 
-from _spice import needs_spice
 from cosim.crossbar import Compact
 from cosim.network import SRNN
 
@@ -140,25 +139,6 @@ def test_energy_of_tiled_arrays_adds_up():
     # without wires the source power is additive over tiles (V^2 G summed over cells)
     np.testing.assert_allclose(b.total, a.total, rtol=1e-12)
     np.testing.assert_array_equal(b.sops, a.sops)
-
-
-@needs_spice
-@pytest.mark.parametrize("read", ["linear", "nonlinear"])
-def test_source_power_against_ngspice(read):
-    from cosim.crossbar import Spice
-
-    rng = np.random.default_rng(5)
-    W = rng.normal(size=(5, 3))
-    x = (rng.random((3, 5)) < 0.6).astype(float)
-    x[0] = 1.0
-    compact = Compact(read=read, **PERIPHERY)
-    spice = Spice(read=read, cache=False, **PERIPHERY)
-    compact.program(W)
-    spice.program(W)
-    ours = compact.power(x)["sources"]
-    theirs = spice.source_power_spice(x)            # -sum V_i i(vin<i>) from ngspice
-    assert np.abs(ours - theirs).max() <= 1e-9 * np.abs(theirs).max()
-    np.testing.assert_allclose(spice.power(x)["sources"], ours, rtol=1e-12)
 
 
 def test_exported_decks_state_the_periphery_and_the_source_power(tmp_path):

@@ -247,7 +247,7 @@ def test_new_parameters_round_trip_through_specs():
 
 @needs_spice
 @pytest.mark.parametrize("read", ["linear", "nonlinear"])
-def test_spice_agrees_with_periphery_resistors(read):
+def test_spice_agrees_on_currents_and_source_power(read):
     from cosim.crossbar import Spice
 
     rng = np.random.default_rng(11)
@@ -261,3 +261,9 @@ def test_spice_agrees_with_periphery_resistors(read):
     assert "Rdrv0 in0 d0 {rdrv}" in deck and "Rsense0 s0 t0 {rsense}" in deck
     ic, isp = compact.bitline_currents(x), spice.bitline_currents(x)
     assert np.abs(ic - isp).max() <= 1e-9 * np.abs(ic).max()
+    # the power drawn from the sources: nodal solve vs ngspice's -sum V_i i(vin<i>)
+    x[0] = 1.0
+    ours = compact.power(x)["sources"]
+    theirs = spice.source_power_spice(x)
+    assert np.abs(ours - theirs).max() <= 1e-9 * np.abs(theirs).max()
+    np.testing.assert_allclose(spice.power(x)["sources"], ours, rtol=1e-12)
