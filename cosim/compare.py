@@ -300,7 +300,7 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference, physical
                 continue
             inputs = array_input(matrix, delay, x[0], z0, at)[rows]
             sol = backend.solution(inputs)
-            v = backend.v_read * inputs
+            v = backend.word_voltages(inputs)            # through the DAC, if any
             word_drop = v[:, None] - sol.word_voltages
             fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
             for axis, data, title in [(ax[0], word_drop * 1e3, "word-line drop V_i - v(w_ij) [mV]"),

@@ -146,7 +146,7 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
             # At read biases (|V_DS| < v_on) the state does not move unless it relaxes
             # (invtau > 0): then the fixed-state read cell is exact and ~6x faster.
             relaxes = bool(np.any(np.asarray(backend.array_device.params["invtau"]) > 0))
-            tdeck = array_deck(backend, stimulus=(times, backend.v_read * series),
+            tdeck = array_deck(backend, stimulus=(times, backend.word_voltages(series)),
                                read_only=not relaxes, tstep=step_time / 20,
                                include_relative_to=out / "tran", model_library=library,
                                tstop=steps * step_time,

@@ -208,3 +208,16 @@ def test_cli_predict_and_compare_print_energy(tmp_path, capsys):
     metrics = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
     assert metrics["backend_params"]["r_sense"] == 50.0
     assert len(metrics["energy"]["compact"]["per_step_J"]) == 10
+
+
+def test_cli_netlist_writes_the_periphery(tmp_path):
+    from cosim.cli import main
+    from cosim.model import Model
+
+    path = Model(SRNN(64, 6, 10, seed=0, neuron="lif")).save(tmp_path / "m.npz")
+    assert main(["netlist", str(path), "--out", str(tmp_path / "d"), "--r-driver", "20",
+                 "--r-sense", "50", "--no-tran", "--steps", "10", "--quiet"]) == 0
+    deck = (tmp_path / "d" / "rec.cir").read_text()
+    assert "r_driver = 20.0 Ohm, r_sense = 50.0 Ohm" in deck
+    assert ".param rdrv = 20.0 rsense = 50.0" in deck
+    assert "* expected source power:" in deck

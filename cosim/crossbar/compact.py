@@ -25,6 +25,12 @@ whole array with line Gauss-Seidel steps, all distinct patterns of a call solved
 (``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per distinct input
 pattern in a bounded LRU cache.
 
+Periphery (EQUATIONS.md §7, :mod:`.periphery`): ``r_driver`` / ``r_sense`` are part of the
+circuit (the nodal solvers' terminal segments), ``dac_bits`` rounds the inputs before the
+read, ``adc_bits`` digitises every bit line's current before the pair is combined (then
+``linear_map`` is None). ``power(x)`` gives the power of a read (sources, devices, wires),
+``source_power(x)`` its cheap source term; ``cosim.energy`` integrates it over a run.
+
 ``program`` invalidates exactly what changed: reprogramming the same device states keeps the
 factorisation, the transfer matrix and the cached reads.
 
