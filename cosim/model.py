@@ -4,8 +4,8 @@ Gradient rules ("bptt", "bp") train an :class:`~cosim.network.SRNN` with Adam (o
 mini-batches; rule "stdp" trains a :class:`~cosim.learning.stdp.DiehlCook` network without
 labels and assigns labels afterwards. Training with a physical crossbar backend
 (``SRNN(..., crossbar=Compact(...))``) is hardware-aware: the forward pass reads the arrays
-(IR drop included), the backward pass goes straight through their effective weights, and
-after every update the arrays are reprogrammed.
+(IR drop included), the backward pass is the exact gradient through the wires and the
+mapping (``cosim.crossbar.adjoint``), and after every update the arrays are reprogrammed.
 
 A saved model is one ``.npz`` file (written to a temporary file and renamed): the weights,
 a JSON header with the hyper-parameters, neuron types, crossbar settings and the cosim

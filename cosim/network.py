@@ -230,12 +230,52 @@ class SRNN:
         return dict(self._backends)
 
     def effective_weights(self) -> dict:
-        """Per matrix, the sum over delay slices of what the arrays realise (for STE training)."""
+        """Per matrix, the sum over delay slices of what the arrays realise without wires."""
         out = {}
         for key in ("in", "rec", "out"):
             slices = [self._backends[(key, d)].effective_weights for d, _ in self._slices(key)]
             out[key] = np.sum(slices, axis=0) if len(slices) > 1 else slices[0]
         return out
+
+    # -- backward-pass hooks (cosim.learning.bptt / bp) --------------------------------------
+    def backward_maps(self) -> dict:
+        """{matrix: [(delay, M)]}: per array the matrix of its read (``Crossbar.linear_map``).
+
+        The backward passes multiply by M where the forward pass multiplied by it: for an ideal
+        array the weight slice, for a linear-read Compact array its IR-drop weight map (so the
+        gradient through time and into earlier layers sees the wires). M is None for a read
+        that is nonlinear in its input; then :meth:`array_input_gradient` is used.
+        """
+        return {key: [(d, self._backends[(key, d)].linear_map()) for d, _ in self._slices(key)]
+                for key in ("in", "rec", "out")}
+
+    def array_input_gradient(self, key, delay, x, grad_current) -> np.ndarray:
+        """∂L/∂x (N, n) of the reads x (N, n) of array (key, delay), given ∂L/∂(its output)."""
+        return self._backends[(key, delay)].vjp(x, grad_current, weights=False)[0]
+
+    def weight_gradients(self, key, inputs, grad_current) -> np.ndarray:
+        """∂L/∂W[key] (the stored weights) from what each of its arrays read.
+
+        ``inputs(d)`` is the (B, T, n) array of inputs the array of delay slice d read at the
+        steps whose output is ``grad_current`` (B, T, m) = ∂L/∂(summed output). Each array
+        turns this into ∂L/∂(its weights) (``Crossbar.map_gradient`` for a linear read of
+        ``xᵀ ∂L/∂out``, ``Crossbar.vjp`` otherwise: exact through the IR drop for Compact); a
+        slice holds only the weights of its delay, and W_rec keeps its mask.
+        """
+        flat_grad = grad_current.reshape(-1, grad_current.shape[-1])
+        total = None
+        for d, _ in self._slices(key):
+            backend = self._backends[(key, d)]
+            x = inputs(d)
+            flat_x = x.reshape(-1, x.shape[-1])
+            if backend.linear_map() is not None:
+                grad = backend.map_gradient(flat_x.T @ flat_grad)
+            else:
+                grad = backend.vjp(flat_x, flat_grad)[1]
+            if key != "out" and self.n_delay > 1:
+                grad = np.where(self._delays[key] == d, grad, 0.0)
+            total = grad if total is None else total + grad
+        return total * self.rec_mask if key == "rec" else total
 
     # -- running -----------------------------------------------------------------------------
     def check_input(self, x) -> np.ndarray:

@@ -202,7 +202,7 @@ def test_ideal_adc_error_within_half_a_step_and_auto_range():
     x = rng.random((500, 16))
     err = np.abs(xb.bitline_currents(x) - xb.analog_currents(x))
     assert err.max() <= adc.lsb / 2 * (1 + 1e-9)
-    assert xb.linear_map() is None            # the read is no longer x @ M
+    assert not xb.linear_forward()            # the read is no longer exactly x @ M
 
 
 def test_adc_clips_at_a_given_range():
@@ -267,3 +267,32 @@ def test_spice_agrees_on_currents_and_source_power(read):
     theirs = spice.source_power_spice(x)
     assert np.abs(ours - theirs).max() <= 1e-9 * np.abs(theirs).max()
     np.testing.assert_allclose(spice.power(x)["sources"], ours, rtol=1e-12)
+
+
+def test_tiled_arrays_keep_their_converters():
+    from cosim.crossbar import build
+
+    rng = np.random.default_rng(8)
+    W = rng.normal(size=(10, 6))
+    tiled = build("compact", max_array=(4, 3), adc_bits=3)
+    tiled.program(W)
+    x = rng.random((400, 10))
+    out = tiled(x)
+    expected = sum(np.pad(tile(np.ascontiguousarray(x[:, rs])),
+                          ((0, 0), (cs.start, W.shape[1] - cs.stop)))
+                   for rs, cs, tile in tiled.tiles)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * np.abs(out).max())
+    assert not tiled.linear_forward()
+    plain = build("compact", max_array=(4, 3))
+    plain.program(W)
+    assert plain.linear_forward()
+    assert np.abs(out - plain(x)).max() > 1e-3 * np.abs(out).max()   # the ADC is felt
+
+
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_weight_gradients_refuse_periphery_resistors(read):
+    xb, rng = Compact(r_sense=50.0, read=read), np.random.default_rng(0)
+    xb.program(rng.normal(size=(4, 3)))
+    x = (rng.random((2, 4)) < 0.5).astype(float)
+    with pytest.raises(NotImplementedError, match="r_sense = 50.0 ohm are not supported"):
+        xb.vjp(x, np.ones((2, 3)))

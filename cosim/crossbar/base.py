@@ -7,7 +7,7 @@ physical array and turns a batch of inputs at one timestep into synaptic current
 * ``backend(x)`` returns the current in weight units, shape (..., C), for x of shape
   (..., R); for the ideal backend this is exactly x @ W;
 * ``effective_weights`` is the (R, C) matrix the array realises after mapping (quantisation,
-  variability); training passes gradients straight through it;
+  variability), without wire resistance;
 * ``fresh(index)`` returns an unprogrammed backend with the same settings, so a network can
   give each of its weight matrices (and delay slices) an array of its own.
 
@@ -15,7 +15,14 @@ physical array and turns a batch of inputs at one timestep into synaptic current
   (..., physical_columns · C): ``physical_columns`` bit lines per weight column (2 for a
   differential G+/G- array, 1 otherwise);
 * ``linear_map()`` returns the (R, C) matrix M with ``forward(x) == x @ M`` for every x when
-  the read is linear in x (IR drop included), else None (nonlinear devices, read noise).
+  the read is linear in x (IR drop included; read noise, a zero-mean perturbation, aside),
+  else None (nonlinear devices).
+
+Gradients (training): ``map_gradient(∂L/∂M)`` turns a gradient with respect to M into one
+with respect to the programmed weights, and ``vjp(x, ∂L/∂out)`` does both for any read. The
+defaults are the straight-through estimator: M = ``effective_weights`` and ∂L/∂W = ∂L/∂M.
+Backends that know their read (Ideal exactly; Compact through the IR drop,
+``cosim.crossbar.adjoint``) give the exact gradient.
 
 The network calls ``forward`` (unchecked, hot path); users call ``backend(x)`` (checked).
 Subclasses create every attribute in ``__init__`` (None until programmed).
@@ -106,6 +113,38 @@ class Crossbar:
         """The (R, C) matrix the array realises without wire resistance."""
         return self.weights
 
+    # -- gradients ---------------------------------------------------------------------------
+    def linear_map(self) -> np.ndarray | None:
+        """(R, C) matrix M the backward pass multiplies by: forward(x) = x @ M for a linear read.
+
+        None when the read is nonlinear in x (then use :meth:`vjp`). Default: the effective
+        weights (straight-through for backends whose read this class does not know).
+        """
+        return self.effective_weights
+
+    def linear_forward(self) -> bool:
+        """True when ``forward(x) == x @ linear_map()`` exactly (no read noise, no
+        converters): only then may a caller replace the read by the matrix product."""
+        return self.linear_map() is not None
+
+    def map_gradient(self, grad_map: np.ndarray) -> np.ndarray:
+        """∂L/∂W (R, C) of the programmed weights from ∂L/∂M, M = :meth:`linear_map`.
+
+        Default: straight through (∂L/∂W = ∂L/∂M), exact when M = W.
+        """
+        return grad_map
+
+    def vjp(self, x: np.ndarray, grad_out: np.ndarray, weights: bool = True):
+        """(∂L/∂x (N, R), ∂L/∂W (R, C) or None) for reads of x (N, R) with ∂L/∂out (N, C).
+
+        Unchecked (hot path of the backward passes). Default: through :meth:`linear_map`.
+        """
+        M = self.linear_map()
+        if M is None:                       # a read nonlinear in x: straight through
+            M = self.effective_weights
+        grad_x = grad_out @ M.T.astype(grad_out.dtype, copy=False)
+        return grad_x, (self.map_gradient(x.T @ grad_out) if weights else None)
+
     def __call__(self, x) -> np.ndarray:
         """Synaptic current in weight units for inputs x of shape (..., R)."""
         return self._batched(self.forward, x)
@@ -113,12 +152,6 @@ class Crossbar:
     def bitline_currents(self, x) -> np.ndarray:
         """Raw sense currents in amperes, (..., physical_columns · C), for inputs x (..., R)."""
         return self._batched(self._currents, x)
-
-    def linear_map(self) -> np.ndarray | None:
-        """M (R, C) with ``forward(x) == x @ M`` for every x, or None if the read is not
-        linear in x."""
-        self._require_programmed()
-        return None
 
     def _batched(self, method, x):
         flat, lead = self._flat_inputs(x)

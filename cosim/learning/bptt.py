@@ -23,10 +23,15 @@ backward pass (LSNN) unless ``reset_grad=True``, which adds ∂v_t/∂z_t · δv
 the smooth surrogate and ``reset_grad=True`` the result is the exact gradient, which is what
 the finite-difference test checks.
 
-Hardware-aware training: the backward pass multiplies by the *effective* weights of the
-arrays (what the crossbar realises after mapping) and hands the gradient straight through to
-the stored weights (straight-through estimator); the forward pass is the backend's own,
-IR drop included.
+Hardware-aware training: wherever the forward pass multiplied by an array's matrix, the
+backward pass multiplies by the same matrix (``SRNN.backward_maps``: the IR-drop weight map
+M of a linear-read Compact array, the weights of an ideal one), and each array turns
+∂L/∂M = Σ_t x_tᵀ δI_t into the gradient of its stored weights (``SRNN.weight_gradients``:
+the adjoint of the nodal solve and the mapping, ``cosim.crossbar.adjoint``). For a read
+that is nonlinear in its input the products become the array's vector-Jacobian products at
+every step. With those, e_t and ∂L/∂W above are the exact gradient of the forward pass on
+the arrays (quantisation, variability and faults passed straight through); other backends
+fall back to the straight-through estimator through their effective weights.
 """
 
 from __future__ import annotations
@@ -72,8 +77,11 @@ class RateRegularizer:
         return float(self.strength * np.sum(diff**2)), np.broadcast_to(grad, z.shape)
 
 
-def readout_backward(net, record, dlogits, w_out_eff):
-    """Gradient through the leaky readout: returns (∂L/∂W_out, ∂L/∂b_out, ∂L/∂z from readout)."""
+def readout_backward(net, record, dlogits, maps=None):
+    """Gradient through the leaky readout: returns (∂L/∂W_out, ∂L/∂b_out, ∂L/∂z from readout).
+
+    ``maps``: ``net.backward_maps()`` if already at hand.
+    """
     from scipy.signal import lfilter   # deferred: scipy.signal is a heavy import
 
     batch, steps, _ = record.y.shape
@@ -84,9 +92,15 @@ def readout_backward(net, record, dlogits, w_out_eff):
     g_total = lfilter([1.0], [1.0, -net.kappa], g_direct[:, ::-1], axis=1)[:, ::-1]
     du = (1.0 - net.kappa) * g_total
     z = record.z
-    d_out = z.reshape(-1, z.shape[2]).T @ du.reshape(-1, du.shape[2])
+    d_out = net.weight_gradients("out", lambda d: z, du)
     d_bias = du.sum(axis=(0, 1))
-    dz = du @ w_out_eff.T
+    (_, out_map), = (maps or net.backward_maps())["out"]
+    if out_map is not None:
+        dz = du @ out_map.T.astype(du.dtype, copy=False)
+    else:
+        dz = net.array_input_gradient("out", 1, z.reshape(-1, z.shape[2]),
+                                      du.reshape(-1, du.shape[2]))
+        dz = dz.reshape(z.shape).astype(du.dtype, copy=False)
     return d_out, d_bias, dz
 
 
@@ -98,23 +112,10 @@ def _neuron_coefficients(net):
 
 
 def input_gradients(net, x, d_current, z):
-    """∂L/∂W_in and ∂L/∂W_rec from δI (B, T, n_rec), summing each delay slice."""
-    n_in, n_rec = net.n_in, net.n_rec
-    flat_di = d_current.reshape(-1, n_rec)
-    if net.n_delay == 1:
-        d_in = x.reshape(-1, n_in).T @ flat_di
-        z_prev = np.concatenate([np.zeros_like(z[:, :1]), z[:, :-1]], axis=1)
-        d_rec = z_prev.reshape(-1, n_rec).T @ flat_di
-    else:
-        delays = net.delays
-        d_in = np.zeros((n_in, n_rec))
-        d_rec = np.zeros((n_rec, n_rec))
-        for d in range(1, net.n_delay + 1):
-            x_shift = _shift(x, d - 1)
-            z_shift = _shift(z, d)
-            d_in += np.where(delays["in"] == d, x_shift.reshape(-1, n_in).T @ flat_di, 0.0)
-            d_rec += np.where(delays["rec"] == d, z_shift.reshape(-1, n_rec).T @ flat_di, 0.0)
-    return d_in, d_rec * net.rec_mask
+    """∂L/∂W_in and ∂L/∂W_rec from δI (B, T, n_rec), each delay slice through its own array."""
+    d_in = net.weight_gradients("in", lambda d: _shift(x, d - 1), d_current)
+    d_rec = net.weight_gradients("rec", lambda d: _shift(z, d), d_current)
+    return d_in, d_rec
 
 
 def _shift(a, k):
@@ -152,15 +153,15 @@ class BPTT:
     def _common(self, net, record, labels):
         loss, dlogits = softmax_cross_entropy(record.logits, labels)
         reg_loss, reg_grad = self.rate_reg.loss_and_grad(record.z)
-        w_eff = {k: w.astype(net.dtype, copy=False) for k, w in net.effective_weights().items()}
+        maps = net.backward_maps()
         dlogits = dlogits.astype(net.dtype, copy=False)
-        d_out, d_bias, dz = readout_backward(net, record, dlogits, w_eff["out"])
+        d_out, d_bias, dz = readout_backward(net, record, dlogits, maps)
         if reg_grad is not None:
             dz = dz + reg_grad
-        return loss + reg_loss, d_out, d_bias, dz, w_eff
+        return loss + reg_loss, d_out, d_bias, dz, maps
 
     def backward(self, net, record, labels):
-        loss, d_out, d_bias, dz_readout, w_eff = self._common(net, record, labels)
+        loss, d_out, d_bias, dz_readout, maps = self._common(net, record, labels)
         alpha, gain, rho, beta = _neuron_coefficients(net)
         surrogate = net.neuron.surrogate
         subtract = net.neuron.reset == "subtract"
@@ -178,14 +179,14 @@ class BPTT:
         psi_a = -psi_v * v_pre / thr if adaptive else None
         batch, steps, n = z.shape
 
-        if net.n_delay == 1:
-            rec_slices = [(1, w_eff["rec"])]
-        else:
-            rec_slices = [(d, np.where(net.delays["rec"] == d, w_eff["rec"], 0.0))
-                          for d in range(1, net.n_delay + 1)]
-        # recurrent weights transposed and pre-multiplied by the input gain:
-        # δI_t Wᵀ = δv'_t (g ⊙ Wᵀ)
-        rec_g = [(d, gain[:, None] * w.T) for d, w in rec_slices] if temporal else []
+        rec_maps = maps["rec"]
+        linear_rec = all(m is not None for _, m in rec_maps)
+        # recurrent maps transposed and pre-multiplied by the input gain:
+        # δI_t Mᵀ = δv'_t (g ⊙ Mᵀ)
+        rec_g = ([(d, gain[:, None] * m.T.astype(z.dtype, copy=False)) for d, m in rec_maps]
+                 if temporal and linear_rec else [])
+        # arrays read nonlinearly: their vector-Jacobian product at the step's input z_t
+        rec_vjp = [d for d, _ in rec_maps] if temporal and not linear_rec else []
 
         # Everything that does not depend on the backward carry is computed for all steps at
         # once; the loop keeps only what must be sequential.
@@ -202,6 +203,7 @@ class BPTT:
             return None if a is None else np.ascontiguousarray(np.moveaxis(a, 1, 0))
 
         e_readout = time_major(dz_readout)
+        z_tm = time_major(z) if rec_vjp else None
         psi_v_t, psi_a_t, carry_t = time_major(psi_v), time_major(psi_a), time_major(carry_v)
         # reset path: e_t gains -δv_t ∂v_t/∂z_t = -α δv'_{t+1} (A_t or v'_t)
         reset_t = (time_major(-(thr if subtract else v_pre))
@@ -218,6 +220,10 @@ class BPTT:
             for d, w_g in rec_g:
                 if t + d < steps:
                     e = e + d_vpre[t + d] @ w_g
+            for d in rec_vjp:
+                if t + d < steps:
+                    e = e + net.array_input_gradient("rec", d, z_tm[t], gain * d_vpre[t + d]
+                                                     ).astype(z.dtype, copy=False)
             if adaptive:
                 e = e + one_minus_rho * db
             dv = None

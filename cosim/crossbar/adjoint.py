@@ -1,0 +1,355 @@
+r"""Gradients through a crossbar read with wire IR drop (adjoint of the nodal solve).
+
+The array is the one of :mod:`cosim.crossbar.nodal` (EQUATIONS.md §5): R word lines driven at
+the column-0 end through ``r_word``, N bit lines sensed at the row-(R-1) end through
+``r_bit``, cell (k, l) between word node w(k, l) and bit node b(k, l). This module is pure
+math on top of that model; it never calls into the solvers' internals.
+
+Linear cells: the gradient of the transfer matrix
+-------------------------------------------------
+With cell conductances G (R, N) [S] the read is exactly ``I = V @ A(G)`` (``A`` [A/V] is
+``LinearArray(G, r_word, r_bit).transfer_matrix()``). For a loss L with
+``Ā = ∂L/∂A`` (R, N) [1/S], :func:`transfer_gradient` returns ``∂L/∂G`` (R, N) [1/S]:
+
+Let Y be the nodal matrix (symmetric positive definite, S) and x⁽ⁱ⁾ = Y⁻¹ g_w e_{w(i,0)} the
+node voltages for a 1 V source on word line i (other sources at 0 V). Then
+A_ij = g_b x⁽ⁱ⁾_{b(R-1,j)} and, with d_kl = e_{w(k,l)} - e_{b(k,l)},
+∂Y/∂G_kl = d_kl d_klᵀ, so
+
+    ∂A_ij/∂G_kl = -(d_klᵀ Y⁻¹ g_b e_{b(R-1,j)}) (d_klᵀ x⁽ⁱ⁾) = -Δy⁽ʲ⁾_kl · Δv⁽ⁱ⁾_kl      (1)
+
+Δv⁽ⁱ⁾_kl [V/V] is the voltage across cell kl for the 1 V source on word line i, Δy⁽ʲ⁾_kl
+[V/V] the voltage across cell kl when the sense node of bit line j is driven at 1 V through
+its last segment and all word-line sources are grounded (Y is symmetric, so this adjoint
+problem uses the same matrix). Summed with Ā:
+
+    ∂L/∂G_kl = -Σ_i Δv⁽ⁱ⁾_kl Δz⁽ⁱ⁾_kl,     Δz⁽ⁱ⁾ = Σ_j Ā_ij Δy⁽ʲ⁾                         (2)
+
+i.e. R forward solves (unit sources, independent of L) and R adjoint solves (sense nodes
+driven with the row Ā_i,: of the loss gradient). At r_word = r_bit = 0, Δv⁽ⁱ⁾_kl = δ_ik and
+Δy⁽ʲ⁾_kl = -δ_jl, so ∂L/∂G = Ā: the ideal gradient.
+
+How (2) is evaluated (R ≤ N; otherwise on the mirrored array, below). Eliminating bit line
+l (tridiagonal T_l = L_b + diag G[:, l], SPD) leaves the word nodes of column l loaded by
+K_l = D_l - D_l T_l⁻¹ D_l (D_l = diag G[:, l]) and gives I_l = c_lᵀ w_l with
+c_l = D_l t_l, t_l = T_l⁻¹ g_b e_{R-1} [V/V]. The word nodes then satisfy a block-tridiagonal
+SPD system 𝒜 W = g_w E₀ in columns (diagonal blocks 2g_w I + K_l, g_w I + K_{N-1} at the open
+end, off-diagonal -g_w I), W_l = ∂w_l/∂V (R × R, [V/V]). It is factorised from the open end
+by loads, S_l = g_w I + Z_l, Z_{N-1} = K_{N-1}, Z_l = K_l + g_w S_{l+1}⁻¹ Z_{l+1} (every
+matrix a positive load, no large-minus-large), with W_l = g_w S_l⁻¹ W_{l-1}, W_{-1} = I.
+A = Σ_l ... gives L = Σ_l c_lᵀ W_l ā_l (ā_l = Ā[:, l]), so the adjoint Λ = 𝒜⁻¹ F with
+F_l = c_l ā_lᵀ is one more sweep over the same factors (Norton sources from the open end,
+then substitution from the source end). With P_lᵀ = I - T_l⁻¹ D_l (word-node voltages ->
+cell voltages, ∂K_l/∂G_kl = P_l e_k e_kᵀ P_lᵀ and ∂c_l/∂G_kl = P_l e_k t_lk):
+
+    ∂L/∂G_kl = -Σ_i (P_lᵀ W_l)_ki (P_lᵀ Λ_l)_ki + t_lk (P_lᵀ W_l ā_l)_k                    (3)
+
+the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling term = Δz. Cost
+≈ 8.3 R³ flops per column (Cholesky of S_l and four block solves), R N² memory words.
+Exact to rounding (no iteration, no truncation); the finite-difference tests in
+tests/test_hardware_aware.py check it against the nodal solver's transfer matrix.
+
+Mirror: relabelling word line i as bit line R-1-i and bit line j as word line N-1-j maps
+(G, r_word, r_bit) onto (G[::-1, ::-1].T, r_bit, r_word) with the same nodal matrix and
+transfer matrix A[::-1, ::-1].T, so an array with R > N is handled as its mirror.
+
+Shorted lines are eliminated exactly: r_word = 0 gives W_l = I (only the second term of (3)
+remains), r_bit = 0 gives T_l⁻¹ → 0, i.e. P_l = I, t_l = 1, K_l = D_l.
+
+Nonlinear cells: the implicit-function theorem at the converged solve
+-----------------------------------------------------------------------
+For a cell function ``cell(v_w, v_b) -> (i, ∂i/∂v_w, ∂i/∂v_b)`` (``nodal.solve_nonlinear``)
+and its converged node voltages u = (w, b) with KCL F(u, V) = 0, :func:`nonlinear_vjp`
+assembles the Jacobian J = ∂F/∂u from the cell derivatives at u (sparse, nonsymmetric in
+general) and, for ``c = ∂L/∂I`` [1/A], solves Jᵀ λ = (∂I/∂u)ᵀ c once. Then, exactly to the
+extent that u solves F = 0 (KCL residual ≤ 1e-12 relative),
+
+    ∂L/∂V = cᵀ ∂I/∂V - λᵀ ∂F/∂V         [1/V]
+    ∂L/∂δi_kl = cᵀ ∂I/∂δi_kl - λᵀ ∂F/∂δi_kl   [1/A]
+
+where δi_kl is an extra current injected in parallel with cell kl (word node to bit node).
+Any cell parameter p enters through the cell current only, so ∂L/∂p = Σ ∂L/∂δi · ∂i/∂p;
+for the memtransistor the state enters I_D as the factor g(w), so ∂i/∂g = i/g exactly. What
+is not exact: the solve's own residual (≤ 1e-12 relative, so gradients carry errors of that
+order relative to their scale), and nothing else — no truncation of the Newton iteration is
+differentiated (the implicit-function theorem differentiates the solution, not the
+iteration).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy.linalg import lapack
+
+from .. import _validate as check
+from ..errors import SolverError
+
+__all__ = ["transfer_gradient", "nonlinear_vjp", "mapping_gradient"]
+
+
+# ----------------------------------------------------------------------------- linear cells
+
+def _bit_lines(G_T: np.ndarray, gb: float):
+    """L D Lᵀ factors (d, e), each (N, R), of the bit-line matrices T_l (N lines of length R).
+
+    T_l = tridiag(-g_b; 2g_b + G[k, l], g_b + G[0, l] at the open row-0 end; -g_b): SPD.
+    ``e[:, k]`` couples rows k and k+1 (``e[:, R-1] = 0``).
+    """
+    N, R = G_T.shape
+    diag = np.full((N, R), 2.0 * gb)
+    diag[:, 0] = gb
+    diag += G_T
+    off = np.full((N, R), -gb)
+    off[:, -1] = 0.0                       # no coupling between consecutive lines
+    if N * R == 1:
+        return diag, np.zeros((N, R))
+    d, e, info = lapack.dpttrf(diag.ravel(), off.ravel()[:-1])
+    if info != 0:
+        raise SolverError(f"bit-line matrix is not positive definite (dpttrf info={info})")
+    return d.reshape(N, R), np.append(e, 0.0).reshape(N, R)
+
+
+def _bit_solve(factor, rhs: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """T_l⁻¹ rhs_l for every line l: rhs (N, R, m) -> (N, R, m) (in place if ``overwrite``).
+
+    Substitution with the L D Lᵀ factors, one row at a time for all lines and right-hand
+    sides together (each step touches a whole (N, m) slab).
+    """
+    d, e = factor
+    R = d.shape[1]
+    x = rhs if overwrite else np.array(rhs, dtype=float)
+    for k in range(1, R):
+        x[:, k] -= e[:, k - 1, None] * x[:, k - 1]
+    x /= d[:, :, None]
+    for k in range(R - 2, -1, -1):
+        x[:, k] -= e[:, k, None] * x[:, k + 1]
+    return x
+
+
+def _gradient_marching(G: np.ndarray, gw: float, gb: float, grad: np.ndarray) -> np.ndarray:
+    """Equation (3) of the module docstring for R <= N (or any shape when gw == 0)."""
+    R, N = G.shape
+    G_T = np.ascontiguousarray(G.T)                       # (N, R): column l = G[:, l]
+    abar = np.ascontiguousarray(grad.T)[:, :, None]       # (N, R, 1): ā_l
+    if gb > 0:
+        bit = _bit_lines(G_T, gb)
+        e_last = np.zeros((N, R, 1))
+        e_last[:, -1, 0] = gb
+        t = _bit_solve(bit, e_last, True)[:, :, 0]        # (N, R): t_l = T_l⁻¹ g_b e_{R-1}
+
+        def drops(X):                                     # P_lᵀ X_l = X_l - T_l⁻¹ D_l X_l
+            out = _bit_solve(bit, G_T[:, :, None] * X, True)
+            return np.subtract(X, out, out=out)
+    else:
+        t = np.ones((N, R))
+
+        def drops(X):
+            return X
+    if gw == 0:
+        # word nodes at their sources: W_l = I, only the output-coupling term remains
+        return (t * drops(abar)[:, :, 0]).T
+    # loads K_l = D_l - D_l T_l⁻¹ D_l (dense R x R per column) and outputs c_l = D_l t_l
+    eye = np.eye(R)
+    if gb > 0:
+        X = _bit_solve(bit, G_T[:, :, None] * eye, True)  # T_l⁻¹ D_l
+        K = -G_T[:, :, None] * X
+    else:
+        K = np.zeros((N, R, R))
+    K[:, np.arange(R), np.arange(R)] += G_T
+    c = G_T * t                                           # (N, R)
+    potrf, potrs = lapack.dpotrf, lapack.dpotrs
+    # sweep from the open end: loads Z_l, factors of S_l = g_w I + Z_l, and the adjoint's
+    # Norton sources h_l = g_w S_l⁻¹ (F_l + h_{l+1}), F_l = c_l ā_lᵀ, in one solve per column
+    chol = np.empty((N, R, R))
+    norton = np.empty((N, R, R))
+    Z = K[N - 1]
+    h = np.zeros((R, R))
+    for l in range(N - 1, -1, -1):
+        f, info = potrf(Z + gw * eye, lower=0, clean=0)
+        if info != 0:
+            raise SolverError(f"column load matrix is not positive definite (column {l})")
+        chol[l] = f
+        rhs = np.concatenate([Z, np.multiply.outer(c[l], abar[l, :, 0]) + h], axis=1)
+        sol, info = potrs(f, rhs, overwrite_b=1)
+        sol *= gw
+        norton[l] = h = sol[:, R:]
+        if l:
+            Z = K[l - 1] + sol[:, :R]
+    # sweep from the source end: W_l = g_w S_l⁻¹ W_{l-1} (W_{-1} = I) and the adjoint
+    # Λ_l = S_l⁻¹ (g_w Λ_{l-1} + F_l + h_{l+1}) = g_w S_l⁻¹ Λ_{l-1} + h_l / g_w (Λ_{-1} = 0)
+    both = np.empty((N, R, 2 * R))                        # [W_l | Λ_l]
+    prev = np.concatenate([eye, np.zeros((R, R))], axis=1)
+    for l in range(N):
+        sol, info = potrs(chol[l], prev)
+        sol *= gw
+        sol[:, R:] += norton[l] / gw
+        both[l] = prev = sol
+    both = drops(both)                                    # cell voltages: Δv | Δz
+    dV, dZ = both[:, :, :R], both[:, :, R:]
+    term1 = -np.einsum("lki,lki->lk", dV, dZ)
+    term2 = t * np.matmul(dV, abar)[:, :, 0]
+    return (term1 + term2).T
+
+
+def transfer_gradient(G, r_word, r_bit, grad_transfer) -> np.ndarray:
+    """∂L/∂G (R, N) [1/S] from ∂L/∂A (R, N) [1/S], A the transfer matrix of the array.
+
+    ``G`` (R, N) cell conductances [S] (> 0), ``r_word`` / ``r_bit`` segment resistances [Ω]
+    (>= 0), ``grad_transfer`` the gradient of the loss with respect to the transfer matrix A
+    (``I = V @ A``). Exact (equations (1)-(3) of the module docstring).
+    """
+    G = check.as_float_array("G", G, ndim=2)
+    if G.size == 0 or np.any(G <= 0):
+        raise ValueError(f"G must be a non-empty array of conductances > 0, got shape {G.shape}")
+    grad = check.as_float_array("grad_transfer", grad_transfer, ndim=2)
+    if grad.shape != G.shape:
+        raise ValueError(f"grad_transfer must have the shape of G {G.shape}, got {grad.shape}")
+    r_word = check.positive("r_word", r_word, allow_zero=True)
+    r_bit = check.positive("r_bit", r_bit, allow_zero=True)
+    gw = 1.0 / r_word if r_word > 0 else 0.0
+    gb = 1.0 / r_bit if r_bit > 0 else 0.0
+    R, N = G.shape
+    if gw == 0 and gb == 0:
+        return grad.copy()
+    # the mirror (module docstring) when it is cheaper: shorted bit lines become shorted
+    # word lines (closed form), and the dense blocks of the marching are min(R, N) wide
+    if gb == 0 or (gw > 0 and R > N):
+        mirrored = _gradient_marching(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
+                                      np.ascontiguousarray(grad[::-1, ::-1].T))
+        return np.ascontiguousarray(mirrored[::-1, ::-1].T)
+    return _gradient_marching(G, gw, gb, grad)
+
+
+# ----------------------------------------------------------------------------- nonlinear cells
+
+def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_currents):
+    """Adjoint of one converged nonlinear read (implicit-function theorem).
+
+    ``cell(v_w, v_b) -> (i, ∂i/∂v_w, ∂i/∂v_b)`` as for ``nodal.solve_nonlinear``; ``V`` (R,)
+    word-line source voltages [V]; ``word_voltages``, ``bit_voltages`` (R, N) the converged
+    node voltages of that read; ``grad_currents`` (N,) = ∂L/∂I [1/A] for the sense currents,
+    or (m, N) for m loss gradients at the same read (one factorisation, m solves).
+    Returns ``(∂L/∂V (R,) [1/V], ∂L/∂δi (R, N) [1/A])`` (with leading m for (m, N)), δi_kl a
+    current injected in parallel with cell kl (see the module docstring). Exact at the
+    converged solution.
+    """
+    w = np.asarray(word_voltages, dtype=float)
+    b = np.asarray(bit_voltages, dtype=float)
+    V = np.asarray(V, dtype=float)
+    single = np.ndim(grad_currents) == 1
+    c = np.atleast_2d(np.asarray(grad_currents, dtype=float))       # (m, N)
+    m = c.shape[0]
+    R, N = w.shape
+    if b.shape != (R, N) or V.shape != (R,) or c.shape[1] != N:
+        raise ValueError(f"nonlinear_vjp needs word/bit voltages of one shape (R, N), V (R,) and "
+                         f"grad_currents (..., N); got {w.shape}, {b.shape}, {V.shape}, "
+                         f"{np.shape(grad_currents)}")
+    gw = 1.0 / r_word if r_word > 0 else 0.0
+    gb = 1.0 / r_bit if r_bit > 0 else 0.0
+    if gw == 0:
+        w = np.broadcast_to(V[:, None], (R, N))
+    if gb == 0:
+        b = np.zeros((R, N))
+    _, di_w, di_b = (np.broadcast_to(np.asarray(a, dtype=float), (R, N)) for a in cell(w, b))
+    n_cells = R * N
+    cells = np.arange(n_cells).reshape(R, N)
+    has_w, has_b = gw > 0, gb > 0
+    # unknowns: word nodes (if the word lines are resistive), then bit nodes
+    w_of = cells if has_w else None
+    b_of = (cells + (n_cells if has_w else 0)) if has_b else None
+    n = (n_cells if has_w else 0) + (n_cells if has_b else 0)
+    grad_V = np.zeros((m, R))
+    grad_di = np.zeros((m, R, N))
+    # ∂I/∂u, ∂I/∂V, ∂I/∂δi contracted with c
+    rhs = np.zeros((n, m))
+    if has_b:
+        rhs[b_of[R - 1, :]] = gb * c.T
+    else:
+        grad_di += c[:, None, :]                           # I_l = Σ_k i_kl + δi_kl
+        if has_w:
+            rhs[w_of.ravel()] = (di_w[None] * c[:, None, :]).reshape(m, -1).T
+        else:
+            grad_V += (di_w[None] * c[:, None, :]).sum(axis=2)
+
+    def result():
+        return (grad_V[0], grad_di[0]) if single else (grad_V, grad_di)
+
+    if n == 0:
+        return result()
+    rows, cols, vals = [], [], []
+
+    def add(r, cc, v):
+        rows.append(np.asarray(r).ravel())
+        cols.append(np.asarray(cc).ravel())
+        vals.append(np.broadcast_to(np.asarray(v, dtype=float), np.shape(r)).ravel())
+
+    if has_w:       # F_w = i + g_w (w - w_left) + g_w (w - w_right)
+        deg = np.full((R, N), 2.0 * gw)
+        deg[:, -1] = gw
+        add(w_of, w_of, deg + di_w)
+        add(w_of[:, 1:], w_of[:, :-1], -gw)
+        add(w_of[:, :-1], w_of[:, 1:], -gw)
+        if has_b:
+            add(w_of, b_of, di_b)
+    if has_b:       # F_b = -i + g_b (b - b_up) + g_b (b - b_down)
+        deg = np.full((R, N), 2.0 * gb)
+        deg[0, :] = gb
+        add(b_of, b_of, deg - di_b)
+        add(b_of[1:, :], b_of[:-1, :], -gb)
+        add(b_of[:-1, :], b_of[1:, :], -gb)
+        if has_w:
+            add(b_of, w_of, -di_w)
+    J = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))
+    try:
+        lam = spla.splu(J.T.tocsc()).solve(rhs)
+    except RuntimeError as exc:
+        raise SolverError(f"nonlinear adjoint: singular Jacobian ({exc})") from None
+    lam = lam.reshape(n, m).T                               # (m, n)
+    # -λᵀ ∂F/∂V and -λᵀ ∂F/∂δi
+    if has_w:
+        grad_V += gw * lam[:, w_of[:, 0]]                   # ∂F_w(k, 0)/∂V_k = -g_w
+        grad_di -= lam[:, w_of]
+    if has_b:
+        grad_di += lam[:, b_of]
+        if not has_w:                                      # w = V: ∂F_b/∂V_k = -∂i/∂v_w
+            grad_V += (di_w[None] * lam[:, b_of]).sum(axis=2)
+    return result()
+
+
+# ----------------------------------------------------------------------------- the mapping
+
+def mapping_gradient(weights, g_min, g_max, w_max, scale, grad_g, grad_scale) -> np.ndarray:
+    r"""∂L/∂W (R, C) through the weight-to-conductance map of ``cosim.devices.mapping``.
+
+    The map (EQUATIONS.md §4): G⁺ = g_min + clip(W, 0, w_max)·s, G⁻ = g_min +
+    clip(-W, 0, w_max)·s in columns 2j / 2j+1, s = (g_max - g_min)/w_max [S per weight unit]
+    with w_max fixed or (``w_max=None``) max|W|. ``grad_g`` (R, 2C) = ∂L/∂G [1/S] at fixed s,
+    ``grad_scale`` = ∂L/∂s at fixed G (the read's own 1/s normalisation). Then
+
+        ∂L/∂W_ij = s (∂L/∂G⁺_ij [W_ij > 0] - ∂L/∂G⁻_ij [W_ij < 0])    (0 where |W| > w_max)
+                   + [ij = argmax|W|] (∂L/∂s + Σ ∂L/∂G ⊙ ∂G/∂s) (-s/w_max) sign(W_ij)
+
+    (the second line only for w_max = max|W|; ∂G±/∂s = clip(±W, 0, w_max)). At W_ij = 0 the
+    map has a kink and the mean of the two one-sided derivatives is used. Quantisation,
+    programming variability, stuck-at faults and device-to-device spread are passed straight
+    through: the derivative is that of the ideal map, evaluated at the stored weights.
+    """
+    W = np.asarray(weights, dtype=float)
+    s = float(scale)
+    gp, gn = grad_g[:, 0::2], grad_g[:, 1::2]
+    auto = w_max is None
+    if auto:
+        w_max = float(np.max(np.abs(W))) if W.size else 0.0
+    if w_max == 0.0:                     # all-zero W maps with w_max = 1, every weight at the kink
+        return 0.5 * s * (gp - gn)
+    inside = np.abs(W) <= w_max
+    grad = s * np.where(W > 0, gp, np.where(W < 0, -gn, 0.5 * (gp - gn))) * inside
+    if auto:
+        u = np.clip(W, -w_max, w_max)
+        total = grad_scale + np.sum(gp * np.maximum(u, 0.0)) + np.sum(gn * np.maximum(-u, 0.0))
+        m = np.unravel_index(np.argmax(np.abs(W)), W.shape)
+        grad[m] += total * (-s / w_max) * np.sign(W[m])
+    return grad
