@@ -57,6 +57,7 @@ from . import adjoint, nodal
 from . import periphery as _periphery
 from .base import Crossbar
 from .nodal import power as _power
+from .nodal.power import TERMS as POWER_TERMS
 
 __all__ = ["Compact"]
 
@@ -380,7 +381,7 @@ class Compact(Crossbar):
         terms = method(flat)
         return {name: value.reshape(lead) for name, value in terms.items()}
 
-    def _power(self, x, terms=_power.TERMS):
+    def _power(self, x, terms=POWER_TERMS):
         """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
         if self.read == "linear" and tuple(terms) == ("sources",):
             Y = self._nodal_linear().source_admittance()
@@ -396,7 +397,7 @@ class Compact(Crossbar):
             i_dev = array.G * (sol.word_voltages - sol.bit_voltages)
             return _power.dissipation(i_dev, V, V[:, :, None] - sol.word_voltages,
                                       sol.bit_voltages, array.gw, array.gb, terms)
-        return self._nonlinear_power(V)
+        return self._nonlinear_power(V, terms)
 
     def _linear_power_forms(self):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming
@@ -410,15 +411,33 @@ class Compact(Crossbar):
         """The nodal LinearArray of a linear read (the solver of the compact read itself)."""
         return self._linear_solver()
 
-    def _nonlinear_power(self, V):
+    def _nonlinear_power(self, V, terms=POWER_TERMS):
+        """Power terms of a nonlinear read: each distinct driven pattern solved once (with
+        its node voltages, in chunks of about 2^22 cells); undriven reads draw nothing."""
         rows, cols2 = self._states.shape
-        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
-                                    r_driver=self.r_driver, r_sense=self.r_sense)
-        w = V[:, :, None] - sol.word_drops
-        i_dev = np.asarray(self._cell()(w, sol.bit_voltages)[0], dtype=float)
+        out = {name: np.zeros(V.shape[0]) for name in terms}
+        driven = np.flatnonzero(np.any(V != 0, axis=1))
+        if driven.size == 0:
+            return out
+        patterns, where = np.unique(V[driven], axis=0, return_inverse=True)
         gw = nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
         gb = nodal.kcl.segment_conductance("r_bit", self.r_bit, "r_sense", self.r_sense)
-        return _power.dissipation(i_dev, V, sol.word_drops, sol.bit_voltages, gw, gb)
+        chunk = max(1, 2 ** 22 // (rows * cols2))
+        values = {name: np.empty(patterns.shape[0]) for name in terms}
+        for k0 in range(0, patterns.shape[0], chunk):
+            P = patterns[k0:k0 + chunk]
+            sol = nodal.solve_nonlinear(self._cell(), P, self.r_word, self.r_bit,
+                                        (rows, cols2), r_driver=self.r_driver,
+                                        r_sense=self.r_sense)
+            word_drops = sol.word_drops.reshape(P.shape[0], rows, cols2)
+            bits = sol.bit_voltages.reshape(P.shape[0], rows, cols2)
+            i_dev = np.asarray(self._cell()(P[:, :, None] - word_drops, bits)[0], dtype=float)
+            for name, value in _power.dissipation(i_dev, P, word_drops, bits, gw, gb,
+                                                  terms).items():
+                values[name][k0:k0 + chunk] = value
+        for name in terms:
+            out[name][driven] = values[name][where.ravel()]
+        return out
 
     def _nonlinear_currents(self, V):
         """Nonlinear read of a batch of source voltages V (B, R): cached patterns are
