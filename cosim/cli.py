@@ -705,7 +705,9 @@ PERIPHERY_OPTIONS = {
 
 def _add_periphery(parser):
     for dest, (unit, text) in PERIPHERY_OPTIONS.items():
-        kind = _count(1, 24) if unit == "bits" else _number(0.0)
+        # a range and a read time must be > 0 (0 means "auto" only inside a config file)
+        kind = (_count(1, 24) if unit == "bits"
+                else _number(0.0, allow_equal=unit not in ("A", "s")))
         parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None,
                             metavar=unit.upper(), help=text)
 
