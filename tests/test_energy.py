@@ -69,6 +69,15 @@ def test_tellegen(read, periphery):
     np.testing.assert_allclose(xb.source_power(x), p["sources"], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_tellegen_on_a_larger_array(read):
+    xb, rng = programmed(read, shape=(48, 40), wires=dict(r_word=1.0, r_bit=1.0,
+                                                          r_driver=100.0, r_sense=100.0))
+    x = (rng.random((6, 48)) < 0.3).astype(float)
+    p = xb.power(x)
+    np.testing.assert_allclose(p["devices"] + p["wires"], p["sources"], rtol=1e-12, atol=0)
+
+
 def test_power_is_quadratic_and_follows_the_dac():
     xb, rng = programmed(dac_bits=2)
     x = rng.random((5, 6))

@@ -51,6 +51,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _validate as check
+from ..errors import SolverError
 from ..devices import Memtransistor
 from ..devices.mapping import Mapping
 from . import adjoint, nodal
@@ -65,6 +66,7 @@ READS = ("linear", "nonlinear")
 SIGMA_MAX = Mapping.SIGMA_MAX          # lognormal spreads beyond e^3 per sigma: not a device
 V_GATE_MAX = 100.0                     # V
 R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
+POWER_KCL_TOL = 1e-13                  # relative KCL residual of the solves behind power()
 
 
 def _bounded(name, value, lo, hi, what, closed=False):
@@ -426,9 +428,15 @@ class Compact(Crossbar):
         values = {name: np.empty(patterns.shape[0]) for name in terms}
         for k0 in range(0, patterns.shape[0], chunk):
             P = patterns[k0:k0 + chunk]
-            sol = nodal.solve_nonlinear(self._cell(), P, self.r_word, self.r_bit,
-                                        (rows, cols2), r_driver=self.r_driver,
-                                        r_sense=self.r_sense)
+            # a tighter KCL tolerance than a read's where the solve reaches it: Tellegen's
+            # balance of the three terms sums the residual over all nodes
+            solve = (lambda tol: nodal.solve_nonlinear(
+                self._cell(), P, self.r_word, self.r_bit, (rows, cols2),
+                r_driver=self.r_driver, r_sense=self.r_sense, tol=tol))
+            try:
+                sol = solve(POWER_KCL_TOL)
+            except SolverError:
+                sol = solve(1e-12)                  # the read's own tolerance
             word_drops = sol.word_drops.reshape(P.shape[0], rows, cols2)
             bits = sol.bit_voltages.reshape(P.shape[0], rows, cols2)
             i_dev = np.asarray(self._cell()(P[:, :, None] - word_drops, bits)[0], dtype=float)
