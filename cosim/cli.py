@@ -262,7 +262,7 @@ def _backend_from_args(args, name=None):
     from .config import DEFAULTS, build_crossbar, load_config
 
     section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ)
-    for key in ("r_word", "r_bit", "v_read", "read", "device_card"):
+    for key in ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS):
         value = getattr(args, key, None)
         if value is not None:
             section[key] = value
@@ -271,7 +271,7 @@ def _backend_from_args(args, name=None):
 
 def _physical_options_given(args):
     return any(getattr(args, k, None) is not None
-               for k in ("r_word", "r_bit", "v_read", "read", "device_card"))
+               for k in ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS))
 
 
 # ------------------------------------------------------------------------------ commands
@@ -405,16 +405,24 @@ def _cmd_predict(args, progress) -> int:
     net = model.network
     x_test, y_test = _test_data(args, net.n_in)
     t0 = time.perf_counter()
-    labels = model.predict(x_test, progress=progress)
+    energy = None
+    if net.crossbar.name == "ideal":
+        labels = model.predict(x_test, progress=progress)
+    else:                          # physical arrays: the same reads also give the energy
+        from .energy import predict_with_energy
+        labels, energy = predict_with_energy(net, x_test, progress=progress)
     elapsed = time.perf_counter() - t0
     summary = accuracy_summary(int(np.sum(labels == y_test)), len(labels))
     backend = net.crossbar.name
     print(f"{len(labels)} {_data_name(args)} samples on the {backend} crossbar: accuracy "
           f"{format_accuracy(summary)} ({elapsed:.1f} s)")
+    if energy is not None:
+        _print_energy(energy.summary())
     if out is not None:
         write_json(out, {"backend": backend, "accuracy": summary["accuracy"], "n": summary["n"],
                          "ci95": summary["ci95"], "predictions": labels.tolist(),
-                         "labels": y_test.tolist()})
+                         "labels": y_test.tolist(),
+                         "energy": None if energy is None else energy.summary()})
         write_run_json(out.with_suffix(".run.json"), args, {"encoding": args.seed})
         print(f"wrote {out}")
     return 0
@@ -469,6 +477,8 @@ def _print_compare(metrics):
         for name, e in per.items():
             print(f"  array {array:10s} {name:8s} vs {ref}: current error max {e['max_rel']:.1e}, "
                   f"mean {e['mean_rel']:.1e}")
+    for name, summary in metrics.get("energy", {}).items():
+        _print_energy(summary, indent=f"  {name:8s} ")
 
 
 def _cmd_compare(args, progress) -> int:
@@ -488,7 +498,8 @@ def _cmd_compare(args, progress) -> int:
                       spice_samples=args.spice_samples, out=out, r_word=args.r_word,
                       r_bit=args.r_bit, read=args.read, device=device, step=args.step,
                       sweep=args.sweep, progress=progress, workers=args.workers,
-                      scheduler=args.scheduler)
+                      scheduler=args.scheduler,
+                      backend_params=_periphery_from_args(args) or None)
     write_run_json(out / "run.json", args, {"encoding": args.seed})
     print(f"compared {', '.join(metrics['backends'])} in {time.perf_counter() - t0:.1f} s "
           f"(reference: {metrics['reference']})")
@@ -524,7 +535,7 @@ def _parse_value(name, token):
     from .sweep import _FLOAT_PARAMS, _INT_PARAMS
 
     low = token.lower()
-    if name in ("levels", "max_array") and low in ("none", "null", "-"):
+    if name in ("levels", "max_array", "dac_bits", "adc_bits") and low in ("none", "null", "-"):
         return None
     if name in _INT_PARAMS:
         return int(token)
@@ -683,6 +694,41 @@ def _add_read(parser, defaults=True):
                              + ")")
 
 
+#: periphery options of the physical backends (issue 14): dest -> (type, help)
+PERIPHERY_OPTIONS = {
+    "r_driver": ("ohm", "driver resistance in series with every word-line source (default 0)"),
+    "r_sense": ("ohm", "sense-amplifier input resistance of every bit line (default 0)"),
+    "dac_bits": ("bits", "input DAC resolution (default: ideal)"),
+    "adc_bits": ("bits", "output ADC resolution per physical column (default: ideal)"),
+    "adc_range": ("A", "ADC range in amperes (default: auto, calibrated at programming)"),
+    "read_time": ("s", "duration of one read for the energy (default 1e-8)"),
+    "adc_energy": ("J", "energy per ADC conversion (default 0)"),
+    "dac_energy": ("J", "energy per DAC conversion (default 0)"),
+}
+
+
+def _add_periphery(parser):
+    for dest, (unit, text) in PERIPHERY_OPTIONS.items():
+        # a range and a read time must be > 0 (0 means "auto" only inside a config file)
+        kind = (_count(1, 24) if unit == "bits"
+                else _number(0.0, allow_equal=unit not in ("A", "s")))
+        parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None,
+                            metavar=unit.upper(), help=text)
+
+
+def _periphery_from_args(args) -> dict:
+    """The periphery constructor arguments given on the command line."""
+    return {k: getattr(args, k) for k in PERIPHERY_OPTIONS if getattr(args, k, None) is not None}
+
+
+def _print_energy(summary, indent=""):
+    """One line: energy per inference, J/SOP, TOPS/W (cosim.energy.EnergyReport.summary)."""
+    per_array = ", ".join(f"{k} {v:.3e} J" for k, v in summary["energy_per_array_J"].items())
+    print(f"{indent}energy per inference {summary['energy_per_inference_J']:.3e} J "
+          f"({per_array}); {summary['joules_per_sop'] * 1e15:.3f} fJ per synaptic operation; "
+          f"{summary['tops_per_watt']:.1f} TOPS/W")
+
+
 def _add_backend_options(parser):
     parser.add_argument("--backend", choices=backend_names(), default=None,
                         help="crossbar backend (default: the one saved with the model)")
@@ -691,6 +737,7 @@ def _add_backend_options(parser):
                         help="read voltage of a spike, V (default 0.1)")
     _add_read(parser, defaults=False)
     parser.add_argument("--device-card", dest="device_card", help="TOML device card")
+    _add_periphery(parser)
 
 
 def _add_data_options(parser, samples=True):
@@ -821,6 +868,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wires(comp)
     _add_read(comp)
     comp.add_argument("--device-card", dest="device_card", help="TOML device card")
+    _add_periphery(comp)
     comp.add_argument("--step", type=_count(0), help="step of the IR-drop maps (default T/2)")
     comp.add_argument("--sweep", type=_number(0.0), nargs="+",
                       help="wire resistances (ohm) for the accuracy-vs-resistance figure")

@@ -149,6 +149,7 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
             f"agreement_vs_{reference}_percent": float(100.0 * same.mean()),
             f"first_divergent_step_vs_{reference}": int(diverged[0]) if diverged.size else None})
 
+    metrics["energy"] = _energy(nets, runs, x)
     xc = x[:common]
     errors = _current_errors(nets, reference, xc, ref_z)
     metrics["currents"] = {array: {other: {"max_rel": float(np.max(e)), "mean_rel": float(np.mean(e))}
@@ -164,6 +165,51 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
         maps = nets.get("compact") or net.with_crossbar(build("compact", **params))
         _write_report(Path(out), metrics, runs, nets, errors, xc, step, reference, maps)
     return metrics
+
+
+def _energy(nets, runs, x):
+    """Per physical backend: the energy summary of its run (cosim.energy) with the mean
+    energy per step (J, list over steps)."""
+    from .energy import inference_energy
+
+    out = {}
+    for name, hw in nets.items():
+        if name == "ideal":
+            continue
+        rec = runs[name]
+        try:
+            report = inference_energy(hw, x[:rec.z.shape[0]], rec)
+        except TypeError:              # a backend without a circuit (a user's own): none
+            continue
+        out[name] = dict(report.summary(), per_step_J=report.per_step.mean(axis=0).tolist())
+    return out
+
+
+def _energy_figures(out, energy, plt):
+    """Energy per array (bars) and per step (lines) of every physical backend."""
+    figures = []
+    if not energy:
+        return figures
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+    width = 0.8 / len(energy)
+    for k, (name, e) in enumerate(energy.items()):
+        arrays = list(e["energy_per_array_J"])
+        values = [e["energy_per_array_J"][a] for a in arrays]
+        ax[0].bar(np.arange(len(arrays)) + k * width, values, width, label=name)
+        ax[0].set_xticks(np.arange(len(arrays)) + 0.4 - width / 2, arrays)
+        ax[1].plot(e["per_step_J"], label=name)
+    ax[0].set_ylabel("energy per inference [J]")
+    ax[0].set_title("per array", fontsize=10)
+    ax[1].set_xlabel("time step")
+    ax[1].set_ylabel("energy per step [J]")
+    ax[1].set_title("per step (mean over samples)", fontsize=10)
+    for axis in ax:
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    figures.append(("Energy per array and per step",
+                    save_figure(fig, out / "energy.png", dpi=120)))
+    plt.close(fig)
+    return figures
 
 
 def _jsonable(value):
@@ -287,7 +333,7 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference, physical
                 continue
             inputs = array_input(matrix, delay, x[0], z0, at)[rows]
             sol = backend.solution(inputs)
-            v = backend.v_read * inputs
+            v = backend.word_voltages(inputs)            # through the DAC, if any
             word_drop = v[:, None] - sol.word_voltages
             fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
             for axis, data, title in [(ax[0], word_drop * 1e3, "word-line drop V_i - v(w_ij) [mV]"),
@@ -338,6 +384,7 @@ def _write_report(out, metrics, runs, nets, errors, x, step, reference, physical
                         save_figure(fig, out / "accuracy_vs_resistance.png", dpi=120)))
         plt.close(fig)
 
+    figures += _energy_figures(out, metrics.get("energy"), plt)
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", _report_md(metrics, figures, out))
 
@@ -378,6 +425,13 @@ def _report_md(metrics, figures, out):
             acc_text = ("—" if acc is None else
                         f"{acc:.1%} ({100 * row['ci95'][0]:.1f}–{100 * row['ci95'][1]:.1f} %)")
             lines.append(f"| {row['r']} | {row['n']} | {acc_text} | {row['spike_rate']:.4f} |")
+    if metrics.get("energy"):
+        lines += ["", "Energy of an inference (source power x read_time per read, plus ADC/DAC "
+                  "conversions; SOP = active rows x columns; TOPS/W = 2 SOP / E / 1e12):", "",
+                  "| backend | energy per inference | fJ per SOP | TOPS/W |", "|---|---|---|---|"]
+        for name, e in metrics["energy"].items():
+            lines.append(f"| {name} | {e['energy_per_inference_J']:.3e} J | "
+                         f"{e['joules_per_sop'] * 1e15:.3f} | {e['tops_per_watt']:.1f} |")
     lines.append("")
     for title, path in figures:
         lines += [f"## {title}", "", f"![{title}]({Path(path).relative_to(out)})", ""]

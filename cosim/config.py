@@ -42,6 +42,17 @@ A configuration has up to five tables; every key is optional and has the default
     d2d_sigma = 0.0
     seed = 0                  # seed of programming variability and device spread
     max_array = [0, 0]        # tile size (rows, physical columns); [0, 0] = no tiling
+    r_driver = 0.0            # ohm in series with every word-line source (needs r_word > 0)
+    r_sense = 0.0             # ohm from every bit line's end to ground (0 = virtual ground)
+    dac_bits = 0              # input DAC bits (0 = ideal) over [0, v_read * x_max]
+    x_max = 1.0               # largest input the array accepts (1 for spikes)
+    adc_bits = 0              # output ADC bits per physical column (0 = ideal)
+    adc_range = 0.0           # ADC range in amperes (0 = "auto": calibrated at programming)
+    adc_offset_sigma = 0.0    # ADC offset spread (fraction of the range), seeded
+    adc_gain_sigma = 0.0      # ADC gain spread (relative), seeded
+    read_time = 1e-8          # seconds per read (energy = power x read_time)
+    adc_energy = 0.0          # joule per ADC conversion
+    dac_energy = 0.0          # joule per DAC conversion
 
     [output]
     model = "out/model.npz"
@@ -77,7 +88,10 @@ DEFAULTS = {
                  "optimizer": "adam", "rate_reg": 0.0, "rate_target": 0.01},
     "crossbar": {"backend": "ideal", "r_word": 1.0, "r_bit": 1.0, "v_read": 0.1,
                  "read": "linear", "device_card": "", "levels": 0, "program_sigma": 0.0,
-                 "d2d_sigma": 0.0, "seed": 0, "max_array": [0, 0]},
+                 "d2d_sigma": 0.0, "seed": 0, "max_array": [0, 0], "r_driver": 0.0,
+                 "r_sense": 0.0, "dac_bits": 0, "x_max": 1.0, "adc_bits": 0, "adc_range": 0.0,
+                 "adc_offset_sigma": 0.0, "adc_gain_sigma": 0.0, "read_time": 1e-8,
+                 "adc_energy": 0.0, "dac_energy": 0.0},
     "output": {"model": "out/model.npz"},
 }
 
@@ -195,6 +209,10 @@ def load_config(source) -> dict:
         raise ConfigError(f"config: [data] path: no such file {data_path}")
     if not config["output"]["model"].strip():
         raise ConfigError("config: [output] model must be a file path, got an empty string")
+    try:
+        periphery_params(config["crossbar"])
+    except ValueError as exc:
+        raise ConfigError(f"config: [crossbar] {exc}") from exc
     card = config["crossbar"]["device_card"]
     if card and not Path(card).is_file():
         raise ConfigError(f"config: [crossbar] device_card: no such file {card}")
@@ -219,12 +237,30 @@ def _neuron_params(given):
     return out
 
 
+PERIPHERY_KEYS = ("r_driver", "r_sense", "dac_bits", "x_max", "adc_bits", "adc_range",
+                  "adc_offset_sigma", "adc_gain_sigma", "read_time", "adc_energy", "dac_energy")
+
+
+def periphery_params(section: dict) -> dict:
+    """The periphery constructor arguments of a [crossbar] table (0 bits -> None = ideal,
+    adc_range 0 -> "auto"), validated (ValueError naming the key and its range)."""
+    from .crossbar.periphery import check_periphery
+
+    params = {k: section[k] for k in PERIPHERY_KEYS}
+    for key in ("dac_bits", "adc_bits"):
+        params[key] = params[key] or None
+    params["adc_range"] = params["adc_range"] or "auto"
+    check_periphery(**params)
+    return params
+
+
 def build_crossbar(section: dict, **local):
     """A crossbar backend from a validated [crossbar] table (``local``: e.g. ``cache=``)."""
     from .crossbar import build
 
     params = {k: section[k] for k in ("r_word", "r_bit", "v_read", "read", "program_sigma",
                                       "d2d_sigma", "seed")}
+    params.update(periphery_params(section))
     params["levels"] = section["levels"] or None
     if section["device_card"]:
         from .devices import Memtransistor

@@ -117,15 +117,18 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
         if isinstance(backend, Ideal):
             raise TypeError("the ideal backend has no circuit to write; give a physical crossbar")
         inputs = array_input(matrix, delay, x_sample, z_sample, step)[rows]
-        v_word = backend.v_read * inputs
+        v_word = backend.word_voltages(inputs)          # V_read x the DAC's levels
+        power = float(backend.source_power(inputs))
         where = (f"model array '{matrix}' (delay {delay}), weight rows {rows.start}..{rows.stop - 1}, "
                  f"weight columns {cols.start}..{cols.stop - 1}")
-        currents = backend.bitline_currents(inputs)
+        currents = backend.analog_currents(inputs)      # the circuit's, before any ADC
         deck = array_deck(backend, v_word=v_word, include_relative_to=out,
                           model_library=library, expected_currents=currents, header={
             "model array": where,
             "stimulus": f".op of timestep {step} of sample {sample} (spikes x V_read on the word lines)",
-            "run": f"ngspice -b {name}.cir  (prints the operating point and v(dev<j>))"})
+            "run": f"ngspice -b {name}.cir  (prints the operating point and v(dev<j>))",
+            "expected source power": f"{power!r} W = -sum_i V_i i(vin<i>) (cosim's nodal "
+                                     f"solve; r_driver and r_sense included)"})
         path = write_text(out / f"{name}.cir", deck)
         decks.append(path)
         expected[path.name] = [float(c) for c in currents]
@@ -135,7 +138,8 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
                                "shape": list(backend.states.shape), "read": backend.read,
                                "inputs": inputs.tolist(), "sample": sample, "step": step,
                                "v_read": backend.v_read, "scale_S_per_weight": backend.scale,
-                               "read_factor": backend.read_factor}
+                               "read_factor": backend.read_factor,
+                               "source_power_W": power}
         if tran:
             series = np.stack([array_input(matrix, delay, x_sample, z_sample, t)[rows]
                                for t in range(steps)])
@@ -143,7 +147,7 @@ def export_netlists(model, out, x, sample=0, step=0, crossbar=None, step_time=1e
             # At read biases (|V_DS| < v_on) the state does not move unless it relaxes
             # (invtau > 0): then the fixed-state read cell is exact and ~6x faster.
             relaxes = bool(np.any(np.asarray(backend.array_device.params["invtau"]) > 0))
-            tdeck = array_deck(backend, stimulus=(times, backend.v_read * series),
+            tdeck = array_deck(backend, stimulus=(times, backend.word_voltages(series)),
                                read_only=not relaxes, tstep=step_time / 20,
                                include_relative_to=out / "tran", model_library=library,
                                tstop=steps * step_time,

@@ -287,10 +287,20 @@ class SRNN:
             raise ValueError(f"x must have at least one sample and one step, got {x.shape}")
         return x
 
-    def run(self, x, trace: bool = False, progress: bool = False) -> Record:
-        """Run the network on x (batch, T, n_in); returns a :class:`Record`."""
+    def run(self, x, trace: bool = False, progress: bool = False,
+            energy: bool = False) -> Record:
+        """Run the network on x (batch, T, n_in); returns a :class:`Record`.
+
+        ``energy=True`` (physical arrays only) adds ``record.extras["energy"]``, the
+        :class:`cosim.energy.EnergyReport` of the run (J per inference, per array, per step,
+        per synaptic operation; TOPS/W).
+        """
         x = self.check_input(x)
-        return self._run(x, trace=trace, progress=progress)
+        record = self._run(x, trace=trace, progress=progress)
+        if energy:
+            from .energy import inference_energy     # deferred: energy reads the arrays
+            record.extras["energy"] = inference_energy(self, x, record)
+        return record
 
     @property
     def n_classes(self) -> int:

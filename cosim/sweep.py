@@ -22,6 +22,8 @@ ideal backend ignores the physical parameters (points differing only in them are
 once). Points are the product in the grid's key order, the last key varying fastest. A
 value that is not a list stands for a one-value list; for ``max_array`` a tuple is one value
 (``{"max_array": (64, 32)}``), a list is a list of values (``[64, (128, 64), None]``).
+Periphery (EQUATIONS.md §7): ``r_driver``, ``r_sense`` (ohm, default 0), ``dac_bits``,
+``adc_bits`` (int in [1, 24] or None = ideal, the default).
 
 Executors
 ---------
@@ -138,14 +140,25 @@ def _max_array(name, value):
             check.integer(f"{name} cols", value[1], minimum=1))
 
 
+def _bits(name, value):
+    from .crossbar.periphery import check_bits
+    return check_bits(name, value)
+
+
 #: sweepable parameters and the check that normalises each value
 PARAMETERS = {
     "backend": _backend, "r_word": _nonneg_float, "r_bit": _nonneg_float, "r": _nonneg_float,
     "v_read": _pos_float, "read": _read, "levels": _levels, "program_sigma": _nonneg_float,
     "d2d_sigma": _nonneg_float, "seed": _seed, "max_array": _max_array,
+    "r_driver": _nonneg_float, "r_sense": _nonneg_float, "dac_bits": _bits,
+    "adc_bits": _bits,
 }
-_INT_PARAMS = ("seed", "levels")
-_FLOAT_PARAMS = ("r_word", "r_bit", "r", "v_read", "program_sigma", "d2d_sigma")
+#: periphery parameters (issue 14): part of a point's specification only when swept, so the
+#: specifications (and stored results) of sweeps without them are unchanged
+PERIPHERY = ("r_driver", "r_sense", "dac_bits", "adc_bits")
+_INT_PARAMS = ("seed", "levels", "dac_bits", "adc_bits")
+_FLOAT_PARAMS = ("r_word", "r_bit", "r", "v_read", "program_sigma", "d2d_sigma", "r_driver",
+                 "r_sense")
 
 
 def _spice_class():
@@ -218,6 +231,9 @@ def _resolve(point: dict) -> dict:
             spec[name] = value
     if spec["backend"] == "ideal":
         spec = {"backend": "ideal", "max_array": spec["max_array"]}
+    for name in PERIPHERY:                 # the default (ideal periphery) is left implicit
+        if spec.get(name) in (None, 0.0):
+            spec.pop(name, None)
     if spec["max_array"] is not None:
         spec["max_array"] = list(spec["max_array"])     # JSON form
     return spec
@@ -230,6 +246,7 @@ def build_backend(spec: dict):
     spec = {**DEFAULTS, **spec}
     params = {k: spec[k] for k in ("r_word", "r_bit", "v_read", "read", "levels",
                                    "program_sigma", "d2d_sigma", "seed")}
+    params.update({k: spec[k] for k in PERIPHERY if k in spec})
     max_array = spec["max_array"]
     return build(spec["backend"], max_array=None if max_array is None else tuple(max_array),
                  **params)

@@ -17,17 +17,22 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "netlists"
 
 
 _PREDICTION = re.compile(r"^\.param (ie\d+|iscale) = (\S+)$")
+_POWER = re.compile(r"^\* expected source power: (\S+) W")
 
 
 def _without_include(text):
     """The deck without its .include line and cosim's predicted currents (whose last digit
     depends on the machine's rounding; they are compared numerically)."""
     return "\n".join(line for line in text.splitlines()
-                     if not line.startswith(".include") and not _PREDICTION.match(line))
+                     if not line.startswith(".include") and not _PREDICTION.match(line)
+                     and not _POWER.match(line))
 
 
 def _predictions(text):
-    return np.array([float(m.group(2)) for m in map(_PREDICTION.match, text.splitlines()) if m])
+    """cosim's predicted sense currents and source power written in a deck."""
+    lines = text.splitlines()
+    return np.array([float(m.group(2)) for m in map(_PREDICTION.match, lines) if m]
+                    + [float(m.group(1)) for m in map(_POWER.match, lines) if m])
 
 
 def test_examples_are_regenerated_identically(tmp_path):

@@ -364,7 +364,7 @@ def test_transfer_matrix_falls_back_when_blocks_fail(monkeypatch):
     from cosim.crossbar.nodal import linear
     calls = []
 
-    def fail(*args):
+    def fail(*args, **kwargs):
         calls.append(args)
         return None
     monkeypatch.setattr(linear, "transfer_blocks", fail)

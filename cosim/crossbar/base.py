@@ -122,6 +122,11 @@ class Crossbar:
         """
         return self.effective_weights
 
+    def linear_forward(self) -> bool:
+        """True when ``forward(x) == x @ linear_map()`` exactly (no read noise, no
+        converters): only then may a caller replace the read by the matrix product."""
+        return self.linear_map() is not None
+
     def map_gradient(self, grad_map: np.ndarray) -> np.ndarray:
         """∂L/∂W (R, C) of the programmed weights from ∂L/∂M, M = :meth:`linear_map`.
 
@@ -149,14 +154,18 @@ class Crossbar:
         return self._batched(self._currents, x)
 
     def _batched(self, method, x):
+        flat, lead = self._flat_inputs(x)
+        out = method(flat)
+        return out.reshape(*lead, out.shape[-1])
+
+    def _flat_inputs(self, x):
+        """Checked inputs x (..., R) as (B, R) and the leading shape."""
         self._require_programmed()
         x = check.as_float_array("x", x)
         if x.ndim == 0 or x.shape[-1] != self._weights.shape[0]:
             raise ValueError(f"x must have last dimension {self._weights.shape[0]} (array rows), "
                              f"got shape {x.shape}")
-        lead = x.shape[:-1]
-        out = method(x.reshape(-1, x.shape[-1]))
-        return out.reshape(*lead, out.shape[-1])
+        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Unchecked (B, R) -> (B, C); the hot path the network uses."""

@@ -25,6 +25,12 @@ whole array with line Gauss-Seidel steps, all distinct patterns of a call solved
 (``nodal.solve_nonlinear``), KCL residual ≤ 1e-12. Results are kept per distinct input
 pattern in a bounded LRU cache.
 
+Periphery (EQUATIONS.md §7, :mod:`.periphery`): ``r_driver`` / ``r_sense`` are part of the
+circuit (the nodal solvers' terminal segments), ``dac_bits`` rounds the inputs before the
+read, ``adc_bits`` digitises every bit line's current before the pair is combined (then
+``linear_map`` is None). ``power(x)`` gives the power of a read (sources, devices, wires),
+``source_power(x)`` its cheap source term; ``cosim.energy`` integrates it over a run.
+
 ``program`` invalidates exactly what changed: reprogramming the same device states keeps the
 factorisation, the transfer matrix and the cached reads.
 
@@ -45,10 +51,14 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _validate as check
+from ..errors import SolverError
 from ..devices import Memtransistor
 from ..devices.mapping import Mapping
 from . import adjoint, nodal
+from . import periphery as _periphery
 from .base import Crossbar
+from .nodal import power as _power
+from .nodal.power import TERMS as POWER_TERMS
 
 __all__ = ["Compact"]
 
@@ -56,6 +66,7 @@ READS = ("linear", "nonlinear")
 SIGMA_MAX = Mapping.SIGMA_MAX          # lognormal spreads beyond e^3 per sigma: not a device
 V_GATE_MAX = 100.0                     # V
 R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
+POWER_KCL_TOL = 1e-13                  # relative KCL residual of the solves behind power()
 
 
 def _bounded(name, value, lo, hi, what, closed=False):
@@ -102,6 +113,16 @@ class Compact(Crossbar):
         array: every cell is programmed to the state the nominal device needs for its
         target conductance and then conducts g_max,i g(w) = e^{sigma N_i} x the target.
     cache_size : distinct input patterns kept for nonlinear reads.
+    r_driver : driver output resistance (ohm, >= 0) in series with every word-line source,
+        before the first word segment (needs r_word > 0).
+    r_sense : sense-amplifier input resistance (ohm, >= 0): every bit line ends in r_sense to
+        ground after its last segment (0 = ideal virtual ground; needs r_bit > 0).
+    dac_bits, x_max : input DAC resolution (None = ideal) over [0, V_read x_max]; x_max is
+        the largest input the array accepts (1 for spikes). See :mod:`.periphery`.
+    adc_bits, adc_range, adc_offset_sigma, adc_gain_sigma : output ADC per physical column
+        (None = ideal; range in A or "auto"; seeded offset and gain errors).
+    read_time : duration of one read (s), for energy (power x read_time).
+    adc_energy, dac_energy : energy per ADC / DAC conversion (J).
     """
 
     name = "compact"
@@ -110,7 +131,9 @@ class Compact(Crossbar):
     def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
-                 cache_size=4096):
+                 cache_size=4096, r_driver=0.0, r_sense=0.0, dac_bits=None, x_max=1.0,
+                 adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
+                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0):
         super().__init__()
         if device is None:
             device = Memtransistor.default()
@@ -141,6 +164,15 @@ class Compact(Crossbar):
                                   "a lognormal spread (larger spreads exceed any device's "
                                   "on/off range)", closed=True)
         self.cache_size = check.integer("cache_size", cache_size, minimum=0)
+        for name, value in _periphery.check_periphery(
+                r_driver=r_driver, r_sense=r_sense, dac_bits=dac_bits, x_max=x_max,
+                adc_bits=adc_bits, adc_range=adc_range, adc_offset_sigma=adc_offset_sigma,
+                adc_gain_sigma=adc_gain_sigma, read_time=read_time, adc_energy=adc_energy,
+                dac_energy=dac_energy).items():
+            setattr(self, name, value)
+        # a shorted line with a periphery resistor: refused here, once, with the solvers' error
+        nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
+        nodal.kcl.segment_conductance("r_bit", self.r_bit, "r_sense", self.r_sense)
         self.seed = seed
         # the mapping validates g_range, levels, sigmas and rates
         self.mapping = Mapping(g_min=self.g_range[0], g_max=self.g_range[1], w_max=w_max,
@@ -158,6 +190,9 @@ class Compact(Crossbar):
         self._effective = None
         self._solver = None
         self._map = None
+        self._power_forms = None
+        self._adc = None
+        self._adc_errors = None
         self._cache = OrderedDict()
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
@@ -174,6 +209,12 @@ class Compact(Crossbar):
             # update in hardware-aware training) must not move them
             self._fault_draw = (self._rng.random((rows, 2 * cols))
                                 if self.stuck_on_rate + self.stuck_off_rate > 0 else None)
+            # ADC offset and gain errors belong to the physical array too: drawn once
+            self._adc_errors = None
+            if self.adc_bits is not None and (self.adc_offset_sigma or self.adc_gain_sigma):
+                noise = self._rng.standard_normal((2, 2 * cols))
+                self._adc_errors = (self.adc_offset_sigma * noise[0],
+                                    1.0 + self.adc_gain_sigma * noise[1])
         programmed = self.mapping.to_conductances(weights, self._rng, fault_draw=self._fault_draw)
         # programming (the pulses) targets the nominal device; each cell then realises its
         # own g_max g(w): device-to-device spread scales every cell's conductance
@@ -186,6 +227,8 @@ class Compact(Crossbar):
             self._states, self._states_key = states, key
             self._solver = None
             self._map = None
+            self._power_forms = None
+            self._adc = None
             self._cache.clear()
 
     @property
@@ -230,7 +273,8 @@ class Compact(Crossbar):
 
     def _linear_solver(self):
         if self._solver is None:
-            self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit)
+            self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit,
+                                             r_driver=self.r_driver, r_sense=self.r_sense)
             self.stats["factorisations"] += 1
         return self._solver
 
@@ -245,17 +289,38 @@ class Compact(Crossbar):
             self._map = np.ascontiguousarray(diff / (self._scale * self.read_factor))
         return self._map
 
+    def _plain_linear(self) -> bool:
+        """A noise-free linear read with ideal converters: forward is exactly x @ weight_map."""
+        return (self.read == "linear" and self.read_noise_sigma == 0
+                and self.dac_bits is None and self.adc_bits is None)
+
+    def linear_forward(self) -> bool:
+        return self._plain_linear()
+
     def solution(self, x):
         """Full nodal solution (node voltages, currents) of one input vector x (R,)."""
         self._require_programmed()
         x = check.as_float_array("x", x, ndim=1)
         if x.shape[0] != self._weights.shape[0]:
             raise ValueError(f"x must have length {self._weights.shape[0]}, got {x.shape[0]}")
-        V = self.v_read * x
+        V = self._word_voltages(x[None])[0]
         if self.read == "linear":
             return self._linear_solver().solve(V)
         return nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
-                                     self._states.shape)
+                                     self._states.shape, r_driver=self.r_driver,
+                                     r_sense=self.r_sense)
+
+    def word_voltages(self, x) -> np.ndarray:
+        """Word-line source voltages (..., R) (V) of inputs x (..., R), through the DAC."""
+        return self._batched(self._word_voltages, x)
+
+    def analog_currents(self, x) -> np.ndarray:
+        """Noise-free sense currents (..., 2C) (A) of the circuit, before any ADC."""
+        return self._batched(self._analog_currents, x)
+
+    def _word_voltages(self, x):
+        """Source voltages (B, R) (V) of inputs x (B, R): V_read times the DAC's levels."""
+        return self.v_read * _periphery.dac(x, self.dac_bits, self.x_max)
 
     def _cell(self):
         device, states, v_gate = self._array_device, self._states, self.v_gate
@@ -269,17 +334,131 @@ class Compact(Crossbar):
         return self._linear_solver().transfer_matrix()
 
     def _currents(self, x):
-        V = self.v_read * x
-        if self.read == "linear":
-            return self.mapping.apply_read_noise(V @ self._transfer_matrix(), self._rng)
-        return self.mapping.apply_read_noise(self._nonlinear_currents(x, V), self._rng)
+        """Sense currents (B, 2C) (A) as the ADCs report them (analog if adc_bits is None)."""
+        analog = self.mapping.apply_read_noise(self._analog_currents(x), self._rng)
+        return analog if self.adc_bits is None else self.adc()(analog)
 
-    def _nonlinear_currents(self, x, V):
-        """Nonlinear read of a batch: cached patterns are reused, the rest solved together."""
-        out = np.empty((x.shape[0], self._states.shape[1]))
+    def _analog_currents(self, x):
+        """Noise-free sense currents (B, 2C) (A) of inputs x (B, R), through the DAC."""
+        V = self._word_voltages(x)
+        if self.read == "linear":
+            return V @ self._transfer_matrix()
+        return self._nonlinear_currents(V)
+
+    def adc(self) -> "_periphery.Adc":
+        """The ADCs of the programmed array (range calibrated at programming when "auto")."""
+        self._require_programmed()
+        if self.adc_bits is None:
+            raise RuntimeError("this backend has ideal readout (adc_bits=None)")
+        if self._adc is None:
+            cols2 = self._states.shape[1]
+            if self.adc_range == "auto":
+                # the largest sense current the array can deliver: every row at full input
+                full = np.full((1, self._states.shape[0]), self.x_max)
+                full_scale = float(self._analog_currents(full).max())
+            else:
+                full_scale = float(self.adc_range)
+            offset, gain = (np.zeros(cols2), np.ones(cols2)) if self._adc_errors is None \
+                else self._adc_errors
+            self._adc = _periphery.Adc(self.adc_bits, full_scale, offset * full_scale, gain)
+        return self._adc
+
+    # -- power and energy (EQUATIONS.md §7) ----------------------------------------------------
+    def power(self, x) -> dict:
+        """Power (W) of one read of each input x (..., R): a dict of arrays of shape (...,).
+
+        ``"sources"`` P_src = Σ_i V_i I_i drawn from the ideal word-line sources;
+        ``"devices"`` P_dev = Σ_cells I_cell (v_w - v_b); ``"wires"`` P_wire = Σ I² r over
+        every segment, driver and sense resistors included.  Tellegen's theorem makes
+        P_src = P_dev + P_wire.  V_i is V_read times the DAC's level of x_i.  For a linear
+        read every term is a quadratic form V^T Q V, the Q (R x R) computed once per
+        programming (:mod:`.nodal.power`); a nonlinear read solves the patterns.
+        """
+        return self._batched_dict(self._power, x)
+
+    def source_power(self, x) -> np.ndarray:
+        """P_src (W) of one read of each input x (..., R): the "sources" term of
+        :meth:`power` alone (the cheap part: one quadratic form for a linear read)."""
+        return self._batched(lambda xb: self._power(xb, ("sources",))["sources"][:, None],
+                             x)[..., 0]
+
+    def _batched_dict(self, method, x):
+        """:meth:`_batched` for a method returning a dict of (B,) arrays."""
+        flat, lead = self._flat_inputs(x)
+        terms = method(flat)
+        return {name: value.reshape(lead) for name, value in terms.items()}
+
+    def _power(self, x, terms=POWER_TERMS):
+        """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
+        if self.read == "linear" and tuple(terms) == ("sources",):
+            Y = self._nodal_linear().source_admittance()
+            if Y is not None:                       # the cheap exact form: V^T Y V
+                levels = _periphery.dac(x, self.dac_bits, self.x_max)
+                return {"sources": self.v_read ** 2 * _power.quadratic_form(levels, Y)}
+        V = self._word_voltages(x)
+        if self.read == "linear":
+            array, forms = self._linear_power_forms()
+            if forms:
+                return forms.evaluate(V, terms)
+            sol = array.solve(V, method="direct")
+            i_dev = array.G * (sol.word_voltages - sol.bit_voltages)
+            return _power.dissipation(i_dev, V, V[:, :, None] - sol.word_voltages,
+                                      sol.bit_voltages, array.gw, array.gb, terms)
+        return self._nonlinear_power(V, terms)
+
+    def _linear_power_forms(self):
+        """(nodal LinearArray, QuadraticForms or False when too large), once per programming
+        (the array of the nodal solve: Spice reads its currents through ngspice instead)."""
+        if self._power_forms is None:
+            array = self._nodal_linear()
+            self._power_forms = (array, _power.QuadraticForms.build(array))
+        return self._power_forms
+
+    def _nodal_linear(self):
+        """The nodal LinearArray of a linear read (the solver of the compact read itself)."""
+        return self._linear_solver()
+
+    def _nonlinear_power(self, V, terms=POWER_TERMS):
+        """Power terms of a nonlinear read: each distinct driven pattern solved once (with
+        its node voltages, in chunks of about 2^22 cells); undriven reads draw nothing."""
+        rows, cols2 = self._states.shape
+        out = {name: np.zeros(V.shape[0]) for name in terms}
+        driven = np.flatnonzero(np.any(V != 0, axis=1))
+        if driven.size == 0:
+            return out
+        patterns, where = np.unique(V[driven], axis=0, return_inverse=True)
+        gw = nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
+        gb = nodal.kcl.segment_conductance("r_bit", self.r_bit, "r_sense", self.r_sense)
+        chunk = max(1, 2 ** 22 // (rows * cols2))
+        values = {name: np.empty(patterns.shape[0]) for name in terms}
+        for k0 in range(0, patterns.shape[0], chunk):
+            P = patterns[k0:k0 + chunk]
+            # a tighter KCL tolerance than a read's where the solve reaches it: Tellegen's
+            # balance of the three terms sums the residual over all nodes
+            solve = (lambda tol: nodal.solve_nonlinear(
+                self._cell(), P, self.r_word, self.r_bit, (rows, cols2),
+                r_driver=self.r_driver, r_sense=self.r_sense, tol=tol))
+            try:
+                sol = solve(POWER_KCL_TOL)
+            except SolverError:
+                sol = solve(1e-12)                  # the read's own tolerance
+            word_drops = sol.word_drops.reshape(P.shape[0], rows, cols2)
+            bits = sol.bit_voltages.reshape(P.shape[0], rows, cols2)
+            i_dev = np.asarray(self._cell()(P[:, :, None] - word_drops, bits)[0], dtype=float)
+            for name, value in _power.dissipation(i_dev, P, word_drops, bits, gw, gb,
+                                                  terms).items():
+                values[name][k0:k0 + chunk] = value
+        for name in terms:
+            out[name][driven] = values[name][where.ravel()]
+        return out
+
+    def _nonlinear_currents(self, V):
+        """Nonlinear read of a batch of source voltages V (B, R): cached patterns are
+        reused, the rest solved together."""
+        out = np.empty((V.shape[0], self._states.shape[1]))
         missing = {}
-        for k in range(x.shape[0]):
-            key = x[k].tobytes()
+        for k in range(V.shape[0]):
+            key = V[k].tobytes()
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
@@ -312,12 +491,13 @@ class Compact(Crossbar):
                 out[k] = i.sum(axis=0)
             return out
         sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
-                                    voltages=False)
+                                    voltages=False, r_driver=self.r_driver,
+                                    r_sense=self.r_sense)
         self.stats["solves"] += V.shape[0]
         return sol.currents
 
     def forward(self, x):
-        if self.read == "linear" and self.read_noise_sigma == 0:
+        if self._plain_linear():
             return x @ self.weight_map()
         currents = self._currents(x)
         return (currents[:, 0::2] - currents[:, 1::2]) / (self.v_read * self._scale * self.read_factor)
@@ -326,11 +506,23 @@ class Compact(Crossbar):
     def linear_map(self):
         """The weight map M (IR drop included) for read="linear"; None for the nonlinear read.
 
-        With read noise the forward pass is x @ M times (1 + σ N) per sense current; the
-        backward pass uses M (the noise is not differentiated).
+        With read noise the forward pass is x @ M times (1 + σ N) per sense current, with a
+        DAC / ADC it reads quantised inputs / currents; the backward pass uses M (noise and
+        converters are passed straight through).  Whether forward is exactly x @ M:
+        :meth:`linear_forward`.
         """
         self._require_programmed()
         return self.weight_map() if self.read == "linear" else None
+
+    def _require_ideal_periphery_for_gradients(self):
+        # the adjoint (cosim.crossbar.adjoint) marches today's topology: source and sense
+        # at the line ends without resistors; a gradient that ignored them would be wrong
+        if self.r_driver or self.r_sense:
+            raise NotImplementedError(
+                f"weight gradients through r_driver = {self.r_driver!r} ohm / r_sense = "
+                f"{self.r_sense!r} ohm are not supported (the adjoint of the read assumes an "
+                f"ideal driver and virtual ground): train with r_driver = r_sense = 0 and "
+                f"evaluate with them")
 
     def _to_amperes(self):
         """Sense amperes per output weight unit: out_j = (I_2j - I_2j+1) / (V_read s k)."""
@@ -351,6 +543,7 @@ class Compact(Crossbar):
         if self.read != "linear":
             raise RuntimeError("map_gradient exists only for read='linear'; use vjp")
         self._require_programmed()
+        self._require_ideal_periphery_for_gradients()
         grad_map = np.asarray(grad_map, dtype=np.float64)
         if grad_map.shape != self._weights.shape:
             raise ValueError(f"grad_map must have the weights' shape {self._weights.shape}, "
@@ -374,6 +567,7 @@ class Compact(Crossbar):
         if self.read == "linear":
             return super().vjp(x, grad_out, weights)
         self._require_programmed()
+        self._require_ideal_periphery_for_gradients()
         x = np.asarray(x, dtype=np.float64)
         grad_out = np.asarray(grad_out, dtype=np.float64)
         rows, cols2 = self._states.shape

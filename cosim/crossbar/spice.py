@@ -34,14 +34,19 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from ..spice import netlist
-from ..spice.cache import SpiceCache, cached_run_dc
+from ..errors import SolverError
+from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
 from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
 from ..spice.results import positive_timeout
+from . import nodal
 from .compact import Compact
+from .nodal import power as _power
 
 __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processes"]
 
 TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
+#: largest relative difference of the source power between the nodal solve and ngspice
+POWER_RTOL = 1e-9
 #: calls with at most this many new patterns use the loaded-circuit session
 SESSION_MAX_PATTERNS = 8
 
@@ -59,14 +64,21 @@ class Spice(Compact):
     def __init__(self, device=None, r_word=1.0, r_bit=1.0, v_read=0.1, g_range=None, levels=None,
                  seed=0, read="linear", v_gate=None, w_max=None, program_sigma=0.0,
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
-                 cache_size=4096, cache=None, engine="auto", timeout=600.0):
+                 cache_size=4096, r_driver=0.0, r_sense=0.0, dac_bits=None, x_max=1.0,
+                 adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
+                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0, cache=None, engine="auto",
+                 timeout=600.0):
         self._session = None         # the loaded circuit of the programmed array (or None)
         self._session_deck = None    # its deck, written on first use
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
                          g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
                          w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
                          stuck_off_rate=stuck_off_rate, read_noise_sigma=read_noise_sigma,
-                         d2d_sigma=d2d_sigma, cache_size=cache_size)
+                         d2d_sigma=d2d_sigma, cache_size=cache_size, r_driver=r_driver,
+                         r_sense=r_sense, dac_bits=dac_bits, x_max=x_max, adc_bits=adc_bits,
+                         adc_range=adc_range, adc_offset_sigma=adc_offset_sigma,
+                         adc_gain_sigma=adc_gain_sigma, read_time=read_time,
+                         adc_energy=adc_energy, dac_energy=dac_energy)
         self.info = find_ngspice()      # raises NgspiceNotFoundError with install help
         self.cache = cache
         self._disk_cache = None if cache is False else (
@@ -150,6 +162,52 @@ class Spice(Compact):
             cache.put(key, result)
         return np.array([float(np.ravel(result[n])[0]) for n in names])
 
+    # -- power (EQUATIONS.md §7) -------------------------------------------------------------
+    def _nodal_linear(self):
+        # Spice reads its transfer matrix through ngspice; power uses the nodal solve of the
+        # same circuit (cross-checked against ngspice by power())
+        if self._power_forms is None:
+            self._power_forms = (nodal.LinearArray(self._cell_conductance(), self.r_word,
+                                                   self.r_bit, r_driver=self.r_driver,
+                                                   r_sense=self.r_sense), None)
+        return self._power_forms[0]
+
+    def _linear_power_forms(self):
+        array = self._nodal_linear()
+        if self._power_forms[1] is None:
+            self._power_forms = (array, _power.QuadraticForms.build(array))
+        return self._power_forms
+
+    def source_power_spice(self, x) -> np.ndarray:
+        """P_src (W) of one read of each input x (..., R) from ngspice's own source currents:
+        -Σ_i V_i i(vin<i>) of an ``.op`` of this array's deck (one analysis per input)."""
+        flat, lead = self._flat_inputs(x)
+        V = self._word_voltages(flat)
+        rows = V.shape[1]
+        names = [f"i(vin{i})" for i in range(rows)]
+        out = np.empty(V.shape[0])
+        cache = self._disk_cache if self._disk_cache else False
+        for k, v in enumerate(V):
+            result = cached_run_op(self.deck(v_word=v), names, cache=cache,
+                                   timeout=self.timeout, engine=self.engine)
+            drawn = -np.array([float(np.ravel(result[n])[0]) for n in names])
+            out[k] = float(v @ drawn)       # i(V) flows into the + node: drawn = -i(vin)
+        self.stats["spice_analyses"] += V.shape[0]
+        return out.reshape(lead)
+
+    def power(self, x) -> dict:
+        """:meth:`Compact.power` of this array, cross-checked against ngspice: the source
+        power from the nodal solution must match :meth:`source_power_spice` to
+        ``POWER_RTOL`` (a SolverError otherwise)."""
+        terms = super().power(x)
+        spice = self.source_power_spice(x)
+        scale = max(float(np.max(np.abs(spice), initial=0.0)), 1e-300)
+        worst = float(np.max(np.abs(terms["sources"] - spice), initial=0.0)) / scale
+        if not worst <= POWER_RTOL:
+            raise SolverError(f"source power of the nodal solution and of ngspice differ by "
+                              f"{worst:.2e} relative (limit {POWER_RTOL:g})")
+        return terms
+
     def _close_session(self):
         if self._session is not None:
             self._session.close()
@@ -181,7 +239,9 @@ def array_header(backend) -> dict:
                        f"out_j = (I_2j - I_2j+1) / (V_read scale k), "
                        f"k = {backend.read_factor!r}",
             "read": f"{backend.read}, V_read {backend.v_read!r} V per input spike, "
-                    f"V_gate {backend.v_gate!r} V"}
+                    f"V_gate {backend.v_gate!r} V",
+            "periphery": f"r_driver {backend.r_driver!r} Ohm, r_sense {backend.r_sense!r} Ohm, "
+                         f"dac_bits {backend.dac_bits!r}, adc_bits {backend.adc_bits!r}"}
 
 
 def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
@@ -197,7 +257,8 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
     info = array_header(backend)
     if header:
         info.update(header)
-    common = dict(r_word=backend.r_word, r_bit=backend.r_bit, v_word=v_word, batch=batch,
+    common = dict(r_word=backend.r_word, r_bit=backend.r_bit, r_driver=backend.r_driver,
+                  r_sense=backend.r_sense, v_word=v_word, batch=batch,
                   stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
                   options=TOLERANCES, include_relative_to=include_relative_to,
                   expected_currents=expected_currents)

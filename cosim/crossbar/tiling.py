@@ -99,6 +99,7 @@ class Tiled(Crossbar):
         self.max_cols = _size("max_cols", DEFAULT_MAX if max_cols is None else max_cols)
         self._tiles = []
         self._fused = None
+        self._fused_forward = False
 
     # -- settings ----------------------------------------------------------------------------
     def get_params(self):
@@ -131,6 +132,10 @@ class Tiled(Crossbar):
         for rs, cs, backend in self._tiles:
             backend.program(weights[rs, cs])
         self._fused = self._fuse(R, C)
+        # the forward pass may use the fused map only where each tile's read IS its map
+        # (read noise, DAC or ADC: the tiles are read one by one)
+        self._fused_forward = self._fused is not None and all(
+            backend.linear_forward() for _, _, backend in self._tiles)
 
     def _fuse(self, R, C):
         """For linear reads the whole tiled read is one (R, C) map: assemble it once.
@@ -150,6 +155,10 @@ class Tiled(Crossbar):
     def linear_map(self):
         self._require_programmed()
         return self._fused
+
+    def linear_forward(self) -> bool:
+        self._require_programmed()
+        return self._fused_forward
 
     @property
     def tiles(self) -> list:
@@ -173,7 +182,7 @@ class Tiled(Crossbar):
 
     # -- reading -----------------------------------------------------------------------------
     def forward(self, x):
-        if self._fused is not None:
+        if self._fused_forward:
             return x @ self._fused
         out = np.zeros((x.shape[0], self._weights.shape[1]))
         for rs, cs, backend in self._tiles:

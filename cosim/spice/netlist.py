@@ -21,10 +21,14 @@ A deck is assembled from two small parts that render their own lines:
 Topology (badcrossbar convention), R word lines x C bit lines::
 
     Vin<i>: in<i> -- 0            word-line source of row i (value V_i)
-    r_word: in<i> -- w<i>_0 -- w<i>_1 -- ... -- w<i>_<C-1>   (far end open)
+    Rdrv<i>: in<i> -- d<i>        driver output resistance r_driver (only if > 0; else
+                                  the first segment starts at in<i>)
+    r_word: d<i> -- w<i>_0 -- w<i>_1 -- ... -- w<i>_<C-1>   (far end open)
     cell  : w<i>_<j> (drain) -- b<i>_<j> (source), gate g<i>
     r_bit : b0_<j> -- b1_<j> -- ... -- b<R-1>_<j> -- s<j>    (row-0 end open)
-    Vsense<j>: s<j> -- 0, 0 V     virtual ground of the sense amplifier of column j
+    Rsense<j>: s<j> -- t<j>       sense-amplifier input resistance r_sense (only if > 0;
+                                  else s<j> is t<j>)
+    Vsense<j>: t<j> -- 0, 0 V     ammeter into ground of the sense amplifier of column j
     Vg<i> : g<i> -- 0             gate line of row i (no IR drop: gates draw no DC current)
 
 ``i(vsense<j>)`` is the current flowing from the bit line into the sense node (positive
@@ -214,13 +218,20 @@ def _segment(kind, name, a, b, r, param):
     return f"R{kind}{name} {a} {b} {{{param}}}"
 
 
-def _wires(R, C, r_word, r_bit) -> list[str]:
+def _wires(R, C, r_word, r_bit, r_driver=0.0, r_sense=0.0) -> list[str]:
     out = []
     if r_word or r_bit:
         out.append(f".param rw = {fmt(r_word)} rb = {fmt(r_bit)}  $ wire segment resistances [Ohm]")
-    out.append("* word-line segments")
+    if r_driver or r_sense:
+        out.append(f".param rdrv = {fmt(r_driver)} rsense = {fmt(r_sense)}  "
+                   f"$ driver output and sense input resistances [Ohm]")
+    out.append("* word-line drivers and segments")
     for i in range(R):
-        out.append(_segment("w", f"{i}_0", f"in{i}", f"w{i}_0", r_word, "rw"))
+        start = f"in{i}"
+        if r_driver:
+            start = f"d{i}"
+            out.append(f"Rdrv{i} in{i} d{i} {{rdrv}}")
+        out.append(_segment("w", f"{i}_0", start, f"w{i}_0", r_word, "rw"))
         out += [_segment("w", f"{i}_{j}", f"w{i}_{j - 1}", f"w{i}_{j}", r_word, "rw")
                 for j in range(1, C)]
     out.append("* bit-line segments and sense sources")
@@ -228,7 +239,11 @@ def _wires(R, C, r_word, r_bit) -> list[str]:
         for i in range(R):
             below = f"b{i + 1}_{j}" if i < R - 1 else f"s{j}"
             out.append(_segment("b", f"{i}_{j}", f"b{i}_{j}", below, r_bit, "rb"))
-        out.append(f"Vsense{j} s{j} 0 DC 0")
+        if r_sense:
+            out.append(f"Rsense{j} s{j} t{j} {{rsense}}")
+            out.append(f"Vsense{j} t{j} 0 DC 0")
+        else:
+            out.append(f"Vsense{j} s{j} 0 DC 0")
     return out
 
 
@@ -283,6 +298,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                   state_map: str = "linear", read_only: bool = True,
                   v_word=None, stimulus=None, batch=None, v_gate=None,
                   r_word: float = 0.0, r_bit: float = 0.0,
+                  r_driver: float = 0.0, r_sense: float = 0.0,
                   tstep: float | None = None, tstop: float | None = None,
                   tmax: float | None = None, rise_time: float = 1e-9,
                   options: dict | None = None, klu: bool = True,
@@ -305,6 +321,8 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
     v_gate: per-row gate voltages (R,) (or (T, R) with ``stimulus``); default the device's
             v_gref. Ignored for resistor cells.
     r_word, r_bit: wire segment resistances in ohms (>= 0; 0 -> 0 V sources).
+    r_driver, r_sense: driver output resistance in series with each word-line source and
+      sense input resistance from each bit line's end to ground, in ohms (>= 0; 0 -> none).
     options: extra ``.options`` name -> number; ``klu`` adds ``.options klu``.
     model_library: the model library (default: the one inside the package).
     include_relative_to: write the ``.include`` path relative to this folder (the deck's).
@@ -319,6 +337,8 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
         raise ValueError("title must be one printable line of at most 80 characters")
     r_word = positive("r_word", r_word, allow_zero=True)
     r_bit = positive("r_bit", r_bit, allow_zero=True)
+    r_driver = positive("r_driver", r_driver, allow_zero=True)
+    r_sense = positive("r_sense", r_sense, allow_zero=True)
     shape = np.shape(conductances if states is None else states)
     if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
         raise ValueError(f"the array must be 2-D with at least one row and one column, "
@@ -353,7 +373,8 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
            f"* array: {R} word lines (rows) x {C} bit lines (columns); cell: {cells.describe()}",
            f"* analysis: {stim.describe()}",
            f"* wire segments: r_word = {fmt(r_word)} Ohm, r_bit = {fmt(r_bit)} Ohm "
-           f"(0 -> 0 V source); units: V, A, Ohm, S, s",
+           f"(0 -> 0 V source); r_driver = {fmt(r_driver)} Ohm, r_sense = {fmt(r_sense)} Ohm "
+           f"(0 -> none); units: V, A, Ohm, S, s",
            "* nodes: in<i> word-line source, w<i>_<j> word line at cell (i,j) (drain),",
            "*        b<i>_<j> bit line at cell (i,j) (source), s<j> sense node of column j,",
            "*        g<i> gate line of row i",
@@ -370,7 +391,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
     out.append("* word-line sources")
     out += stim.word_lines()
     out += cells.gate_lines(stim)
-    out += _wires(R, C, r_word, r_bit)
+    out += _wires(R, C, r_word, r_bit, r_driver, r_sense)
     out.append("* cells")
     out += cells.instances()
     if check:

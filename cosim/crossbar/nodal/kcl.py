@@ -10,8 +10,13 @@ g_b = 1/r_bit (S) and i_dev(i, j) the device current from w(i, j) to b(i, j) (A)
     F_w(i, j) = i_dev(i, j) - s_w(i, j) + s_w(i, j+1),   s_w(i, j) = g_w (u(i, j) - u(i, j-1))
     F_b(i, j) = s_b(i, j) - s_b(i-1, j) - i_dev(i, j),   s_b(i, j) = g_b (b(i, j) - b(i+1, j))
 
-with u(i, -1) = 0 (the source), s_w(i, C) = 0 (open far end), b(R, j) = 0 (the sense node)
-and s_b(-1, j) = 0 (open top end).  The output current is I_j = s_b(R-1, j).  The
+with u(i, -1) = 0 (the source), s_w(i, C) = 0 (open far end), b(R, j) = 0 (ground behind
+the sense resistor) and s_b(-1, j) = 0 (open top end).  The output current is
+I_j = s_b(R-1, j).  The terminal segments are in series with the periphery (EQUATIONS.md
+§7): s_w(i, 0) = g_w,end u(i, 0) with g_w,end = 1/(r_driver + r_word) (the driver resistor
+and the first word segment carry the same current, no node between them), and
+s_b(R-1, j) = g_b,end b(R-1, j) with g_b,end = 1/(r_bit + r_sense); the sense node sits at
+v(s_j) = I_j r_sense.  :class:`LineConductance` carries both conductances of a line family.  The
 *relative* residual is ``max |F| / I_scale`` with I_scale the largest branch-current
 magnitude (devices, word and bit segments; in a shorted line the segment currents are the
 partial sums of the cell currents).  If I_scale is 0 the relative residual is 0 when F is
@@ -81,10 +86,46 @@ def check_G(G) -> np.ndarray:
     return np.ascontiguousarray(G)
 
 
-def segment_conductance(name: str, r) -> float:
-    """g = 1/r (S) of a wire segment r (ohm, >= 0); 0 means a shorted line (r = 0)."""
+class LineConductance(float):
+    """Segment conductance g = 1/r (S) of a line family (a float), with ``end`` (S) the
+    conductance of its terminal segment, which is in series with the periphery resistor:
+    1/(r + r_driver) for word lines (source end), 1/(r + r_sense) for bit lines (sense end).
+    Arithmetic gives plain floats; only the terminal-segment code reads ``end``."""
+
+    end: float
+
+    def __new__(cls, g: float, end: float | None = None):
+        obj = super().__new__(cls, g)
+        obj.end = float(g) if end is None else float(end)
+        return obj
+
+    def __reduce__(self):
+        return (LineConductance, (float(self), self.end))
+
+
+def end_conductance(g) -> float:
+    """Conductance (S) of the terminal segment of a line family g (g itself for a float)."""
+    return getattr(g, "end", float(g))
+
+
+def segment_conductance(name: str, r, end_name: str | None = None,
+                        r_end=0.0) -> LineConductance:
+    """g = 1/r (S) of a wire segment r (ohm, >= 0); 0 means a shorted line (r = 0).
+
+    ``r_end`` (ohm, >= 0, named ``end_name``) is the periphery resistor in series with the
+    terminal segment (r_driver for word lines, r_sense for bit lines).  A shorted line with a
+    periphery resistor (r = 0 < r_end) would make the whole line one node; that topology is
+    refused with a ValueError (the solvers eliminate shorted lines exactly instead).
+    """
     r = _validate.positive(name, r, allow_zero=True)
-    return 1.0 / r if r > 0 else 0.0
+    r_end = _validate.positive(end_name or "r_end", r_end, allow_zero=True)
+    if r == 0:
+        if r_end > 0:
+            raise ValueError(f"{end_name} = {r_end!r} ohm needs {name} > 0: a shorted line "
+                             f"({name} = 0) with a periphery resistor is not supported; use "
+                             f"{end_name} = 0 or a wire resistance {name} > 0")
+        return LineConductance(0.0, 0.0)
+    return LineConductance(1.0 / r, 1.0 / (r + r_end))
 
 
 def check_V(V, R: int) -> tuple[np.ndarray, bool]:
@@ -134,7 +175,7 @@ def branch_balance(i_dev, u, b, gw, gb):
     dev = batch_max(i_dev)
     if gw > 0:
         s_w = np.empty_like(u)                   # segment current into w(i, j) from the left
-        s_w[:, :, 0] = gw * u[:, :, 0]
+        s_w[:, :, 0] = end_conductance(gw) * u[:, :, 0]
         np.subtract(u[:, :, 1:], u[:, :, :-1], out=s_w[:, :, 1:])
         s_w[:, :, 1:] *= gw
         np.subtract(i_dev, s_w, out=F[:, 0])
@@ -145,8 +186,8 @@ def branch_balance(i_dev, u, b, gw, gb):
     if gb > 0:
         s_b = np.empty_like(b)                   # segment current from b(i, j) downwards
         np.subtract(b[:, :-1, :], b[:, 1:, :], out=s_b[:, :-1, :])
-        s_b[:, -1, :] = b[:, -1, :]
-        s_b *= gb
+        s_b[:, :-1, :] *= gb
+        s_b[:, -1, :] = end_conductance(gb) * b[:, -1, :]
         np.subtract(s_b, i_dev, out=F[:, 1])
         F[:, 1, 1:, :] -= s_b[:, :-1, :]
     else:
@@ -187,7 +228,8 @@ def within(F, scale, floor, tol) -> np.ndarray:
 
 
 def kcl_residual(G_or_cell, V, r_word, r_bit, word_voltages, bit_voltages,
-                 relative: bool = False, *, word_drops=None) -> np.ndarray:
+                 relative: bool = False, *, word_drops=None, r_driver=0.0,
+                 r_sense=0.0) -> np.ndarray:
     """KCL residual at every node, independent of the solvers.
 
     ``G_or_cell`` is a conductance array (R, C) in S or a cell callable (see
@@ -200,9 +242,10 @@ def kcl_residual(G_or_cell, V, r_word, r_bit, word_voltages, bit_voltages,
     ``word_drops`` (V_i - w, as :attr:`NodalSolution.word_drops`) replaces
     ``word_voltages`` (pass None): the word segments are then evaluated from the drops,
     without the rounding of |V| that absolute word voltages carry (module docstring).
+    ``r_driver`` / ``r_sense`` (ohm) are in series with the terminal segments.
     """
-    gw = segment_conductance("r_word", r_word)
-    gb = segment_conductance("r_bit", r_bit)
+    gw = segment_conductance("r_word", r_word, "r_driver", r_driver)
+    gb = segment_conductance("r_bit", r_bit, "r_sense", r_sense)
     if word_drops is not None:
         u = _validate.as_float_array("word_drops", word_drops, ndim=(2, 3))
     else:
@@ -245,12 +288,15 @@ def kcl_residual(G_or_cell, V, r_word, r_bit, word_voltages, bit_voltages,
 def line_diagonals(g: float, nlines: int, length: int, first_open: bool) -> np.ndarray:
     """Diagonal (nlines, length) of the Laplacian of ``nlines`` chains of segments g (S).
 
-    Every node has two segments (2 g) except the open end of the chain: the last node of a
-    word line (``first_open=False``: the source is at position 0) or the first node of a bit
-    line (``first_open=True``: the sense node is after position length-1).
+    Every node has two segments (2 g) except the ends of the chain: the open end (one
+    segment g) is the last node of a word line (``first_open=False``: the source is at
+    position 0) or the first node of a bit line (``first_open=True``: the sense node is
+    after position length-1); the node at the fixed end has g plus the terminal segment
+    ``end_conductance(g)`` (a single node: that one alone).
     """
     d = np.full((nlines, length), 2.0 * g)
-    d[:, 0 if first_open else -1] = g
+    d[:, -1 if first_open else 0] += end_conductance(g) - g
+    d[:, 0 if first_open else -1] -= g
     return d
 
 

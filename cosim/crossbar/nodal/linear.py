@@ -27,10 +27,11 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _validate
-from .kcl import (NodalSolution, absolute_balance, bit_lines, check_G, check_V, relative,
-                  rounding_floor, segment_conductance, within, word_lines)
+from .kcl import (NodalSolution, absolute_balance, bit_lines, check_G, check_V,
+                  end_conductance, relative, rounding_floor, segment_conductance, within,
+                  word_lines)
 from .sparse import factorise, nodal_matrix, ordering
-from .transfer import BLOCK_MAX, BLOCK_MEM, transfer_blocks
+from .transfer import BLOCK_MAX, BLOCK_MEM, source_admittance, transfer_blocks
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
@@ -41,15 +42,19 @@ class LinearArray:
     """A programmed crossbar of linear devices with line resistance.
 
     ``G`` (R, C) conductances in siemens (>= 0), ``r_word`` / ``r_bit`` segment resistances in
-    ohms (>= 0).  Line factorisations are built at construction (cheap); the factorisation of
+    ohms (>= 0); ``r_driver`` / ``r_sense`` (ohms, >= 0) in series with the first word
+    segment and the last bit segment (EQUATIONS.md §7; each needs its line resistive).
+    Line factorisations are built at construction (cheap); the factorisation of
     the full nodal matrix is built on first need and cached, as is the transfer matrix.
     """
 
-    def __init__(self, G, r_word, r_bit, *, tol: float = 1e-12, cg_max_batch: int = 8):
+    def __init__(self, G, r_word, r_bit, *, tol: float = 1e-12, cg_max_batch: int = 8,
+                 r_driver: float = 0.0, r_sense: float = 0.0):
         self.G = check_G(G)
-        self.gw = segment_conductance("r_word", r_word)
-        self.gb = segment_conductance("r_bit", r_bit)
+        self.gw = segment_conductance("r_word", r_word, "r_driver", r_driver)
+        self.gb = segment_conductance("r_bit", r_bit, "r_sense", r_sense)
         self.r_word, self.r_bit = float(r_word), float(r_bit)
+        self.r_driver, self.r_sense = float(r_driver), float(r_sense)
         self.tol = _validate.positive("tol", tol)
         self.cg_max_batch = _validate.integer("cg_max_batch", cg_max_batch, minimum=0)
         self.shape = self.G.shape
@@ -60,6 +65,7 @@ class LinearArray:
         self._lu = None
         self._perm = None
         self._M = None
+        self._Y = None
 
     # -- full factorisation -------------------------------------------------------------
     def _factor(self):
@@ -96,7 +102,7 @@ class LinearArray:
             used = "lines"
         elif self.gb == 0:
             s = np.zeros((Bn, R, C))
-            s[:, :, 0] = self.gw * Vb
+            s[:, :, 0] = end_conductance(self.gw) * Vb
             w = self._word.solve(s)
             b = np.zeros((Bn, R, C))
             used = "lines"
@@ -114,7 +120,7 @@ class LinearArray:
                 for k0 in range(0, Bn, _SOLVE_CHUNK):
                     k1 = min(Bn, k0 + _SOLVE_CHUNK)
                     rhs = np.zeros((n, k1 - k0))
-                    rhs[np.arange(R) * C, :] = self.gw * Vb[k0:k1].T
+                    rhs[np.arange(R) * C, :] = end_conductance(self.gw) * Vb[k0:k1].T
                     x = self._solve_factor(rhs)
                     w[k0:k1] = x[:R * C].T.reshape(-1, R, C)
                     b[k0:k1] = x[R * C:].T.reshape(-1, R, C)
@@ -140,8 +146,9 @@ class LinearArray:
         Bn = Vb.shape[0]
         G, GT, gw, gb = self.G, self._GT, self.gw, self.gb
         word, bit = self._word, self._bit
+        gw_end, gb_end = end_conductance(gw), end_conductance(gb)
         s = np.zeros((Bn, R, C))
-        s[:, :, 0] = gw * Vb
+        s[:, :, 0] = gw_end * Vb
         inner = self.tol * _CG_TOL_FACTOR
         x = np.zeros((Bn, C, R))                    # bit voltages, layout (C, R)
         total = 0
@@ -156,8 +163,8 @@ class LinearArray:
             while total < _CG_MAX_ITER:
                 # convergence test on the current iterate
                 idev = np.abs(G * (w - x.transpose(0, 2, 1))).reshape(Bn, -1).max(axis=1)
-                isense = np.abs(gb * x[:, :, -1]).max(axis=1)
-                isrc = np.abs(gw * (Vb - w[:, :, 0])).max(axis=1)
+                isense = np.abs(gb_end * x[:, :, -1]).max(axis=1)
+                isrc = np.abs(gw_end * (Vb - w[:, :, 0])).max(axis=1)
                 scale = np.maximum(idev, np.maximum(isense, isrc))
                 floor = rounding_floor(gw, np.maximum(np.abs(Vb).max(axis=1),
                                                       np.abs(w).reshape(Bn, -1).max(axis=1)),
@@ -197,7 +204,7 @@ class LinearArray:
         Computed once and cached; the returned array is read-only.  With both lines
         resistive it is built by column marching with dense min(R, C)-sized blocks
         (:func:`~cosim.crossbar.nodal.transfer.transfer_blocks`; for R > C on the mirrored
-        array, below), verified on a probe
+        array, below; the terminal segments swap with the families), verified on a probe
         input, and otherwise (or when min(R, C) > ``BLOCK_MAX`` or the m^2 n stored block
         entries (8 bytes each) would exceed ``BLOCK_MEM``) from the cached factorisation
         (min(R, C) solves, by reciprocity).
@@ -217,18 +224,21 @@ class LinearArray:
             e = np.zeros((C, R))
             e[:, -1] = 1.0
             y = self._bit.solve(e)                  # T_j^{-1} e_last, layout (C, R)
-            M = gb * G * y.T
+            M = end_conductance(gb) * G * y.T
         elif gb == 0:
             e = np.zeros((R, C))
             e[:, 0] = 1.0
             y = self._word.solve(e)                 # T_i^{-1} e_0, layout (R, C)
-            M = gw * G * y
+            M = end_conductance(gw) * G * y
         else:
             M = None
             m, nb = min(R, C), max(R, C)
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
                 if R <= C:
-                    M = transfer_blocks(G, gw, gb, self.tol)
+                    blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True)
+                    M = None
+                    if blocks is not None:
+                        M, self._Y = blocks
                 else:                               # the mirrored array (see docstring)
                     Mt = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
                                           self.tol)
@@ -242,31 +252,44 @@ class LinearArray:
                 for k0 in range(0, R, _SOLVE_CHUNK):
                     k1 = min(R, k0 + _SOLVE_CHUNK)
                     rhs = np.zeros((n, k1 - k0))
-                    rhs[src[k0:k1], np.arange(k1 - k0)] = gw
-                    M[k0:k1, :] = gb * self._solve_factor(rhs)[sense].T
+                    rhs[src[k0:k1], np.arange(k1 - k0)] = end_conductance(gw)
+                    M[k0:k1, :] = end_conductance(gb) * self._solve_factor(rhs)[sense].T
             else:
                 for k0 in range(0, C, _SOLVE_CHUNK):
                     k1 = min(C, k0 + _SOLVE_CHUNK)
                     rhs = np.zeros((n, k1 - k0))
-                    rhs[sense[k0:k1], np.arange(k1 - k0)] = gb
-                    M[:, k0:k1] = gw * self._solve_factor(rhs)[src]
+                    rhs[sense[k0:k1], np.arange(k1 - k0)] = end_conductance(gb)
+                    M[:, k0:k1] = end_conductance(gw) * self._solve_factor(rhs)[src]
         M = np.ascontiguousarray(M)
         M.setflags(write=False)
         self._M = M
         return M
 
 
-def solve(G, V, r_word, r_bit, *, method: str = "auto", tol: float = 1e-12) -> NodalSolution:
+    def source_admittance(self) -> np.ndarray | None:
+        """Y (R, R) (S): the currents drawn from the word-line sources are I = Y V, so the
+        source power is V^T Y V (W).  Exact to a few ulps by column marching
+        (:func:`~cosim.crossbar.nodal.transfer.source_admittance`; for R <= C a by-product
+        of :meth:`transfer_matrix`); None when a line is shorted or the blocks would not
+        fit (``BLOCK_MAX``, ``BLOCK_MEM``): use :mod:`.power` then.  Cached, read-only."""
+        if self._Y is None and self.gw > 0 and self.gb > 0:
+            R, C = self.shape
+            if R <= BLOCK_MAX and 8 * R * R * C <= BLOCK_MEM:
+                if R <= C and self._M is None:
+                    self.transfer_matrix()
+                if self._Y is None:
+                    self._Y = source_admittance(self.G, self.gw, self.gb)
+                if self._Y is not None:
+                    self._Y = np.ascontiguousarray(self._Y)
+                    self._Y.setflags(write=False)
+        return self._Y
+
+
+def solve(G, V, r_word, r_bit, *, method: str = "auto", tol: float = 1e-12,
+          r_driver: float = 0.0, r_sense: float = 0.0) -> NodalSolution:
     """Solve a linear crossbar (G (R, C) in S) for inputs V (R,) or (B, R).
 
     See :class:`LinearArray` and the module docstring for the methods and the residual.
     """
-    return LinearArray(G, r_word, r_bit, tol=tol).solve(V, method=method)
-
-
-def solve(G, V, r_word, r_bit, *, method: str = "auto", tol: float = 1e-12) -> NodalSolution:
-    """Solve a linear crossbar (G (R, C) in S) for inputs V (R,) or (B, R).
-
-    See :class:`LinearArray` and the module docstring for the methods and the residual.
-    """
-    return LinearArray(G, r_word, r_bit, tol=tol).solve(V, method=method)
+    return LinearArray(G, r_word, r_bit, tol=tol, r_driver=r_driver,
+                       r_sense=r_sense).solve(V, method=method)

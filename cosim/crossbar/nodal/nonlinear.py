@@ -350,7 +350,8 @@ def _initial_arrays(initial, Bn, R, C):
 
 def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e-12,
                     max_iter: int = 100, method: str = "auto",
-                    voltages: bool = True) -> NodalSolution:
+                    voltages: bool = True, r_driver: float = 0.0,
+                    r_sense: float = 0.0) -> NodalSolution:
     """Solve a crossbar of nonlinear two-terminal cells for inputs V (R,) or (B, R) (V).
 
     ``cell(v_w, v_b)`` takes arrays (..., R, C) of word- and bit-node voltages and returns
@@ -366,14 +367,16 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     (word_voltages, bit_voltages)) replaces the default start w = V_i, b = 0.  With
     ``voltages=False`` only the currents and the per-pattern residuals and iterations are
     kept (node-voltage fields None): B x R x C node voltages need not fit in memory.
-    Raises SolverError (with the residual) if a pattern does not converge.
+    ``r_driver`` / ``r_sense`` (ohm) are in series with the first word segment and the last
+    bit segment (EQUATIONS.md §7).  Raises SolverError (with the residual) if a pattern does
+    not converge.
     """
     if not callable(cell):
         raise TypeError("cell must be callable: cell(v_w, v_b) -> (i, di_dvw, di_dvb)")
     R, C = check_shape(shape)
     Vb, single = check_V(V, R)
-    gw = segment_conductance("r_word", r_word)
-    gb = segment_conductance("r_bit", r_bit)
+    gw = segment_conductance("r_word", r_word, "r_driver", r_driver)
+    gb = segment_conductance("r_bit", r_bit, "r_sense", r_sense)
     tol = _validate.positive("tol", tol)
     max_iter = _validate.integer("max_iter", max_iter, minimum=1)
     method = _validate.choice("method", method, METHODS)

@@ -1,0 +1,133 @@
+"""Power of a solved read (EQUATIONS.md §7), from the node voltages of the nodal solution.
+
+For sources V (B, R) (V), word-line drops u = V - w and bit-node voltages b (B, R, C) (V),
+device currents i_dev (B, R, C) (A) and the line conductances g_w, g_b (S; terminal segments
+g_w,end = 1/(r_word + r_driver), g_b,end = 1/(r_bit + r_sense), see :mod:`.kcl`)::
+
+    P_src  = Σ_i V_i I_i,          I_i = g_w,end u(i, 0)   (Σ_j i_dev(i, j) if r_word = 0)
+    P_dev  = Σ_ij i_dev(i, j) (w(i, j) - b(i, j))
+    P_wire = Σ_i [g_w,end u(i,0)² + g_w Σ_j (u(i,j) - u(i,j-1))²]
+             + Σ_j [g_b Σ_i (b(i,j) - b(i+1,j))² + g_b,end b(R-1,j)²]
+
+(W).  The driver and its first word segment carry the same current, so
+g_w,end u(i,0)² = I_i² (r_driver + r_word); likewise at the sense end.  Tellegen's theorem
+(KCL at every node) gives P_src = P_dev + P_wire; nothing here assumes it.
+
+For a linear array every term is a quadratic form P = V^T Q V; :class:`QuadraticForms`
+builds the three Q (R x R) from the R unit-input solutions, once per programming, so the
+power of a batch costs one (B, R) x (R, 3R) product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kcl import end_conductance
+from .nonlinear import solve_nonlinear
+
+__all__ = ["TERMS", "dissipation", "quadratic_form", "QuadraticForms"]
+
+TERMS = ("sources", "devices", "wires")
+FORMS_MAX_BYTES = 2 ** 28      # unit-input node voltages kept while the forms are built
+
+
+def _segment_drops(u, b, gw, gb):
+    """Voltages across every segment and their conductances: list of (drop, g) pairs, each
+    drop (B, ...) and g broadcastable against it."""
+    out = []
+    R, C = u.shape[-2:]
+    if gw > 0:
+        g = np.full(C, float(gw))
+        g[0] = end_conductance(gw)
+        du = np.empty_like(u)
+        du[..., 0] = u[..., 0]
+        np.subtract(u[..., 1:], u[..., :-1], out=du[..., 1:])
+        out.append((du, g))
+    if gb > 0:
+        g = np.full((R, 1), float(gb))
+        g[-1] = end_conductance(gb)
+        db = np.empty_like(b)
+        np.subtract(b[..., :-1, :], b[..., 1:, :], out=db[..., :-1, :])
+        db[..., -1, :] = b[..., -1, :]
+        out.append((db, g))
+    return out
+
+
+def dissipation(i_dev, V, u, b, gw, gb, terms=TERMS) -> dict:
+    """The power terms (module docstring) of a batch: dict name -> (B,) in watts."""
+    out = {}
+    if "sources" in terms:
+        if gw > 0:
+            drawn = end_conductance(gw) * u[:, :, 0]
+        else:
+            drawn = i_dev.sum(axis=2)
+        out["sources"] = np.einsum("bi,bi->b", V, drawn)
+    if "devices" in terms:
+        w = V[:, :, None] - u
+        out["devices"] = np.einsum("bij,bij->b", i_dev, w - b)
+    if "wires" in terms:
+        total = np.zeros(V.shape[0])
+        for drop, g in _segment_drops(u, b, gw, gb):
+            total += np.einsum("bij,bij->b", drop * g, drop)
+        out["wires"] = total
+    return out
+
+
+def _linear_cell(G):
+    """The cell callable of linear devices G (R, C) (S) for :func:`solve_nonlinear`."""
+    def cell(v_w, v_b):
+        return G * (v_w - v_b), np.broadcast_to(G, v_w.shape), np.broadcast_to(-G, v_w.shape)
+    return cell
+
+
+def quadratic_form(V, Q) -> np.ndarray:
+    """V_b^T Q V_b (B,) for V (B, R) and Q (R, R): one dense product.  (A sparse product
+    over the driven rows only measured no faster down to 1.5 % spike density, 18000 x 100,
+    one thread: dense BLAS wins.)"""
+    return np.einsum("bi,bi->b", V @ Q, V)
+
+
+@dataclass
+class QuadraticForms:
+    """Q_src, Q_dev, Q_wire (R x R, W/V²) of a linear array, stacked as (R, 3R)."""
+
+    stacked: np.ndarray
+
+    @classmethod
+    def build(cls, array, max_bytes: int = FORMS_MAX_BYTES):
+        """From a :class:`~cosim.crossbar.nodal.LinearArray`; False if the R unit solutions
+        (2 R² C node voltages) would exceed ``max_bytes`` (then solve per batch)."""
+        R, C = array.shape
+        if 8 * 4 * R * R * C > max_bytes:
+            return False
+        G, gw, gb = array.G, array.gw, array.gb
+        unit = np.eye(R)
+        # drop variables (the Newton solver, exact in one step for linear cells): u = V - w
+        # to the last bit, where absolute word voltages would lose eps V / u of it
+        sol = solve_nonlinear(_linear_cell(G), unit, array.r_word, array.r_bit, (R, C),
+                              r_driver=array.r_driver, r_sense=array.r_sense)
+        u, b = sol.word_drops.reshape(R, R, C), sol.bit_voltages.reshape(R, R, C)
+        w = unit[:, :, None] - u
+        # P(V) = V^T Q V with V = Σ_k V_k e_k: Q[k, l] = bilinear term of units k and l
+        drawn = end_conductance(gw) * u[:, :, 0] if gw > 0 else (G * (w - b)).sum(axis=2)
+        q_src = drawn.T                               # Σ_i e_k,i I_i(e_l)
+        across = (w - b).reshape(R, -1)
+        q_dev = (across * G.ravel()) @ across.T
+        q_wire = np.zeros((R, R))
+        for drop, g in _segment_drops(u, b, gw, gb):
+            flat = drop.reshape(R, -1)
+            q_wire += (flat * np.broadcast_to(g, (R, C)).ravel()) @ flat.T
+        # symmetric parts: V^T Q V only sees them (the source form is symmetric by reciprocity)
+        forms = [0.5 * (q + q.T) for q in (q_src, q_dev, q_wire)]
+        return cls(np.ascontiguousarray(np.concatenate(forms, axis=1)))
+
+    def evaluate(self, V, terms=TERMS) -> dict:
+        """The power terms of sources V (B, R): dict name -> (B,) (W)."""
+        R = self.stacked.shape[0]
+        if tuple(terms) == ("sources",):
+            return {"sources": quadratic_form(V, self.stacked[:, :R])}
+        VQ = (V @ self.stacked).reshape(V.shape[0], 3, R)
+        values = np.einsum("bki,bi->kb", VQ, V)
+        return {name: values[k] for k, name in enumerate(TERMS) if name in terms}

@@ -1,0 +1,157 @@
+"""Energy of an inference on physical crossbar arrays (EQUATIONS.md §7, docs/array.md §5).
+
+For every physical array a (every weight matrix, delay slice and tile) and step t of sample
+n, the array's input x_a(n, t) is known from the run (input spikes for "in", the previous
+step's spikes for "rec", this step's for "out"; :func:`cosim.export.array_input`).  A step
+with no active row on an array makes **no read**.  A read costs::
+
+    E_read = P_src(x) · t_read + e_adc · (physical columns) + e_dac · (active rows)
+
+with P_src = Σ_i V_i I_i the power drawn from the word-line sources of the solved circuit
+(:meth:`Compact.source_power`: wires, driver and sense resistors included), t_read the
+backend's ``read_time`` and e_adc / e_dac its ``adc_energy`` / ``dac_energy`` (J per
+conversion; every bit line of a read is converted once, every driven word line (nonzero
+input) once).
+
+Synaptic operations: SOP = Σ over reads of (active rows) × (weight columns of the array),
+the spike-driven cell reads (a weight column is one differential G+/G- pair).  Energy per
+SOP is E / SOP (J).  TOPS/W counts one SOP as a multiply-accumulate of 2 operations:
+TOPS/W = 2 · SOP / E / 1e12 (operations per joule, in tera; the convention of the analog
+in-memory computing literature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EnergyReport", "inference_energy", "predict_with_energy", "array_inputs"]
+
+OPS_PER_SOP = 2          # one multiply-accumulate = 2 operations (TOPS/W convention)
+
+
+@dataclass
+class EnergyReport:
+    """Energy of a run, per sample (J).
+
+    total (B,), per_array {name: (B,)}, per_step (B, T); sops (B,) synaptic operations;
+    reads, adc_conversions, dac_conversions {name: (B,)} counts per array.
+    """
+
+    total: np.ndarray
+    per_array: dict
+    per_step: np.ndarray
+    sops: np.ndarray
+    reads: dict = field(default_factory=dict)
+    adc_conversions: dict = field(default_factory=dict)
+    dac_conversions: dict = field(default_factory=dict)
+
+    @property
+    def joules_per_sop(self) -> float:
+        """Energy per synaptic operation (J), over all samples (nan without any SOP)."""
+        sops = float(self.sops.sum())
+        return float(self.total.sum()) / sops if sops else float("nan")
+
+    @property
+    def tops_per_watt(self) -> float:
+        """2 SOP / E / 1e12 over all samples (module docstring); nan without energy."""
+        energy = float(self.total.sum())
+        return OPS_PER_SOP * float(self.sops.sum()) / energy / 1e12 if energy else float("nan")
+
+    @classmethod
+    def concatenate(cls, reports) -> "EnergyReport":
+        """One report of several runs' samples, in order."""
+        reports = list(reports)
+        cat = (lambda key: {name: np.concatenate([getattr(r, key)[name] for r in reports])
+                            for name in getattr(reports[0], key)})
+        return cls(total=np.concatenate([r.total for r in reports]),
+                   per_array=cat("per_array"),
+                   per_step=np.concatenate([r.per_step for r in reports]),
+                   sops=np.concatenate([r.sops for r in reports]), reads=cat("reads"),
+                   adc_conversions=cat("adc_conversions"),
+                   dac_conversions=cat("dac_conversions"))
+
+    def summary(self) -> dict:
+        """Plain numbers: mean energy per inference (J), per array (J), J/SOP, TOPS/W."""
+        return {"energy_per_inference_J": float(self.total.mean()),
+                "energy_per_array_J": {k: float(v.mean()) for k, v in self.per_array.items()},
+                "sop_per_inference": float(self.sops.mean()),
+                "joules_per_sop": self.joules_per_sop,
+                "tops_per_watt": self.tops_per_watt}
+
+
+def _shift(values: np.ndarray, shift: int) -> np.ndarray:
+    """values (B, T, ...) delayed by ``shift`` steps along T (zeros before)."""
+    if shift == 0:
+        return values
+    out = np.zeros_like(values)
+    if shift < values.shape[1]:
+        out[:, shift:] = values[:, :values.shape[1] - shift]
+    return out
+
+
+def _source_and_shift(matrix: str, delay: int, x, z):
+    """What a matrix's delay slice reads (x or z, (B, T, n)) and its delay in steps: the
+    batched form of :func:`cosim.export.array_input`."""
+    if matrix == "out":
+        return z, 0
+    return (x, delay - 1) if matrix == "in" else (z, delay)
+
+
+def array_inputs(matrix: str, delay: int, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Inputs (B, T, rows) of a matrix's delay slice over a run (x (B, T, n_in), z (B, T,
+    n_rec))."""
+    return _shift(*_source_and_shift(matrix, delay, x, z))
+
+
+def inference_energy(net, x, record) -> EnergyReport:
+    """The energy report (module docstring) of ``record = net.run(x)`` for an SRNN whose
+    arrays are physical (Compact or Spice, tiled or not)."""
+    from .export import physical_arrays
+
+    x = np.asarray(x, dtype=float)
+    z = np.asarray(record.z, dtype=float)
+    batch, steps = z.shape[:2]
+    per_array, reads, adc, dac = {}, {}, {}, {}
+    per_step = np.zeros((batch, steps))
+    sops = np.zeros(batch)
+    for name, matrix, delay, rows, cols, backend in physical_arrays(net):
+        if not hasattr(backend, "source_power"):
+            raise TypeError(f"energy needs physical arrays (compact or spice); array {name!r} "
+                            f"is {type(backend).__name__}")
+        # per read of the unshifted source, then delayed: no (B, T, n) copies
+        source, shift = _source_and_shift(matrix, delay, x, z)
+        inputs = source[..., rows]
+        active = _shift(np.count_nonzero(inputs, axis=2), shift)     # (B, T) driven rows
+        read = active > 0
+        power = _shift(backend.source_power(inputs), shift)          # 0 W: no row driven
+        n_cols = cols.stop - cols.start
+        energy = (power * backend.read_time
+                  + read * (backend.adc_energy * backend.physical_columns * n_cols)
+                  + active * backend.dac_energy)
+        per_step += energy
+        per_array[name] = energy.sum(axis=1)
+        reads[name] = read.sum(axis=1)
+        adc[name] = reads[name] * backend.physical_columns * n_cols
+        dac[name] = active.sum(axis=1)
+        sops += active.sum(axis=1) * n_cols
+    return EnergyReport(total=per_step.sum(axis=1), per_array=per_array, per_step=per_step,
+                        sops=sops, reads=reads, adc_conversions=adc, dac_conversions=dac)
+
+
+def predict_with_energy(net, x, batch_size: int = 256, progress=None):
+    """(labels (N,), EnergyReport) of an SRNN on x (N, T, n_in), in batches of
+    ``batch_size`` samples; ``progress(desc, done, total)`` after each batch."""
+    from . import _validate as check
+
+    x = net.check_input(x)
+    batch_size = check.count("batch_size", batch_size)
+    report = check.progress_callback(progress)
+    labels, reports = [], []
+    for start in range(0, x.shape[0], batch_size):
+        record = net.run(x[start:start + batch_size], energy=True)
+        labels.append(record.logits.argmax(axis=1))
+        reports.append(record.extras["energy"])
+        report("predict", min(start + batch_size, x.shape[0]), x.shape[0])
+    return np.concatenate(labels).astype(np.int64), EnergyReport.concatenate(reports)

@@ -1,0 +1,232 @@
+"""Power of a read and energy of an inference (EQUATIONS.md §7): closed forms, Tellegen,
+the energy bookkeeping of a run, configs and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cosim.crossbar import Compact
+from cosim.network import SRNN
+
+PERIPHERY = dict(r_word=2.0, r_bit=3.0, r_driver=40.0, r_sense=70.0)
+
+
+def programmed(read="linear", shape=(6, 4), seed=0, wires=PERIPHERY, **kw):
+    rng = np.random.default_rng(seed)
+    xb = Compact(read=read, **wires, **kw)
+    xb.program(rng.normal(size=shape))
+    return xb, rng
+
+
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_single_cell_power_closed_form(read):
+    rd, rw, rb, rs = 30.0, 1.5, 2.5, 70.0
+    xb = Compact(r_word=rw, r_bit=rb, r_driver=rd, r_sense=rs, read=read, w_max=1.0)
+    xb.program(np.array([[1.0]]))              # G+ at g_max, G- at g_min: a 1 x 2 array
+    p = xb.power(np.array([1.0]))
+    V = xb.v_read
+    if read == "linear":
+        # each column: cell g in series with r_bit + r_sense; the word line a 2-cell ladder
+        g = xb.conductances[0] * xb.read_factor
+        h = 1.0 / (1.0 / g + rb + rs)
+        y1 = h[1]
+        y0 = h[0] + 1.0 / (rw + 1.0 / y1)
+        source = V / (rd + rw + 1.0 / y0)
+        assert p["sources"] == pytest.approx(V * source, rel=1e-12)
+        w0 = V - source * (rd + rw)
+        i0 = w0 * h[0]
+        i1 = source - i0
+        w1 = w0 - i1 * rw
+        devices = i0 ** 2 / g[0] + i1 ** 2 / g[1]
+        wires = source ** 2 * (rd + rw) + i1 ** 2 * rw + (i0 ** 2 + i1 ** 2) * (rb + rs)
+        assert w1 * h[1] == pytest.approx(i1, rel=1e-12)
+        assert p["devices"] == pytest.approx(devices, rel=1e-12)
+        assert p["wires"] == pytest.approx(wires, rel=1e-12)
+    assert p["sources"] == pytest.approx(p["devices"] + p["wires"], rel=1e-12)
+
+
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+@pytest.mark.parametrize("periphery", [PERIPHERY, dict(r_word=1.0, r_bit=1.0),
+                                       dict(r_word=0.0, r_bit=2.0, r_sense=50.0),
+                                       dict(r_word=2.0, r_bit=0.0, r_driver=50.0),
+                                       dict(r_word=0.0, r_bit=0.0)])
+def test_tellegen(read, periphery):
+    xb, rng = programmed(read, shape=(7, 5), wires=periphery)
+    x = (rng.random((6, 7)) < 0.5).astype(float)
+    x[0] = 0.0                                     # no row driven: no power at all
+    p = xb.power(x)
+    assert set(p) == {"sources", "devices", "wires"}
+    assert all(v.shape == (6,) for v in p.values())
+    assert p["sources"][0] == 0 and p["devices"][0] == 0 and p["wires"][0] == 0
+    np.testing.assert_allclose(p["devices"] + p["wires"], p["sources"], rtol=1e-12, atol=0)
+    assert np.all(p["wires"] >= 0) and np.all(p["devices"][1:] > 0)
+    if periphery.get("r_word") or periphery.get("r_bit"):
+        assert np.all(p["wires"][1:] > 0)
+    else:
+        assert np.all(p["wires"] == 0)
+    # the cheap source-power route (column marching) against the full forms
+    np.testing.assert_allclose(xb.source_power(x), p["sources"], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("read", ["linear", "nonlinear"])
+def test_tellegen_on_a_larger_array(read):
+    xb, rng = programmed(read, shape=(48, 40), wires=dict(r_word=1.0, r_bit=1.0,
+                                                          r_driver=100.0, r_sense=100.0))
+    x = (rng.random((6, 48)) < 0.3).astype(float)
+    p = xb.power(x)
+    np.testing.assert_allclose(p["devices"] + p["wires"], p["sources"], rtol=1e-12, atol=0)
+
+
+def test_power_is_quadratic_and_follows_the_dac():
+    xb, rng = programmed(dac_bits=2)
+    x = rng.random((5, 6))
+    levels = np.rint(x * 3) / 3
+    exact, _ = programmed()
+    np.testing.assert_allclose(xb.source_power(x), exact.source_power(levels), rtol=1e-12)
+    np.testing.assert_allclose(exact.source_power(2 * levels), 4 * exact.source_power(levels),
+                               rtol=1e-12)
+
+
+def test_energy_bookkeeping_of_a_run():
+    rng = np.random.default_rng(0)
+    xb = Compact(**PERIPHERY, read_time=5e-9, adc_energy=3e-14, dac_energy=1e-14)
+    net = SRNN(6, 5, 3, neuron="lif", seed=1, crossbar=xb, thr=0.3)
+    x = (rng.random((2, 8, 6)) < 0.4).astype(float)
+    x[:, 3] = 0.0                                    # a step without input: no read
+    record = net.run(x, energy=True)
+    report = record.extras["energy"]
+    arrays = {name: b for (name, d), b in net.backends().items()}
+    # by hand, array "in": one read per step with a driven row
+    xin = arrays["in"]
+    expected = np.zeros(2)
+    sops = np.zeros(2)
+    for n in range(2):
+        for t in range(8):
+            active = int(np.count_nonzero(x[n, t]))
+            if active:
+                expected[n] += (xin.source_power(x[n, t]) * 5e-9 + 3e-14 * 2 * 5
+                                + 1e-14 * active)
+                sops[n] += active * 5
+    np.testing.assert_allclose(report.per_array["in"], expected, rtol=1e-12)
+    assert np.all(report.reads["in"] == np.count_nonzero(x.any(axis=2), axis=1))
+    # "rec" reads the previous step's spikes, "out" this step's
+    z = record.z
+    assert np.all(report.reads["rec"] == np.count_nonzero(z[:, :-1].any(axis=2), axis=1))
+    assert np.all(report.reads["out"] == np.count_nonzero(z.any(axis=2), axis=1))
+    rec_sops = np.count_nonzero(z[:, :-1], axis=(1, 2)) * 5
+    out_sops = np.count_nonzero(z, axis=(1, 2)) * 3
+    np.testing.assert_array_equal(report.sops, sops + rec_sops + out_sops)
+    # totals
+    np.testing.assert_allclose(report.total, sum(report.per_array.values()), rtol=1e-12)
+    np.testing.assert_allclose(report.total, report.per_step.sum(axis=1), rtol=1e-12)
+    assert np.all(report.per_step[:, 3][~z[:, 2].any(axis=1)] == 0)
+    assert report.joules_per_sop == pytest.approx(report.total.sum() / report.sops.sum())
+    assert report.tops_per_watt == pytest.approx(2 * report.sops.sum()
+                                                 / report.total.sum() / 1e12)
+    summary = report.summary()
+    assert summary["energy_per_inference_J"] == pytest.approx(report.total.mean())
+
+
+def test_energy_needs_physical_arrays():
+    net = SRNN(4, 3, 2, seed=0)
+    with pytest.raises(TypeError, match="energy needs physical arrays"):
+        net.run(np.ones((1, 3, 4)), energy=True)
+
+
+def test_energy_of_tiled_arrays_adds_up():
+    from cosim.crossbar import build
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((2, 6, 8)) < 0.5).astype(float)
+    # a fixed w_max: every tile maps a weight to the same conductance as the whole array
+    params = dict(r_word=0.0, r_bit=0.0, w_max=10.0)
+    whole = SRNN(8, 6, 3, seed=2, crossbar=build("compact", **params))
+    tiled = SRNN(8, 6, 3, seed=2, crossbar=build("compact", max_array=(4, 4), **params))
+    a = whole.run(x, energy=True).extras["energy"]
+    b = tiled.run(x, energy=True).extras["energy"]
+    # without wires the source power is additive over tiles (V^2 G summed over cells)
+    np.testing.assert_allclose(b.total, a.total, rtol=1e-12)
+    np.testing.assert_array_equal(b.sops, a.sops)
+
+
+def test_exported_decks_state_the_periphery_and_the_source_power(tmp_path):
+    from cosim.export import export_netlists
+    from cosim.model import Model
+
+    rng = np.random.default_rng(0)
+    net = SRNN(6, 4, 2, seed=0, crossbar=Compact(**PERIPHERY))
+    x = (rng.random((2, 5, 6)) < 0.5).astype(float)
+    result = export_netlists(Model(net), tmp_path / "decks", x, sample=0, step=2, tran=False)
+    manifest = json.loads((tmp_path / "decks" / "manifest.json").read_text())
+    deck = (tmp_path / "decks" / "in.cir").read_text()
+    assert "r_driver = 40.0 Ohm, r_sense = 70.0 Ohm" in deck
+    assert "Rdrv0 in0 d0 {rdrv}" in deck and "Rsense0 s0 t0 {rsense}" in deck
+    entry = manifest["in.cir"]
+    power = net.backends()[("in", 1)].source_power(np.array(entry["inputs"]))
+    assert entry["source_power_W"] == pytest.approx(float(power), rel=1e-15)
+    assert f"expected source power: {float(power)!r} W" in deck
+    assert len(result["decks"]) == 3
+
+
+def test_config_and_model_file_keep_the_periphery(tmp_path):
+    from cosim.config import ConfigError, build_crossbar, load_config
+    from cosim.model import Model
+
+    config = load_config({"crossbar": {"backend": "compact", "r_driver": 20.0,
+                                       "r_sense": 30.0, "adc_bits": 6, "dac_bits": 3,
+                                       "adc_range": 1e-6, "read_time": 2e-9,
+                                       "adc_energy": 1e-13}})
+    xb = build_crossbar(config["crossbar"])
+    assert (xb.r_driver, xb.r_sense, xb.adc_bits, xb.dac_bits, xb.adc_range) == \
+        (20.0, 30.0, 6, 3, 1e-6)
+    assert build_crossbar(load_config({"crossbar": {"backend": "compact"}})["crossbar"]) \
+        .adc_range == "auto"
+    with pytest.raises(ConfigError, match=r"\[crossbar\] adc_bits must be None"):
+        load_config({"crossbar": {"adc_bits": 40}})
+    with pytest.raises(ConfigError, match=r"\[crossbar\] r_sense must lie in \[0, 1e\+12\]"):
+        load_config({"crossbar": {"r_sense": -1.0}})
+    net = SRNN(4, 3, 2, seed=0, crossbar=xb)
+    path = Model(net).save(tmp_path / "m.npz")
+    loaded = Model.load(path).network.crossbar
+    for key in ("r_driver", "r_sense", "adc_bits", "dac_bits", "adc_range", "read_time",
+                "adc_energy"):
+        assert getattr(loaded, key) == getattr(xb, key)
+
+
+def test_cli_predict_and_compare_print_energy(tmp_path, capsys):
+    from cosim.cli import main
+    from cosim.model import Model
+
+    net = SRNN(64, 8, 10, seed=0, neuron="lif")
+    path = Model(net).save(tmp_path / "m.npz")
+    assert main(["predict", str(path), "--backend", "compact", "--r-sense", "50",
+                 "--r-driver", "20", "--adc-bits", "8", "--samples", "4", "--steps", "10",
+                 "--out", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "energy per inference" in out and "fJ per synaptic operation" in out
+    assert "TOPS/W" in out
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["energy"]["energy_per_inference_J"] > 0
+    assert main(["compare", str(path), "--backends", "ideal", "compact", "--samples", "3",
+                 "--steps", "10", "--r-sense", "50", "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "energy per inference" in out and "TOPS/W" in out
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "energy.png" in report and "fJ per SOP" in report
+    metrics = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert metrics["backend_params"]["r_sense"] == 50.0
+    assert len(metrics["energy"]["compact"]["per_step_J"]) == 10
+
+
+def test_cli_netlist_writes_the_periphery(tmp_path):
+    from cosim.cli import main
+    from cosim.model import Model
+
+    path = Model(SRNN(64, 6, 10, seed=0, neuron="lif")).save(tmp_path / "m.npz")
+    assert main(["netlist", str(path), "--out", str(tmp_path / "d"), "--r-driver", "20",
+                 "--r-sense", "50", "--no-tran", "--steps", "10", "--quiet"]) == 0
+    deck = (tmp_path / "d" / "rec.cir").read_text()
+    assert "r_driver = 20.0 Ohm, r_sense = 50.0 Ohm" in deck
+    assert ".param rdrv = 20.0 rsense = 50.0" in deck
+    assert "* expected source power:" in deck
