@@ -113,7 +113,8 @@ def per_step_cost(cache_dir):
 def pool(cache_dir, workers=2, samples=4, steps=20):
     """Independent samples of a Spice-backed SRNN over worker processes (one ngspice each)."""
     from cosim.crossbar import Spice
-    from cosim.crossbar.spice import array_deck, map_in_processes
+    from cosim.crossbar.spice import array_deck
+    from cosim.executors import map_in_processes
     from cosim.export import physical_arrays
     from cosim.network import SRNN
     from cosim.spice import ngspice

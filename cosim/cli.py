@@ -487,7 +487,7 @@ def _cmd_compare(args, progress) -> int:
     from .model import Model
 
     if args.scheduler is not None:
-        from .sweep import check_address
+        from .executors import check_address
         check_address(args.scheduler)
     out = output_dir("--out", args.out)
     model = Model.load(args.model)
@@ -510,7 +510,8 @@ def _cmd_compare(args, progress) -> int:
 
 def _cmd_sweep(args, progress) -> int:
     from .model import Model
-    from .sweep import check_address, run_sweep
+    from .executors import check_address
+    from .sweep import run_sweep
 
     grid = parse_grid(args.grid)
     if args.scheduler is not None:

@@ -105,7 +105,7 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
     built = {name: _backend(spec, params, cache) for name, spec in zip(names, backends)}
     workers = check.count("workers", workers)
     if isinstance(scheduler, str):
-        from .sweep import check_address
+        from .executors import check_address
         scheduler = check_address(scheduler)
     if sweep:
         sweep = [check.positive("sweep resistance", r, allow_zero=True) for r in sweep]
@@ -229,14 +229,13 @@ def _run_spread(hw, x, desc, report, workers, scheduler):
     """Run sample by sample (each sample's T steps are independent of the others) in this
     process, on ``workers`` spawned processes, or on the Dask cluster ``scheduler``; each
     worker has its own ngspice. The records come back in sample order."""
-    from .crossbar.spice import map_in_processes
+    from .executors import map_in_processes, map_on_dask
 
     items = [x[k:k + 1] for k in range(x.shape[0])]
 
     def done(count, total):
         report(desc, count, total)
     if scheduler is not None:
-        from .sweep import map_on_dask
         records = map_on_dask(hw.run, items, scheduler, progress=done)
     else:
         records = map_in_processes(hw.run, items, workers=workers, progress=done)

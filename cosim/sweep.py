@@ -25,8 +25,8 @@ value that is not a list stands for a one-value list; for ``max_array`` a tuple 
 Periphery (EQUATIONS.md §7): ``r_driver``, ``r_sense`` (ohm, default 0), ``dac_bits``,
 ``adc_bits`` (int in [1, 24] or None = ideal, the default).
 
-Executors
----------
+Executors (:mod:`cosim.executors`)
+----------------------------------
 * local (default): ``workers`` processes (``concurrent.futures.ProcessPoolExecutor``, spawn
   start method, one BLAS thread each); ``workers=1`` runs in this process;
   ``workers=None`` uses every CPU.
@@ -50,7 +50,6 @@ list is a :class:`SweepResults` with ``computed`` and ``reused`` counts.
 
 from __future__ import annotations
 
-import atexit
 import csv
 import hashlib
 import io
@@ -59,12 +58,8 @@ import json
 import logging
 import numbers
 import os
-import pickle
-import re
-import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -74,11 +69,14 @@ from . import _validate as check
 from ._io import write_json, write_text
 from .crossbar import backend_names
 from .crossbar.compact import READS
-from .errors import CosimError
+# the executors' errors and helpers stay importable from here (cosim.sweep was their home)
+from .executors import (DaskNotInstalledError, SchedulerError, WorkerStartError,
+                        check_address, check_scheduler, map_on_dask, run_in_processes,
+                        run_on_dask, scratch_dir)
 
 __all__ = ["run_sweep", "expand_grid", "build_backend", "SweepResults",
            "DaskNotInstalledError", "SchedulerError", "WorkerStartError", "PARAMETERS",
-           "DEFAULTS", "MAX_POINTS", "map_on_dask"]
+           "DEFAULTS", "MAX_POINTS", "map_on_dask", "check_address"]
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +87,6 @@ BACKENDS = backend_names()                    # the registry's: ideal, compact, 
 METRICS = ("accuracy", "spike_rate", "seconds")
 #: grid points of one sweep at most (a larger grid is refused before anything runs)
 MAX_POINTS = 100_000
-#: seconds to wait for a Dask scheduler given by address
-CONNECT_TIMEOUT = 5.0
 
 # the backend a point gets for every parameter it does not set
 DEFAULTS = {"backend": "compact", "r_word": 1.0, "r_bit": 1.0, "v_read": 0.1, "read": "linear",
@@ -279,24 +275,13 @@ class _Payload:
         """The model as a file in this process's temporary folder (written once)."""
         path = _MODEL_FILES.get(self.model_sha)
         if path is None or not path.is_file():
-            path = _scratch_dir() / f"model-{self.model_sha[:16]}.npz"
+            path = scratch_dir() / f"model-{self.model_sha[:16]}.npz"
             path.write_bytes(self.model_bytes)
             _MODEL_FILES[self.model_sha] = path
         return path
 
 
 _MODEL_FILES: dict = {}
-_SCRATCH: list = []
-_WORKER_PAYLOAD = None
-_WORKER_LIMITS = None
-
-
-def _scratch_dir() -> Path:
-    if not _SCRATCH:
-        folder = Path(tempfile.mkdtemp(prefix="cosim-sweep-"))
-        atexit.register(shutil.rmtree, folder, True)
-        _SCRATCH.append(folder)
-    return _SCRATCH[0]
 
 
 def _evaluate_point(payload: _Payload, spec: dict) -> dict:
@@ -315,171 +300,6 @@ def _evaluate_point(payload: _Payload, spec: dict) -> dict:
               "spike_rate": spikes / (x.shape[0] * x.shape[1] * net.n_rec),
               "seconds": time.perf_counter() - t0}
     return result
-
-
-def _pool_init(payload_file):
-    global _WORKER_PAYLOAD, _WORKER_LIMITS
-    with open(payload_file, "rb") as fh:
-        _WORKER_PAYLOAD = pickle.load(fh)     # our own file, written just before
-    try:   # one BLAS thread per worker process (as Dask workers do), no oversubscription
-        from threadpoolctl import threadpool_limits
-        _WORKER_LIMITS = threadpool_limits(limits=1)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def _pool_task(spec):
-    return _evaluate_point(_WORKER_PAYLOAD, spec)
-
-
-class WorkerStartError(CosimError, RuntimeError):
-    """Local worker processes died (most often: a script without a ``__main__`` guard)."""
-
-
-_GUARD_HINT = ("the sweep's worker processes exited before finishing. They are started with "
-               "the 'spawn' method and import your main script again: if you call run_sweep "
-               "from a script, put the call under `if __name__ == \"__main__\":`, or pass "
-               "workers=1 to run in this process")
-
-
-def _run_local(payload, todo, workers, on_done):
-    if workers == 1 or len(todo) <= 1:
-        for key, spec in todo:
-            on_done(key, _evaluate_point(payload, spec))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    # The payload goes to the workers as a file, not through their start-up pipe: a worker
-    # that dies while starting (a script without a __main__ guard) then cannot leave this
-    # process blocked forever on a full pipe; the pool reports it broken instead.
-    payload_file = _scratch_dir() / f"payload-{uuid.uuid4().hex[:12]}.pkl"
-    with open(payload_file, "wb") as fh:
-        pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    # spawn, not fork: safe when the calling process runs threads (a Dask client, a progress
-    # bar monitor); forking measured no faster here (the start-up is ~1 s either way)
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                               mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_pool_init, initargs=(str(payload_file),))
-    try:
-        futures = {pool.submit(_pool_task, spec): key for key, spec in todo}
-        for future in as_completed(futures):
-            on_done(futures[future], future.result())
-    except BrokenProcessPool:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise WorkerStartError(_GUARD_HINT) from None
-    except RuntimeError as exc:
-        pool.shutdown(wait=False, cancel_futures=True)
-        if "bootstrapping phase" in str(exc):        # we are the re-imported script
-            raise WorkerStartError(_GUARD_HINT) from None
-        raise
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        payload_file.unlink(missing_ok=True)
-    pool.shutdown(wait=True)
-
-
-class DaskNotInstalledError(CosimError, ImportError):
-    """A Dask scheduler was requested but dask.distributed is not installed."""
-
-
-def _dask():
-    try:
-        from dask import distributed
-    except ImportError as exc:
-        raise DaskNotInstalledError("running a sweep on a Dask scheduler needs dask.distributed: "
-                          "pip install 'cosim[dask]'") from exc
-    return distributed
-
-
-class SchedulerError(CosimError, ConnectionError):
-    """The Dask scheduler address is malformed or cannot be reached."""
-
-
-_ADDRESS = re.compile(r"^(tcp|tls|ws|wss)://(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
-
-
-def check_address(address: str) -> str:
-    """``address`` if it looks like tcp://HOST:PORT (or tls/ws/wss), else a SchedulerError."""
-    match = _ADDRESS.match(address.strip())
-    if not match or not 0 < int(match.group(3)) < 65536:
-        raise SchedulerError(f"scheduler must be an address like tcp://HOST:PORT (port "
-                             f"1-65535), got {address!r}")
-    return address.strip()
-
-
-def _connect(distributed, address):
-    """A client of the scheduler at ``address``, or a SchedulerError within CONNECT_TIMEOUT."""
-    try:
-        return distributed.Client(address, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise SchedulerError(f"cannot reach the Dask scheduler at {address} within "
-                             f"{CONNECT_TIMEOUT:g} s ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else 'no answer'}); is "
-                             f"`dask scheduler` running there?") from None
-
-
-def _client(scheduler):
-    """(dask.distributed, a client of ``scheduler``, whether this call made it)."""
-    distributed = _dask()
-    if isinstance(scheduler, str):
-        return distributed, _connect(distributed, check_address(scheduler)), True
-    if isinstance(scheduler, distributed.Client):
-        return distributed, scheduler, False
-    raise TypeError(f"scheduler must be an address 'tcp://host:port' or a "
-                    f"dask.distributed.Client, got {type(scheduler).__name__}")
-
-
-def _dask_each(scheduler, payload, work, todo, prefix, on_done):
-    """``on_done(tag, work(payload, item))`` for each ``(tag, item)`` of ``todo``, as the
-    Dask cluster finishes them; ``payload`` is sent once to every worker."""
-    distributed, client, own = _client(scheduler)
-    try:
-        remote = client.scatter(payload, broadcast=True, hash=False)
-        run = uuid.uuid4().hex[:8]
-        futures = {client.submit(work, remote, item, pure=False,
-                                 key=f"{prefix}-{run}-{str(tag)[:16]}"): tag for tag, item in todo}
-        try:
-            # as_completed and result() are tied to this client's event loop explicitly:
-            # they would otherwise look for a *default* client, which a client made with
-            # set_as_default=False is not ("No clients found")
-            for future in distributed.as_completed(list(futures), loop=client.loop):
-                on_done(futures[future], client.gather(future))
-        except BaseException:
-            client.cancel(list(futures))
-            raise
-        finally:
-            client.cancel(remote)
-    finally:
-        if own:
-            client.close()
-
-
-def _run_dask(payload, todo, scheduler, on_done):
-    _dask_each(scheduler, payload, _evaluate_point, todo, "cosim-sweep", on_done)
-
-
-def map_on_dask(func, items, scheduler, progress=None) -> list:
-    """``[func(item) for item in items]`` on the Dask cluster ``scheduler`` (an address, as
-    for sweeps, or a ``dask.distributed.Client``), in order; ``progress(done, total)`` as
-    items finish. Each Dask worker process runs its own ngspice."""
-    items = list(items)
-    results, done = [None] * len(items), []
-
-    def store(k, value):
-        results[k] = value
-        done.append(k)
-        if progress is not None:
-            progress(len(done), len(items))
-    _dask_each(scheduler, func, _call, list(enumerate(items)), "cosim-map", store)
-    return results
-
-
-def _call(func, item):
-    return func(item)
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -636,14 +456,8 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
         workers = check.integer("workers", workers, minimum=1)
     elif scheduler is None:
         workers = os.cpu_count() or 1
-    if scheduler is not None and not isinstance(scheduler, str):
-        distributed = _dask()
-        if not isinstance(scheduler, distributed.Client):
-            raise TypeError(f"scheduler must be an address 'tcp://host:port' or a "
-                            f"dask.distributed.Client, got {type(scheduler).__name__}")
-    elif isinstance(scheduler, str):
-        _dask()                                        # fail early without dask
-        check_address(scheduler)
+    if scheduler is not None:
+        check_scheduler(scheduler)                     # fail early (e.g. without dask)
 
     model_bytes, model_sha, net = _model_bytes(model)
     x, y, data_sha = _check_data(net, x, y)
@@ -684,11 +498,11 @@ def run_sweep(model, grid, x, y, scheduler=None, workers=None, store=None, progr
         report("sweep", len(results), len(unique))
 
     payload = _Payload(model_bytes, model_sha, x, y)
-    if todo:
+    if todo:      # _evaluate_point is looked up now, so a test can inject a fault into it
         if scheduler is not None:
-            _run_dask(payload, todo, scheduler, on_done)
+            run_on_dask(scheduler, payload, _evaluate_point, todo, "cosim-sweep", on_done)
         else:
-            _run_local(payload, todo, workers, on_done)
+            run_in_processes(_evaluate_point, payload, todo, workers, on_done)
 
     rows = [dict(point, **{m: results[key][m] for m in METRICS})
             for point, key in zip(points, keys)]

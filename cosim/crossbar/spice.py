@@ -27,14 +27,11 @@ settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way,
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-
 import numpy as np
 
 from ..spice import netlist
 from ..errors import SolverError
+from ..executors import map_in_processes   # independent reads in worker processes; its home
 from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
 from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
 from ..spice.results import positive_timeout
@@ -282,68 +279,3 @@ def _device_params(device) -> dict:
         arr = np.asarray(value, dtype=float)
         out[name] = float(arr) if arr.ndim == 0 else arr
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# independent reads in worker processes, one ngspice each
-# ---------------------------------------------------------------------------------------
-
-_worker_func = None
-
-
-def _worker_init(func):
-    global _worker_func
-    _worker_func = func
-    try:                       # one BLAS thread per worker: the workers are the parallelism
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:
-        pass
-
-
-def _worker_call(item):
-    return _worker_func(item)
-
-
-def map_in_processes(func, items, workers: int = 1, progress=None) -> list:
-    """``[func(item) for item in items]`` spread over ``workers`` processes, in order.
-
-    Meant for independent reads through Spice backends, e.g. the samples of a comparison:
-    ``map_in_processes(net.run, [x[k:k + 1] for k in range(N)], workers=2)``.  Each
-    worker is a fresh interpreter (the ``spawn`` start method: a loaded libngspice is never
-    forked) with its own ngspice -- shared library, loaded circuits, subprocesses -- and one
-    BLAS thread; ``func`` (picklable; Spice arrays drop their loaded circuit when pickled)
-    is sent once per worker, each item once.  Results on disk go through the same
-    content-addressed cache, which is safe to share.  ``progress(done, total)`` is called
-    in this process as items finish.  ``workers=1`` runs in this process.
-
-    A worker that dies raises RuntimeError; when the caller is a script, the spawned
-    workers import it again, so its top level must be under ``if __name__ == "__main__":``.
-    """
-    from .._validate import integer
-
-    workers = integer("workers", workers, minimum=1)
-    items = list(items)
-    total = len(items)
-    if workers == 1 or total <= 1:
-        out = []
-        for k, item in enumerate(items):
-            out.append(func(item))
-            if progress is not None:
-                progress(k + 1, total)
-        return out
-    results = [None] * total
-    ctx = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx,
-                                 initializer=_worker_init, initargs=(func,)) as pool:
-            futures = {pool.submit(_worker_call, item): k for k, item in enumerate(items)}
-            for done, fut in enumerate(as_completed(futures), 1):
-                results[futures[fut]] = fut.result()
-                if progress is not None:
-                    progress(done, total)
-    except BrokenProcessPool as exc:
-        raise RuntimeError(
-            f"a worker process died ({exc}); if this runs from a script, put its top level "
-            f"under `if __name__ == \"__main__\":` (workers import the script again)") from None
-    return results

@@ -52,6 +52,11 @@ I(V_GS = 3 V)/I(V_GS = -2 V) tends to 2.20e5 as V_DS -> 0 (2.6e5 at V_DS = 0.1 V
 
 Parameter units: g_max [S], r_sw [-], v_th, s_g, v_gref, v_sat, v_on, v_off [V],
 k_on, k_off [1/s], a_on, a_off, p_on, p_off [-], invtau [1/s], w_eq [-].
+
+Why one module of ~570 lines: it is one device model (as Norse keeps one neuron model per
+module) -- the I-V, the state equation and its pulse integrator, the parameter checks and
+the card reader all work on the same parameter set (the shipped card and its defaults live
+in ``cosim.device_models``); cutting it would scatter one set of equations over files.
 """
 
 from __future__ import annotations

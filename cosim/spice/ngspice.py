@@ -28,6 +28,12 @@ Failures (non-convergence after the retries, timeouts, parse errors, results tha
 finite or have the wrong number of points) raise :class:`cosim.errors.SpiceError`; the deck
 exactly as run and the ngspice log are kept in a folder (default ``<cache dir>/failed/``)
 and never deleted.  Successful temporary files are removed.
+
+Why one module of ~550 lines: it is the one engine object that owns the shared library --
+its runners, the owner bookkeeping and the :class:`NgspiceSession` that holds the library
+between ``op`` runs all share the engine's lock and state; the parts without that state are
+already their own modules (``libngspice`` the ctypes binding, ``rawfile`` the raw-file
+parser, ``results`` the checks, retries and failure folders).
 """
 
 from __future__ import annotations

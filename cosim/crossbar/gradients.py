@@ -1,0 +1,133 @@
+"""The backward pass through a programmed Compact array (hardware-aware training).
+
+:class:`CompactGradients` is the gradient half of :class:`~cosim.crossbar.compact.Compact`
+(which inherits it; so does :class:`~cosim.crossbar.spice.Spice`, whose gradients are those
+of the same circuit): the read is differentiated as it is solved, IR drop included.
+
+* ``linear_map()``: the weight map M (R, C) of the linear read, forward(x) = x @ M.
+* ``map_gradient(∂L/∂M)``: ∂L/∂W through the transfer matrix A (A/V) of the cells g·k
+  (adjoint of the nodal solve, ``adjoint.transfer_gradient``) and the mapping scale s (S per
+  weight unit).
+* ``vjp(x, ∂L/∂out)``: (∂L/∂x, ∂L/∂W) of reads; for the nonlinear read by the
+  implicit-function theorem at each converged Newton solution (``adjoint.nonlinear_vjp``).
+
+Everything is chained through the mapping with quantisation, variability and faults passed
+straight through (``adjoint.mapping_gradient``); read noise and converters are not
+differentiated. The math lives in :mod:`cosim.crossbar.adjoint`; this module only reads the
+programmed array's state (``_weights``, ``_states``, ``_g``, ``_scale``, ``mapping``,
+``read_factor``, ``solution``, ``weight_map``, ``_cell``), which ``Compact`` owns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import adjoint
+
+__all__ = ["CompactGradients"]
+
+
+class CompactGradients:
+    """Gradients of a Compact array's read (mixed into ``Compact``; see the module docstring)."""
+
+    def linear_map(self):
+        """The weight map M (IR drop included) for read="linear"; None for the nonlinear read.
+
+        With read noise the forward pass is x @ M times (1 + σ N) per sense current, with a
+        DAC / ADC it reads quantised inputs / currents; the backward pass uses M (noise and
+        converters are passed straight through).  Whether forward is exactly x @ M:
+        :meth:`linear_forward`.
+        """
+        self._require_programmed()
+        return self.weight_map() if self.read == "linear" else None
+
+    def _require_ideal_periphery_for_gradients(self):
+        # the adjoint (cosim.crossbar.adjoint) marches today's topology: source and sense
+        # at the line ends without resistors; a gradient that ignored them would be wrong
+        if self.r_driver or self.r_sense:
+            raise NotImplementedError(
+                f"weight gradients through r_driver = {self.r_driver!r} ohm / r_sense = "
+                f"{self.r_sense!r} ohm are not supported (the adjoint of the read assumes an "
+                f"ideal driver and virtual ground): train with r_driver = r_sense = 0 and "
+                f"evaluate with them")
+
+    def _to_amperes(self):
+        """Sense amperes per output weight unit: out_j = (I_2j - I_2j+1) / (V_read s k)."""
+        return 1.0 / (self.v_read * self._scale * self.read_factor)
+
+    def _weight_gradient(self, grad_g, grad_scale):
+        m = self.mapping
+        return adjoint.mapping_gradient(self._weights, m.g_min, m.g_max, m.w_max, self._scale,
+                                        grad_g, grad_scale)
+
+    def map_gradient(self, grad_map):
+        """Linear read: ∂L/∂W (R, C) from ∂L/∂M, exact through the IR drop.
+
+        M = (A[:, 0::2] - A[:, 1::2]) / (s k) with A the transfer matrix of the cells g·k, so
+        ∂L/∂A = ±∂L/∂M / (s k) on the G⁺ / G⁻ columns, ∂L/∂g = k ∂L/∂(g k) by the adjoint of
+        the nodal solve, and ∂L/∂s = -Σ ∂L/∂M ⊙ M / s; then through the mapping.
+        """
+        if self.read != "linear":
+            raise RuntimeError("map_gradient exists only for read='linear'; use vjp")
+        self._require_programmed()
+        self._require_ideal_periphery_for_gradients()
+        grad_map = np.asarray(grad_map, dtype=np.float64)
+        if grad_map.shape != self._weights.shape:
+            raise ValueError(f"grad_map must have the weights' shape {self._weights.shape}, "
+                             f"got {grad_map.shape}")
+        per_volt = grad_map * (self._to_amperes() * self.v_read)     # 1 / (s k)
+        grad_A = np.empty(self._states.shape)
+        grad_A[:, 0::2] = per_volt
+        grad_A[:, 1::2] = -per_volt
+        grad_g = self.read_factor * adjoint.transfer_gradient(
+            self._cell_conductance(), self.r_word, self.r_bit, grad_A)
+        grad_scale = -float(np.sum(grad_map * self.weight_map())) / self._scale
+        return self._weight_gradient(grad_g, grad_scale)
+
+    def vjp(self, x, grad_out, weights=True):
+        """(∂L/∂x, ∂L/∂W) of reads of x (N, R); exact for both reads (read noise aside).
+
+        Nonlinear read: each distinct input pattern is solved again (warm Newton) and its
+        adjoint taken at the converged node voltages (``adjoint.nonlinear_vjp``); the state
+        enters the cell current as the factor g(w), so ∂i/∂g = i/g.
+        """
+        if self.read == "linear":
+            return super().vjp(x, grad_out, weights)
+        self._require_programmed()
+        self._require_ideal_periphery_for_gradients()
+        x = np.asarray(x, dtype=np.float64)
+        grad_out = np.asarray(grad_out, dtype=np.float64)
+        rows, cols2 = self._states.shape
+        to_amps = self._to_amperes()
+        cot = np.empty((x.shape[0], cols2))
+        cot[:, 0::2] = grad_out * to_amps
+        cot[:, 1::2] = -grad_out * to_amps
+        grad_x = np.empty(x.shape)
+        grad_g = np.zeros((rows, cols2))
+        grad_scale = 0.0
+        cell = self._cell()
+        patterns = {}
+        for k in range(x.shape[0]):
+            patterns.setdefault(x[k].tobytes(), []).append(k)
+        for idx in patterns.values():
+            xk = x[idx[0]]
+            V = self.v_read * xk
+            if not np.any(V):                        # no drive: every node sits at 0 V
+                w, b = np.zeros((rows, cols2)), np.zeros((rows, cols2))
+            elif self.r_word == 0 and self.r_bit == 0:
+                w, b = np.broadcast_to(V[:, None], (rows, cols2)), np.zeros((rows, cols2))
+            else:
+                sol = self.solution(xk)
+                w, b = sol.word_voltages, sol.bit_voltages
+            grad_V, grad_di = adjoint.nonlinear_vjp(cell, V, w, b, self.r_word, self.r_bit,
+                                                    cot[idx])
+            grad_x[idx] = self.v_read * grad_V
+            if weights:
+                i = cell(w, b)[0]
+                grad_g += grad_di.sum(axis=0) * (i / self._g)
+                # the sense currents: column sums of the cells (equal to the solver's own
+                # currents by KCL; also right where no solve was needed)
+                currents = i.sum(axis=0)
+                out = (currents[0::2] - currents[1::2]) * to_amps
+                grad_scale -= float(np.sum(grad_out[idx] @ out)) / self._scale
+        return grad_x, (self._weight_gradient(grad_g, grad_scale) if weights else None)
