@@ -876,12 +876,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(comp)
     comp.set_defaults(func=_cmd_compare)
 
+    from .sweep import PARAMETERS as SWEEP_PARAMETERS   # the help lists every one of them
+
     sweep = sub.add_parser("sweep", help="parameter sweeps of a saved model, local or on Dask",
                            description="Evaluate a saved model over a grid of crossbar "
-                                       "parameters (r-word, r-bit, r (both), program-sigma, "
-                                       "d2d-sigma, levels, seed, backend, read, v-read, "
-                                       "max-array). Points are stored as they finish; a rerun "
-                                       "resumes.")
+                                       "parameters ("
+                                       + ", ".join(n.replace("_", "-") for n in SWEEP_PARAMETERS)
+                                       + "; r sets r-word and r-bit). Points are stored as "
+                                         "they finish; a rerun resumes.")
     sweep.add_argument("model", help="saved model (.npz)")
     sweep.add_argument("--grid", nargs="+", required=True,
                        help="NAME=V1,V2,... or NAME=START:STOP (integers), e.g. "

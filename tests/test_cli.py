@@ -243,3 +243,14 @@ def test_progress_lines_are_periodic_off_a_terminal_and_bars_on_one():
     quiet = Progress(enabled=False, stream=silent)
     quiet("x", 1, 1)
     assert silent.getvalue() == ""
+
+
+def test_sweep_help_names_every_sweep_parameter(capsys):
+    """Every grid parameter (periphery included) is listed in `cosim sweep --help`."""
+    from cosim.sweep import PARAMETERS
+
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = "".join(capsys.readouterr().out.split())   # argparse wraps lines, also at "-"
+    listed = text.split("parameters(", 1)[1].split(";", 1)[0].split(",")
+    assert sorted(listed) == sorted(n.replace("_", "-") for n in PARAMETERS)
