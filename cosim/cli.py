@@ -478,7 +478,7 @@ def _print_compare(metrics):
             print(f"  array {array:10s} {name:8s} vs {ref}: current error max {e['max_rel']:.1e}, "
                   f"mean {e['mean_rel']:.1e}")
     for name, summary in metrics.get("energy", {}).items():
-        _print_energy(summary, indent=f"  {name:8s} ")
+        _print_energy(summary, indent=f"  {name:8s} N = {summary['samples']:4d}  ")
 
 
 def _cmd_compare(args, progress) -> int:
