@@ -254,24 +254,46 @@ def _data_name(args):
 
 # ------------------------------------------------------------------------------ backends
 
-def _backend_from_args(args, name=None):
-    """A crossbar backend from --backend/--r-word/... (None: keep the model's own)."""
+def _physical_given(args) -> dict:
+    """The options given that set a parameter of the physical arrays (dest -> value)."""
+    names = ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS)
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+
+
+def _backend_from_args(args, name=None, current=None):
+    """A crossbar backend from --backend/--r-word/... (None: keep the model's own).
+
+    ``current`` is the model's saved backend: when it is physical and ``name`` is its kind
+    (or not given), the options change only what they name and every other parameter
+    (wires, periphery, variability, tiles) stays the model's. Otherwise the backend is
+    built from the defaults and the options.
+    """
+    from .crossbar import from_spec, to_spec
+
+    given = _physical_given(args)
     name = name or getattr(args, "backend", None)
+    inner = getattr(current, "inner", current)
     if name is None:
-        return None
+        if not given:
+            return None
+        if inner is None or inner.name == "ideal":
+            option = "--" + next(iter(given)).replace("_", "-")
+            raise ValueError(f"{option} sets a parameter of physical arrays but the model's "
+                             f"crossbar is ideal; add --backend compact (or spice)")
+        name = inner.name
+    if inner is not None and inner.name == name:
+        spec = to_spec(current)
+        params = spec["inner"]["params"] if "inner" in spec else spec["params"]
+        card = given.pop("device_card", None)
+        if card is not None:
+            from .devices import Memtransistor
+            params["device"] = Memtransistor.from_card(card)
+        params.update(given)
+        return from_spec(spec, where="the model's crossbar with the command-line options")
     from .config import DEFAULTS, build_crossbar, load_config
 
-    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ)
-    for key in ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS):
-        value = getattr(args, key, None)
-        if value is not None:
-            section[key] = value
+    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ, **given)
     return build_crossbar(load_config({"crossbar": section})["crossbar"])
-
-
-def _physical_options_given(args):
-    return any(getattr(args, k, None) is not None
-               for k in ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS))
 
 
 # ------------------------------------------------------------------------------ commands
@@ -401,7 +423,10 @@ def _cmd_predict(args, progress) -> int:
     from .stats import accuracy_summary, format_accuracy
 
     out = output_file("--out", args.out) if args.out is not None else None
-    model = Model.load(args.model, crossbar=_backend_from_args(args))
+    model = Model.load(args.model)
+    chosen = _backend_from_args(args, current=model.network.crossbar)
+    if chosen is not None:
+        model = Model.load(args.model, crossbar=chosen)
     net = model.network
     x_test, y_test = _test_data(args, net.n_in)
     t0 = time.perf_counter()
@@ -431,11 +456,14 @@ def _cmd_predict(args, progress) -> int:
 def _netlist_crossbar(model, args):
     """The physical arrays of the decks: the model's own unless options ask otherwise;
     an ideal model gets compact arrays with the options' (default) settings."""
-    inner = getattr(model.network.crossbar, "inner", model.network.crossbar)
+    current = model.network.crossbar
+    inner = getattr(current, "inner", current)
     chosen = getattr(args, "backend", None)
-    if chosen is None and not _physical_options_given(args) and inner.name != "ideal":
+    if chosen is None and not _physical_given(args) and inner.name != "ideal":
         return None
-    return _backend_from_args(args, name=chosen if chosen not in (None, "ideal") else "compact")
+    if chosen in (None, "ideal"):
+        chosen = "compact" if inner.name == "ideal" else inner.name
+    return _backend_from_args(args, name=chosen, current=current)
 
 
 def _cmd_netlist(args, progress) -> int:
