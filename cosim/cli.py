@@ -480,9 +480,9 @@ def _cmd_netlist(args, progress) -> int:
                              tran=not args.no_tran)
     progress("netlist", 1, 1)
     write_run_json(out / "run.json", args, {"encoding": args.seed})
+    tran = "" if args.no_tran else f", {len(result['tran'])} .tran decks to {out}/tran/"
     print(f"wrote {len(result['decks'])} .op decks to {out}/ (timestep {step} of sample "
-          f"{args.sample}), {len(result['tran'])} .tran decks to {out}/tran/, "
-          f"expected_currents.json and manifest.json")
+          f"{args.sample}){tran}, expected_currents.json and manifest.json")
     for deck in result["decks"]:
         print(f"  ngspice -b {deck}")
     return 0

@@ -308,10 +308,12 @@ def test_physical_option_on_an_ideal_model_is_one_clear_error(tmp_path, capsys):
     assert len(err) == 1 and "--r-sense" in err[0] and "--backend compact" in err[0]
 
 
-def test_netlist_option_keeps_the_saved_periphery(tmp_path):
+def test_netlist_option_keeps_the_saved_periphery(tmp_path, capsys):
     path = _periphery_model(tmp_path)
     assert main(["netlist", str(path), "--out", str(tmp_path / "d"), "--r-bit", "3",
                  "--no-tran", "--steps", "8", "--quiet"]) == 0
+    assert ".tran" not in capsys.readouterr().out       # --no-tran: no "0 .tran decks" line
+    assert not (tmp_path / "d" / "tran").exists()
     deck = (tmp_path / "d" / "in.cir").read_text()
     assert "r_word = 2.0 Ohm, r_bit = 3.0 Ohm" in deck
     assert "r_driver = 20.0 Ohm, r_sense = 50.0 Ohm" in deck and "adc_bits 8" in deck
