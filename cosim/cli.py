@@ -263,12 +263,13 @@ def _physical_given(args) -> dict:
 def _backend_from_args(args, name=None, current=None):
     """A crossbar backend from --backend/--r-word/... (None: keep the model's own).
 
-    ``current`` is the model's saved backend: when it is physical and ``name`` is its kind
-    (or not given), the options change only what they name and every other parameter
-    (wires, periphery, variability, tiles) stays the model's. Otherwise the backend is
-    built from the defaults and the options.
+    ``current`` is the model's saved backend: when it is physical and ``name`` is a physical
+    backend (or not given), the options change only what they name and every other
+    parameter (wires, periphery, variability, tiles) stays the model's, also when compact
+    arrays are solved by spice or back. Otherwise the backend is built from the defaults
+    and the options.
     """
-    from .crossbar import from_spec, to_spec
+    from .crossbar import BACKENDS, from_spec, to_spec
 
     given = _physical_given(args)
     name = name or getattr(args, "backend", None)
@@ -281,9 +282,12 @@ def _backend_from_args(args, name=None, current=None):
             raise ValueError(f"{option} sets a parameter of physical arrays but the model's "
                              f"crossbar is ideal; add --backend compact (or spice)")
         name = inner.name
-    if inner is not None and inner.name == name:
+    if inner is not None and inner.name != "ideal" and name != "ideal":
         spec = to_spec(current)
-        params = spec["inner"]["params"] if "inner" in spec else spec["params"]
+        array = spec.get("inner", spec)
+        accepted = BACKENDS[name].param_names()
+        array["name"] = name
+        array["params"] = params = {k: v for k, v in array["params"].items() if k in accepted}
         card = given.pop("device_card", None)
         if card is not None:
             from .devices import Memtransistor

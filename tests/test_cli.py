@@ -317,3 +317,12 @@ def test_netlist_option_keeps_the_saved_periphery(tmp_path, capsys):
     deck = (tmp_path / "d" / "in.cir").read_text()
     assert "r_word = 2.0 Ohm, r_bit = 3.0 Ohm" in deck
     assert "r_driver = 20.0 Ohm, r_sense = 50.0 Ohm" in deck and "adc_bits 8" in deck
+
+
+def test_predict_on_spice_keeps_the_models_periphery(tmp_path):
+    """`--backend spice` solves the model's own arrays (periphery included) with ngspice:
+    the same energy as the compact arrays (the circuits are the same)."""
+    path = _periphery_model(tmp_path)
+    own = _predicted_energy(path, tmp_path)
+    assert _predicted_energy(path, tmp_path, "--backend", "spice") == pytest.approx(
+        own, rel=1e-9)
