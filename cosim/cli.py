@@ -254,24 +254,50 @@ def _data_name(args):
 
 # ------------------------------------------------------------------------------ backends
 
-def _backend_from_args(args, name=None):
-    """A crossbar backend from --backend/--r-word/... (None: keep the model's own)."""
+def _physical_given(args) -> dict:
+    """The options given that set a parameter of the physical arrays (dest -> value)."""
+    names = ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS)
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+
+
+def _backend_from_args(args, name=None, current=None):
+    """A crossbar backend from --backend/--r-word/... (None: keep the model's own).
+
+    ``current`` is the model's saved backend: when it is physical and ``name`` is a physical
+    backend (or not given), the options change only what they name and every other
+    parameter (wires, periphery, variability, tiles) stays the model's, also when compact
+    arrays are solved by spice or back. Otherwise the backend is built from the defaults
+    and the options.
+    """
+    from .crossbar import BACKENDS, from_spec, to_spec
+
+    given = _physical_given(args)
     name = name or getattr(args, "backend", None)
+    inner = getattr(current, "inner", current)
     if name is None:
-        return None
+        if not given:
+            return None
+        if inner is None or inner.name == "ideal":
+            option = "--" + next(iter(given)).replace("_", "-")
+            raise ValueError(f"{option} sets a parameter of physical arrays but the model's "
+                             f"crossbar is ideal; add --backend compact (or spice)")
+        name = inner.name
+    if inner is not None and inner.name != "ideal" and name != "ideal":
+        spec = to_spec(current)
+        array = spec.get("inner", spec)
+        accepted = BACKENDS[name].param_names()
+        array["name"] = name
+        array["params"] = params = {k: v for k, v in array["params"].items() if k in accepted}
+        card = given.pop("device_card", None)
+        if card is not None:
+            from .devices import Memtransistor
+            params["device"] = Memtransistor.from_card(card)
+        params.update(given)
+        return from_spec(spec, where="the model's crossbar with the command-line options")
     from .config import DEFAULTS, build_crossbar, load_config
 
-    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ)
-    for key in ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS):
-        value = getattr(args, key, None)
-        if value is not None:
-            section[key] = value
+    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ, **given)
     return build_crossbar(load_config({"crossbar": section})["crossbar"])
-
-
-def _physical_options_given(args):
-    return any(getattr(args, k, None) is not None
-               for k in ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS))
 
 
 # ------------------------------------------------------------------------------ commands
@@ -401,7 +427,10 @@ def _cmd_predict(args, progress) -> int:
     from .stats import accuracy_summary, format_accuracy
 
     out = output_file("--out", args.out) if args.out is not None else None
-    model = Model.load(args.model, crossbar=_backend_from_args(args))
+    model = Model.load(args.model)
+    chosen = _backend_from_args(args, current=model.network.crossbar)
+    if chosen is not None:
+        model = Model.load(args.model, crossbar=chosen)
     net = model.network
     x_test, y_test = _test_data(args, net.n_in)
     t0 = time.perf_counter()
@@ -431,11 +460,14 @@ def _cmd_predict(args, progress) -> int:
 def _netlist_crossbar(model, args):
     """The physical arrays of the decks: the model's own unless options ask otherwise;
     an ideal model gets compact arrays with the options' (default) settings."""
-    inner = getattr(model.network.crossbar, "inner", model.network.crossbar)
+    current = model.network.crossbar
+    inner = getattr(current, "inner", current)
     chosen = getattr(args, "backend", None)
-    if chosen is None and not _physical_options_given(args) and inner.name != "ideal":
+    if chosen is None and not _physical_given(args) and inner.name != "ideal":
         return None
-    return _backend_from_args(args, name=chosen if chosen not in (None, "ideal") else "compact")
+    if chosen in (None, "ideal"):
+        chosen = "compact" if inner.name == "ideal" else inner.name
+    return _backend_from_args(args, name=chosen, current=current)
 
 
 def _cmd_netlist(args, progress) -> int:
@@ -452,9 +484,9 @@ def _cmd_netlist(args, progress) -> int:
                              tran=not args.no_tran)
     progress("netlist", 1, 1)
     write_run_json(out / "run.json", args, {"encoding": args.seed})
+    tran = "" if args.no_tran else f", {len(result['tran'])} .tran decks to {out}/tran/"
     print(f"wrote {len(result['decks'])} .op decks to {out}/ (timestep {step} of sample "
-          f"{args.sample}), {len(result['tran'])} .tran decks to {out}/tran/, "
-          f"expected_currents.json and manifest.json")
+          f"{args.sample}){tran}, expected_currents.json and manifest.json")
     for deck in result["decks"]:
         print(f"  ngspice -b {deck}")
     return 0
@@ -478,7 +510,7 @@ def _print_compare(metrics):
             print(f"  array {array:10s} {name:8s} vs {ref}: current error max {e['max_rel']:.1e}, "
                   f"mean {e['mean_rel']:.1e}")
     for name, summary in metrics.get("energy", {}).items():
-        _print_energy(summary, indent=f"  {name:8s} ")
+        _print_energy(summary, indent=f"  {name:8s} N = {summary['samples']:4d}  ")
 
 
 def _cmd_compare(args, progress) -> int:
@@ -877,12 +909,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(comp)
     comp.set_defaults(func=_cmd_compare)
 
+    from .sweep import PARAMETERS as SWEEP_PARAMETERS   # the help lists every one of them
+
     sweep = sub.add_parser("sweep", help="parameter sweeps of a saved model, local or on Dask",
                            description="Evaluate a saved model over a grid of crossbar "
-                                       "parameters (r-word, r-bit, r (both), program-sigma, "
-                                       "d2d-sigma, levels, seed, backend, read, v-read, "
-                                       "max-array). Points are stored as they finish; a rerun "
-                                       "resumes.")
+                                       "parameters ("
+                                       + ", ".join(n.replace("_", "-") for n in SWEEP_PARAMETERS)
+                                       + "; r sets r-word and r-bit). Points are stored as "
+                                         "they finish; a rerun resumes.")
     sweep.add_argument("model", help="saved model (.npz)")
     sweep.add_argument("--grid", nargs="+", required=True,
                        help="NAME=V1,V2,... or NAME=START:STOP (integers), e.g. "

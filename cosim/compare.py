@@ -181,7 +181,9 @@ def _energy(nets, runs, x):
             report = inference_energy(hw, x[:rec.z.shape[0]], rec)
         except TypeError:              # a backend without a circuit (a user's own): none
             continue
-        out[name] = dict(report.summary(), per_step_J=report.per_step.mean(axis=0).tolist())
+        # samples: spice runs fewer samples than compact, so the means are over other inputs
+        out[name] = dict(report.summary(), samples=int(rec.z.shape[0]),
+                         per_step_J=report.per_step.mean(axis=0).tolist())
     return out
 
 
@@ -427,9 +429,10 @@ def _report_md(metrics, figures, out):
     if metrics.get("energy"):
         lines += ["", "Energy of an inference (source power x read_time per read, plus ADC/DAC "
                   "conversions; SOP = active rows x columns; TOPS/W = 2 SOP / E / 1e12):", "",
-                  "| backend | energy per inference | fJ per SOP | TOPS/W |", "|---|---|---|---|"]
+                  "| backend | N (samples) | energy per inference | fJ per SOP | TOPS/W |",
+                  "|---|---|---|---|---|"]
         for name, e in metrics["energy"].items():
-            lines.append(f"| {name} | {e['energy_per_inference_J']:.3e} J | "
+            lines.append(f"| {name} | {e['samples']} | {e['energy_per_inference_J']:.3e} J | "
                          f"{e['joules_per_sop'] * 1e15:.3f} | {e['tops_per_watt']:.1f} |")
     lines.append("")
     for title, path in figures:

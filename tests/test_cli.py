@@ -243,3 +243,86 @@ def test_progress_lines_are_periodic_off_a_terminal_and_bars_on_one():
     quiet = Progress(enabled=False, stream=silent)
     quiet("x", 1, 1)
     assert silent.getvalue() == ""
+
+
+def test_sweep_help_names_every_sweep_parameter(capsys):
+    """Every grid parameter (periphery included) is listed in `cosim sweep --help`."""
+    from cosim.sweep import PARAMETERS
+
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = "".join(capsys.readouterr().out.split())   # argparse wraps lines, also at "-"
+    listed = text.split("parameters(", 1)[1].split(";", 1)[0].split(",")
+    assert sorted(listed) == sorted(n.replace("_", "-") for n in PARAMETERS)
+
+
+def _periphery_model(tmp_path):
+    from cosim.crossbar import Compact
+    from cosim.model import Model
+    from cosim.network import SRNN
+
+    arrays = Compact(r_word=2.0, r_bit=2.0, r_sense=50.0, r_driver=20.0, adc_bits=8)
+    return Model(SRNN(64, 8, 10, seed=0, neuron="lif", crossbar=arrays)).save(tmp_path / "m.npz")
+
+
+def _predicted_energy(path, tmp_path, *options):
+    out = tmp_path / "p.json"
+    assert main(["predict", str(path), "--samples", "3", "--steps", "8", "--quiet",
+                 "--out", str(out), *options]) == 0
+    return json.loads(out.read_text())["energy"]["energy_per_inference_J"]
+
+
+def test_predict_options_change_only_what_they_name_on_the_models_arrays(tmp_path):
+    """`predict --r-sense X` on a saved physical model applies X to the model's own arrays
+    (it used to be ignored without --backend) and keeps the rest (wires, r_driver, ADC);
+    `--backend compact` alone keeps the model's periphery (it used to reset it)."""
+    from cosim.cli import _test_data, build_parser
+    from cosim.crossbar import Compact
+    from cosim.model import Model
+
+    path = _periphery_model(tmp_path)
+    args = build_parser().parse_args(["predict", str(path), "--samples", "3", "--steps", "8"])
+    x, _ = _test_data(args, 64)
+
+    def library_energy(**change):
+        params = dict(r_word=2.0, r_bit=2.0, r_sense=50.0, r_driver=20.0, adc_bits=8)
+        net = Model.load(path, crossbar=Compact(**{**params, **change})).network
+        return net.run(x, energy=True).extras["energy"].summary()["energy_per_inference_J"]
+
+    own = library_energy()
+    assert _predicted_energy(path, tmp_path) == pytest.approx(own, rel=1e-12)
+    assert _predicted_energy(path, tmp_path, "--backend", "compact") == pytest.approx(
+        own, rel=1e-12)
+    changed = _predicted_energy(path, tmp_path, "--r-sense", "5000")
+    assert changed == pytest.approx(library_energy(r_sense=5000.0), rel=1e-12)
+    assert abs(changed - own) > 1e-3 * own
+
+
+def test_physical_option_on_an_ideal_model_is_one_clear_error(tmp_path, capsys):
+    from cosim.model import Model
+    from cosim.network import SRNN
+
+    path = Model(SRNN(64, 8, 10, seed=0, neuron="lif")).save(tmp_path / "ideal.npz")
+    assert main(["predict", str(path), "--r-sense", "100", "--samples", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--r-sense" in err[0] and "--backend compact" in err[0]
+
+
+def test_netlist_option_keeps_the_saved_periphery(tmp_path, capsys):
+    path = _periphery_model(tmp_path)
+    assert main(["netlist", str(path), "--out", str(tmp_path / "d"), "--r-bit", "3",
+                 "--no-tran", "--steps", "8", "--quiet"]) == 0
+    assert ".tran" not in capsys.readouterr().out       # --no-tran: no "0 .tran decks" line
+    assert not (tmp_path / "d" / "tran").exists()
+    deck = (tmp_path / "d" / "in.cir").read_text()
+    assert "r_word = 2.0 Ohm, r_bit = 3.0 Ohm" in deck
+    assert "r_driver = 20.0 Ohm, r_sense = 50.0 Ohm" in deck and "adc_bits 8" in deck
+
+
+def test_predict_on_spice_keeps_the_models_periphery(tmp_path):
+    """`--backend spice` solves the model's own arrays (periphery included) with ngspice:
+    the same energy as the compact arrays (the circuits are the same)."""
+    path = _periphery_model(tmp_path)
+    own = _predicted_energy(path, tmp_path)
+    assert _predicted_energy(path, tmp_path, "--backend", "spice") == pytest.approx(
+        own, rel=1e-9)

@@ -230,3 +230,22 @@ def test_cli_netlist_writes_the_periphery(tmp_path):
     assert "r_driver = 20.0 Ohm, r_sense = 50.0 Ohm" in deck
     assert ".param rdrv = 20.0 rsense = 50.0" in deck
     assert "* expected source power:" in deck
+
+
+def test_compare_energy_names_its_samples_and_spice_matches_compact_on_them(tmp_path):
+    """compare runs spice on fewer samples than compact: each energy entry says over how
+    many, and on the same samples ngspice's arrays give compact's energy (same circuit)."""
+    from cosim.compare import compare
+    from cosim.model import Model
+
+    net = SRNN(64, 8, 10, seed=0, neuron="lif")
+    x = (np.random.default_rng(3).random((4, 6, 64)) < 0.3).astype(float)
+    y = np.zeros(4, dtype=int)
+    metrics = compare(Model(net), x, y, backends=("ideal", "compact", "spice"),
+                      spice_samples=2, backend_params={"r_sense": 50.0})
+    energy = metrics["energy"]
+    assert energy["compact"]["samples"] == 4 and energy["spice"]["samples"] == 2
+    same = net.with_crossbar(Compact(r_word=1.0, r_bit=1.0, r_sense=50.0))
+    on_two = same.run(x[:2], energy=True).extras["energy"].summary()
+    assert energy["spice"]["energy_per_inference_J"] == pytest.approx(
+        on_two["energy_per_inference_J"], rel=1e-9)
