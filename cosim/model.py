@@ -51,6 +51,8 @@ DIVERGENCE_FACTOR = 1e3
 FORMAT = "cosim-model"
 FORMAT_VERSION = 1
 RULES = {"bptt": BPTT, "bp": BP}
+#: the rule names a model file may hold ("custom": a rule object, not stored)
+_RULE_NAMES = frozenset(RULES) | {"stdp"}
 
 
 class UnknownRule:
@@ -72,7 +74,7 @@ _UNSUPERVISED_API = ("assign_labels", "evaluate", "n_classes", "check_input", "p
 
 def _make_rule(rule):
     if isinstance(rule, str):
-        key = check.choice("rule", rule, set(RULES) | {"stdp"})
+        key = check.choice("rule", rule, _RULE_NAMES)
         if key == "stdp":
             from .learning.stdp import STDPRule
             return STDPRule()
@@ -260,8 +262,7 @@ class Model:
 
     def _state(self):
         net = self.network
-        known = set(RULES) | {"stdp"}
-        header = {"rule": self.rule_name if self.rule_name in known else "custom",
+        header = {"rule": self.rule_name if self.rule_name in _RULE_NAMES else "custom",
                   "lr": self.lr, "batch_size": self.batch_size, "optimizer": self.optimizer_name,
                   "schedule": self.schedule, "seed": self.seed if isinstance(self.seed, int) else None,
                   "rate_reg": self.rate_reg.strength, "rate_target": self.rate_reg.target}
@@ -306,9 +307,9 @@ class Model:
                                  f"{header['format_version']} > {FORMAT_VERSION})")
         network = _rebuild_network(header, contents, crossbar)
         saved_rule = header["rule"]
-        if saved_rule not in set(RULES) | {"stdp", "custom"}:
+        if saved_rule not in _RULE_NAMES | {"custom"}:
             raise ModelFileError(f"{path}: model header rule {saved_rule[:20]!r} is not one of "
-                                 f"{sorted(set(RULES) | {'stdp', 'custom'})}")
+                                 f"{sorted(_RULE_NAMES | {'custom'})}")
         if rule is None:
             rule = UnknownRule() if saved_rule == "custom" else saved_rule
         try:
