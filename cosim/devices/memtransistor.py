@@ -68,7 +68,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.special import expit
 
 from .. import _validate, device_models
 from ..errors import DeviceCardError
