@@ -160,9 +160,10 @@ class Spice(Compact):
         return np.array([float(np.ravel(result[n])[0]) for n in names])
 
     # -- power (EQUATIONS.md §7) -------------------------------------------------------------
-    def _nodal_linear(self):
-        # Spice reads its transfer matrix through ngspice; power uses the nodal solve of the
-        # same circuit (cross-checked against ngspice by power())
+    def _linear_solver(self):
+        # Spice reads its transfer matrix through ngspice (held in _solver); power and
+        # solution() use the nodal solve of the same circuit, kept beside the power forms
+        # (the power is cross-checked against ngspice by power())
         if self._power_forms is None:
             self._power_forms = (nodal.LinearArray(self._cell_conductance(), self.r_word,
                                                    self.r_bit, r_driver=self.r_driver,
@@ -170,7 +171,7 @@ class Spice(Compact):
         return self._power_forms[0]
 
     def _linear_power_forms(self):
-        array = self._nodal_linear()
+        array = self._linear_solver()
         if self._power_forms[1] is None:
             self._power_forms = (array, _power.QuadraticForms.build(array))
         return self._power_forms

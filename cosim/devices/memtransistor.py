@@ -68,7 +68,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.special import expit
 
 from .. import _validate, device_models
 from ..errors import DeviceCardError
@@ -110,8 +109,11 @@ _CHECKS = {
 
 
 def _softplus(u):
-    """ln(1 + e^u), stable for any u."""
-    return _softplus_sigmoid(u)[0]
+    """ln(1 + e^u), stable for any u (the first half of :func:`_softplus_sigmoid`)."""
+    u = np.asarray(u, dtype=float)
+    sp = np.log1p(np.exp(-np.abs(u)))
+    sp += np.maximum(u, 0.0)
+    return sp
 
 
 def _softplus_sigmoid(u):

@@ -29,6 +29,7 @@ import numpy as np
 
 from .netlist import resolve_deck
 from .ngspice import ENGINE, check_vectors, default_cache_dir, run_analysis
+from .results import ANALYSIS_SCALES
 
 __all__ = ["SpiceCache", "cached_run", "cached_run_op", "cached_run_dc", "cached_run_tran"]
 
@@ -173,8 +174,8 @@ def cached_run(deck: str, vectors=None, analysis: str = "op", cache=None,
     store = _as_cache(cache)
     if store is None:
         return run_analysis(deck, vectors, analysis, **run_kwargs)
-    if analysis in ("tran", "dc") and vectors is not None:
-        scale = "time" if analysis == "tran" else "v(v-sweep)"
+    scale = ANALYSIS_SCALES.get(analysis)      # the key names what run_analysis returns
+    if scale is not None and vectors is not None:
         vectors = check_vectors(vectors)
         vectors = vectors if scale in vectors else [scale] + vectors
     points = run_kwargs.get("points")

@@ -41,6 +41,14 @@ def fmt_time(t) -> str:
     return fmt(float(f"{float(t):.12g}"))
 
 
+def _check_path_text(text: str) -> None:
+    """ValueError if a path, as written or as it will land in the deck, holds quotes,
+    newlines or control characters."""
+    if any(c in text for c in "\"'\n\r") or not text.isprintable():
+        raise ValueError(f"model library path contains quotes, newlines or control "
+                         f"characters: {text!r}")
+
+
 def include_line(path, relative_to=None) -> str:
     """A safe ``.include "<path>"`` line (rejects quotes, newlines, control chars).
 
@@ -48,17 +56,12 @@ def include_line(path, relative_to=None) -> str:
     written: ngspice resolves a relative ``.include`` from the including deck's folder), so
     that a deck and the model library can move together.
     """
-    for candidate in (str(path),):
-        if any(c in candidate for c in "\"'\n\r") or not candidate.isprintable():
-            raise ValueError(f"model library path contains quotes, newlines or control "
-                             f"characters: {candidate!r}")
+    _check_path_text(str(path))
     target = Path(path).expanduser().resolve()
     text = str(target)
     if relative_to is not None:
         text = os.path.relpath(target, Path(relative_to).expanduser().resolve())
-    if any(c in text for c in "\"'\n\r") or not text.isprintable():
-        raise ValueError(f"model library path contains quotes, newlines or control "
-                         f"characters: {text!r}")
+    _check_path_text(text)
     if not target.is_file():
         raise FileNotFoundError(f"model library not found: {target}")
     return f'.include "{text}"'

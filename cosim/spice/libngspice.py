@@ -40,9 +40,6 @@ def find_library() -> str | None:
     return ctypes.util.find_library("ngspice")
 
 
-#: The process's engine, used by the module functions below.
-
-
 class _VectorInfo(ctypes.Structure):
     _fields_ = [("v_name", ctypes.c_char_p), ("v_type", ctypes.c_int),
                 ("v_flags", ctypes.c_short), ("v_realdata", ctypes.POINTER(ctypes.c_double)),
@@ -120,8 +117,7 @@ class SharedLibrary:
 
     def load(self, deck: str) -> str:
         """Hand the (already checked) deck to ngspice, replacing the last one; the log."""
-        self.command("destroy all")
-        self.command("remcirc")
+        self.unload()
         lines = [ln.encode("utf-8") for ln in deck.splitlines() if ln.strip()]
         arr = (ctypes.c_char_p * (len(lines) + 1))(*lines, None)
         self._lib.ngSpice_Circ(arr)

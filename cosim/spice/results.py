@@ -20,7 +20,6 @@ __all__ = ["check_vectors", "strip_end", "with_retry_options", "log_failed", "re
            "ANALYSIS_SCALES"]
 
 _VECTOR = re.compile(r"[vi]\([a-z0-9_.#+\-]+\)|time|v\(v-sweep\)")
-_SOURCE = re.compile(r"[a-z][a-z0-9_]*")
 _ANALYSIS_CARDS = {"op": ".op", "tran": ".tran", "dc": ".dc"}
 ANALYSIS_SCALES = {"op": None, "tran": "time", "dc": "v(v-sweep)"}
 

@@ -22,6 +22,11 @@ class _Stimulus:
     V: np.ndarray
 
     @property
+    def rows(self) -> int:
+        """R, the number of word lines (the last axis of ``V``)."""
+        return self.V.shape[-1]
+
+    @property
     def extremes(self) -> tuple[float, float]:
         """(min, max) of the word-line voltages [V]."""
         return float(np.min(self.V)), float(np.max(self.V))
@@ -38,10 +43,6 @@ class OpStimulus(_Stimulus):
     """``.op`` with DC word-line voltages ``V`` (R,) in volts."""
     V: np.ndarray
     analysis = "op"
-
-    @property
-    def rows(self) -> int:
-        return self.V.shape[0]
 
     def word_lines(self) -> list[str]:
         return [self.source(f"Vin{i}", f"in{i}", self.V[i]) for i in range(self.rows)]
@@ -67,10 +68,6 @@ class TranStimulus(_Stimulus):
     tmax: float | None = None
     rise: float = 1e-9
     analysis = "tran"
-
-    @property
-    def rows(self) -> int:
-        return self.V.shape[1]
 
     def waveform(self, values) -> str:
         """``PWL(...)`` of rectangular steps; a point only where the value changes."""
@@ -109,10 +106,6 @@ class BatchStimulus(_Stimulus):
     """
     V: np.ndarray
     analysis = "dc"
-
-    @property
-    def rows(self) -> int:
-        return self.V.shape[1]
 
     def word_lines(self) -> list[str]:
         K = self.V.shape[0]
