@@ -162,3 +162,22 @@ def test_samples_read_in_worker_processes_equal_the_in_process_run(tmp_path):
         np.testing.assert_allclose(a.y, b.y, rtol=1e-12, atol=1e-12 * np.abs(a.y).max())
     with pytest.raises(ValueError, match="workers"):
         map_in_processes(net.run, [x[:1]], workers=0)
+
+
+def test_solution_after_a_linear_read_is_the_nodal_solution_and_reads_go_on(tmp_path):
+    """``Spice.solution`` after a linear read crashed ('numpy.ndarray' has no 'solve'), and a
+    read after ``solution`` crashed too: the ngspice transfer matrix sat in the slot of the
+    nodal solver. The node voltages are those of the compact solve of the same array."""
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(8, 4))
+    x = (rng.random((3, 8)) < 0.5).astype(float)
+    spice = Spice(r_word=2.0, r_bit=3.0, read="linear", cache=tmp_path)
+    spice.program(W)
+    before = spice(x)
+    sol = spice.solution(x[0])
+    compact = Compact(r_word=2.0, r_bit=3.0, read="linear")
+    compact.program(W)
+    ref = compact.solution(x[0])
+    np.testing.assert_allclose(sol.word_voltages, ref.word_voltages, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(sol.bit_voltages, ref.bit_voltages, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(spice(x), before)
