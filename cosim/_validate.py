@@ -6,6 +6,8 @@ import numbers
 
 import numpy as np
 
+from .errors import MemoryLimitError
+
 
 def as_float_array(name: str, value, ndim: int | tuple[int, ...] | None = None,
                    allow_nan: bool = False) -> np.ndarray:
@@ -151,9 +153,6 @@ def count(name: str, value, minimum: int = 1, maximum: int | None = None) -> int
         upper = f", <= {maximum}" if maximum is not None else ""
         raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
     return value
-
-
-from .errors import MemoryLimitError  # noqa: E402  (errors imports nothing from here)
 
 
 def progress_callback(progress):

@@ -184,9 +184,8 @@ def load_npz(path, n_in=None):
         if n_in is not None and xa.shape[2] != n_in:
             raise DataFileError(f"data file {path}: {xk} has {xa.shape[2]} inputs per step but "
                                 f"the model has n_in = {n_in}")
-        ya = np.asarray(arrays[yk])
         try:
-            ya = check.labels(yk, ya, xa.shape[0], n_classes=2**31)
+            ya = check.labels(yk, arrays[yk], xa.shape[0], n_classes=2**31)
         except ValueError as exc:
             raise DataFileError(f"data file {path}: {exc}") from None
         return xa, ya
