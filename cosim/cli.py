@@ -589,9 +589,10 @@ def parse_grid(strings) -> dict:
 
     Names are the sweep parameters (``-`` and ``_`` alike: ``r-word`` is ``r_word``);
     values are separated by commas; ``a:b`` and ``a:b:step`` are integer ranges (end
-    excluded, as in Python: ``seed=0:3`` is 0, 1, 2) for ``seed`` and ``levels``;
-    ``max_array`` values are ``64`` (square) or ``128x64`` (rows x cols); ``none`` stands
-    for None (``levels``, ``max_array``). One string with several items separated by
+    excluded, as in Python: ``seed=0:3`` is 0, 1, 2) for the integer parameters (``seed``,
+    ``levels``, ``dac_bits``, ``adc_bits``); ``max_array`` values are ``64`` (square) or
+    ``128x64`` (rows x cols); ``none`` stands for None (``levels``, ``max_array``,
+    ``dac_bits``, ``adc_bits``). One string with several items separated by
     spaces is accepted too. Values get their proper types; errors name the bad item.
     """
     from .sweep import _INT_PARAMS, MAX_POINTS, PARAMETERS, _normalize_grid
