@@ -235,7 +235,6 @@ class LinearArray:
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
                 if R <= C:
                     blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True)
-                    M = None
                     if blocks is not None:
                         M, self._Y = blocks
                 else:                               # the mirrored array (see docstring)
