@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _validate
-from .kcl import (NodalSolution, absolute_balance, bit_lines, check_G, check_V,
+from .kcl import (NodalSolution, absolute_balance, batch_max, bit_lines, check_G, check_V,
                   end_conductance, relative, rounding_floor, segment_conductance, within,
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
@@ -162,14 +162,13 @@ class LinearArray:
             rz = np.einsum("kij,kij->k", r, z)
             while total < _CG_MAX_ITER:
                 # convergence test on the current iterate
-                idev = np.abs(G * (w - x.transpose(0, 2, 1))).reshape(Bn, -1).max(axis=1)
-                isense = np.abs(gb_end * x[:, :, -1]).max(axis=1)
-                isrc = np.abs(gw_end * (Vb - w[:, :, 0])).max(axis=1)
+                idev = batch_max(G * (w - x.transpose(0, 2, 1)))
+                isense = batch_max(gb_end * x[:, :, -1])
+                isrc = batch_max(gw_end * (Vb - w[:, :, 0]))
                 scale = np.maximum(idev, np.maximum(isense, isrc))
-                floor = rounding_floor(gw, np.maximum(np.abs(Vb).max(axis=1),
-                                                      np.abs(w).reshape(Bn, -1).max(axis=1)),
-                                       gb, np.abs(x).reshape(Bn, -1).max(axis=1), idev)
-                rmax = np.abs(r).reshape(Bn, -1).max(axis=1)
+                floor = rounding_floor(gw, np.maximum(batch_max(Vb), batch_max(w)),
+                                       gb, batch_max(x), idev)
+                rmax = batch_max(r)
                 active = rmax > np.maximum(inner * scale, 0.1 * floor)
                 if not active.any():
                     break
@@ -236,7 +235,6 @@ class LinearArray:
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
                 if R <= C:
                     blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True)
-                    M = None
                     if blocks is not None:
                         M, self._Y = blocks
                 else:                               # the mirrored array (see docstring)

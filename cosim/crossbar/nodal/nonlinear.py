@@ -124,9 +124,7 @@ class _Point:
             getattr(self, name)[where] = getattr(other, name)
 
     def relative(self):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.scale > 0, self.fmax / np.where(self.scale > 0, self.scale, 1.0),
-                            np.where(self.fmax == 0, 0.0, np.inf))
+        return relative(self.fmax[:, None], self.scale)
 
 
 def _lines_step(F, Dw, Db, gw, gb):
