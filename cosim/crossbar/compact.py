@@ -394,7 +394,7 @@ class Compact(CompactGradients, Crossbar):
     def _power(self, x, terms=POWER_TERMS):
         """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
         if self.read == "linear" and tuple(terms) == ("sources",):
-            Y = self._nodal_linear().source_admittance()
+            Y = self._linear_solver().source_admittance()
             if Y is not None:                       # the cheap exact form: V^T Y V
                 levels = _periphery.dac(x, self.dac_bits, self.x_max)
                 return {"sources": self.v_read ** 2 * _power.quadratic_form(levels, Y)}
@@ -413,13 +413,9 @@ class Compact(CompactGradients, Crossbar):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming
         (the array of the nodal solve: Spice reads its currents through ngspice instead)."""
         if self._power_forms is None:
-            array = self._nodal_linear()
+            array = self._linear_solver()
             self._power_forms = (array, _power.QuadraticForms.build(array))
         return self._power_forms
-
-    def _nodal_linear(self):
-        """The nodal LinearArray of a linear read (the solver of the compact read itself)."""
-        return self._linear_solver()
 
     def _nonlinear_power(self, V, terms=POWER_TERMS):
         """Power terms of a nonlinear read: each distinct driven pattern solved once (with
