@@ -226,15 +226,20 @@ def write_run_json(path, args, seeds):
 
 # ------------------------------------------------------------------------------ data
 
-def _test_data(args, n_in):
-    """(x_test, y_test) for a model with ``n_in`` inputs: --data FILE or encoded digits."""
+def _test_data(args, n_in, model_steps=None):
+    """(x_test, y_test) for a model with ``n_in`` inputs: --data FILE or encoded digits.
+
+    The digits are encoded with ``--steps`` timesteps, by default the T the model was trained
+    with (``model_steps``), else :data:`DEFAULT_STEPS`.
+    """
     if args.data:
         from .data import load_npz
         _, (x_test, y_test) = load_npz(args.data, n_in=n_in)
     else:
         from .config import build_data
 
-        (_, _), (x_test, y_test) = build_data({"encoding": args.encoding, "T": args.steps,
+        (_, _), (x_test, y_test) = build_data({"encoding": args.encoding,
+                                               "T": args.steps or model_steps or DEFAULT_STEPS,
                                                "seed": args.seed, "resample": True,
                                                "dataset": "digits", "path": ""})
         if x_test.shape[2] != n_in:
@@ -432,7 +437,7 @@ def _cmd_predict(args, progress) -> int:
     if chosen is not None:
         model = Model.load(args.model, crossbar=chosen)
     net = model.network
-    x_test, y_test = _test_data(args, net.n_in)
+    x_test, y_test = _test_data(args, net.n_in, model.steps)
     t0 = time.perf_counter()
     energy = None
     if net.crossbar.name == "ideal":
@@ -476,7 +481,7 @@ def _cmd_netlist(args, progress) -> int:
 
     out = output_dir("--out", args.out)
     model = Model.load(args.model)
-    x_test, _ = _test_data(args, model.network.n_in)
+    x_test, _ = _test_data(args, model.network.n_in, model.steps)
     step = x_test.shape[1] // 2 if args.step is None else args.step
     progress("netlist", 0, 1)
     result = export_netlists(model, out, x_test, sample=args.sample, step=step,
@@ -523,7 +528,7 @@ def _cmd_compare(args, progress) -> int:
         check_address(args.scheduler)
     out = output_dir("--out", args.out)
     model = Model.load(args.model)
-    x_test, y_test = _test_data(args, model.network.n_in)
+    x_test, y_test = _test_data(args, model.network.n_in, model.steps)
     device = Memtransistor.from_card(args.device_card) if args.device_card else None
     t0 = time.perf_counter()
     metrics = compare(model, x_test, y_test, backends=tuple(args.backends), samples=None,
@@ -549,8 +554,8 @@ def _cmd_sweep(args, progress) -> int:
     if args.scheduler is not None:
         check_address(args.scheduler)
     out = output_dir("--out", args.out)
-    net = Model.load(args.model).network
-    x_test, y_test = _test_data(args, net.n_in)
+    model = Model.load(args.model)
+    x_test, y_test = _test_data(args, model.network.n_in, model.steps)
     rows = run_sweep(args.model, grid, x_test, y_test, scheduler=args.scheduler,
                      workers=args.workers, store=out, progress=progress)
     write_run_json(out / "run.json", args, {"encoding": args.seed,
@@ -781,8 +786,9 @@ def _add_data_options(parser, samples=True):
                              "sklearn digits test set")
     parser.add_argument("--encoding", choices=("rate", "rows"), default="rate",
                         help="spike encoding of the digits (default rate)")
-    parser.add_argument("--steps", type=_count(1, 10**6), default=DEFAULT_STEPS,
-                        help=f"timesteps per digits sample (default {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=_count(1, 10**6), default=None,
+                        help=f"timesteps per digits sample (default: the T the model was "
+                             f"trained with, {DEFAULT_STEPS} for models that do not record it)")
     parser.add_argument("--seed", type=_count(0, 2**63 - 1), default=0,
                         help="seed of every random draw of the command: the digits spike "
                              "encoding (and in demo also initialisation and shuffling); "

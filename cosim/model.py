@@ -37,6 +37,7 @@ from .errors import ModelFileError, TrainingDivergedError
 from .learning.bp import BP
 from .learning.bptt import BPTT, RateRegularizer
 from .crossbar import from_spec, to_spec
+from .data import MAX_STEPS
 from .learning.optim import make_optimizer
 from .network import SRNN
 
@@ -124,6 +125,9 @@ class Model:
                             f"lacks {', '.join(missing)}")
         self._rng = check.rng(seed)
         self._optimizer = None
+        #: timesteps per sample of the data :meth:`train` last saw (None: not trained here);
+        #: saved with the model so that ``cosim predict`` encodes test data the same way
+        self.steps = None
 
     # -- input checks ------------------------------------------------------------------------
     def _check_labels(self, y, n):
@@ -149,6 +153,7 @@ class Model:
         first = x.sample(0) if resample else x
         first = self._check_x(first)
         y = self._check_labels(y, first.shape[0])
+        self.steps = int(first.shape[1])
         if validation is not None:
             x_val = self._check_x(validation[0])
             y_val = self._check_labels(validation[1], x_val.shape[0])
@@ -265,7 +270,8 @@ class Model:
         header = {"rule": self.rule_name if self.rule_name in _RULE_NAMES else "custom",
                   "lr": self.lr, "batch_size": self.batch_size, "optimizer": self.optimizer_name,
                   "schedule": self.schedule, "seed": self.seed if isinstance(self.seed, int) else None,
-                  "rate_reg": self.rate_reg.strength, "rate_target": self.rate_reg.target}
+                  "rate_reg": self.rate_reg.strength, "rate_target": self.rate_reg.target,
+                  "steps": self.steps}
         kind = type(net).__name__
         if kind not in NETWORK_FILES:
             raise TypeError(f"cannot save a {kind} network: model files know "
@@ -312,13 +318,20 @@ class Model:
                                  f"{sorted(_RULE_NAMES | {'custom'})}")
         if rule is None:
             rule = UnknownRule() if saved_rule == "custom" else saved_rule
+        steps = header.get("steps")          # absent in older files
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                                  or not 1 <= steps <= MAX_STEPS):
+            raise ModelFileError(f"{path}: model header 'steps' must be an integer in "
+                                 f"[1, {MAX_STEPS}] or null, got {str(steps)[:20]!r}")
         try:
-            return cls(network, rule=rule, lr=header["lr"], batch_size=header["batch_size"],
-                       seed=header["seed"] or 0, optimizer=header["optimizer"],
-                       schedule=header["schedule"], rate_reg=header["rate_reg"],
-                       rate_target=header["rate_target"])
+            model = cls(network, rule=rule, lr=header["lr"], batch_size=header["batch_size"],
+                        seed=header["seed"] or 0, optimizer=header["optimizer"],
+                        schedule=header["schedule"], rate_reg=header["rate_reg"],
+                        rate_target=header["rate_target"])
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: model header holds a bad value: {exc}") from None
+        model.steps = steps
+        return model
 
     def __repr__(self):
         return f"Model({self.network!r}, rule={self.rule_name!r}, lr={self.lr})"

@@ -326,3 +326,31 @@ def test_predict_on_spice_keeps_the_models_periphery(tmp_path):
     own = _predicted_energy(path, tmp_path)
     assert _predicted_energy(path, tmp_path, "--backend", "spice") == pytest.approx(
         own, rel=1e-9)
+
+
+def test_commands_encode_the_digits_with_the_models_own_timesteps(tmp_path, capsys):
+    """A model trained on T = 12 is run on T = 12 spikes unless --steps says otherwise; the
+    netlist's default timestep (T // 2) shows which T the command encoded."""
+    import numpy as np
+
+    from cosim.model import Model
+    from cosim.network import SRNN
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((6, 12, 64)) < 0.2).astype(float)
+    model = Model(SRNN(64, 6, 10, seed=0, neuron="lif"), lr=1e-3)
+    model.train(x, np.arange(6) % 10, epochs=1, progress=False)
+    assert model.steps == 12
+    path = model.save(tmp_path / "m.npz")
+    assert Model.load(path).steps == 12
+    assert main(["netlist", str(path), "--out", str(tmp_path / "a"), "--no-tran",
+                 "--quiet"]) == 0
+    assert "(timestep 6 of sample 0)" in capsys.readouterr().out
+    assert main(["netlist", str(path), "--out", str(tmp_path / "b"), "--no-tran",
+                 "--steps", "30", "--quiet"]) == 0
+    assert "(timestep 15 of sample 0)" in capsys.readouterr().out
+    untrained = Model(SRNN(64, 6, 10, seed=0, neuron="lif")).save(tmp_path / "u.npz")
+    assert Model.load(untrained).steps is None
+    assert main(["netlist", str(untrained), "--out", str(tmp_path / "c"), "--no-tran",
+                 "--quiet"]) == 0
+    assert "(timestep 25 of sample 0)" in capsys.readouterr().out

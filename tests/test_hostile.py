@@ -203,6 +203,9 @@ MODEL_CASES = {
     "header not JSON": (lambda h: b"{not json", "JSON"),
     "header a list": (lambda h: b"[1, 2]", "table"),
     "newer format": (_set(["format_version"], 99), "newer"),
+    "steps string": (_set(["steps"], "50"), "steps"),
+    "steps huge": (_set(["steps"], 10**12), "steps"),
+    "steps bool": (_set(["steps"], True), "steps"),
 }
 
 
