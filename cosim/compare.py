@@ -35,9 +35,7 @@ from .crossbar import backend_names, build
 from .export import array_input, physical_arrays
 from .network import SRNN
 
-__all__ = ["compare", "BACKENDS"]
-
-BACKENDS = backend_names()        # the registry's: ideal, compact, spice
+__all__ = ["compare"]
 
 
 def _load(model):
@@ -54,7 +52,7 @@ def _load(model):
 def _backend(name, params, cache):
     if not isinstance(name, str):
         return name
-    key = check.choice("backend", name, BACKENDS)
+    key = check.choice("backend", name, backend_names())   # read now: register() may add
     return build(key, local={"cache": cache} if key == "spice" else None, **params)
 
 
@@ -62,11 +60,13 @@ def _backend(name, params, cache):
 BATCH = 32
 
 
-def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=1.0,
+def compare(model, x, y=None, backends=None, samples=None, out=None, r_word=1.0,
             r_bit=1.0, read="linear", device=None, step=None, sweep=None, cache=None,
             progress=None, spice_samples=10, backend_params=None, workers=1, scheduler=None):
     """Run ``model`` on ``x`` with each backend; return the metrics (and write a report).
 
+    ``backends``: names or backend objects; None: every registered backend (ideal,
+    compact, spice and any added by :func:`cosim.crossbar.register`).
     ``samples``: samples run on the fast backends (ideal, compact); None: all of ``x``.
     ``spice_samples``: samples run on the spice backend (at most ``samples``). Accuracies
     come with their sample count N and a 95 % Wilson interval; spikes and currents are
@@ -90,6 +90,8 @@ def compare(model, x, y=None, backends=BACKENDS, samples=None, out=None, r_word=
     n_spice = min(check.count("spice_samples", spice_samples), n_fast)
     if y is not None:
         y = check.labels("y", y, x.shape[0], net.n_out)
+    if backends is None:
+        backends = backend_names()
     names = [b if isinstance(b, str) else b.name for b in backends]
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"backends must be distinct and not empty, got {names}")

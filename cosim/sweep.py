@@ -83,7 +83,6 @@ log = logging.getLogger(__name__)
 POINT_FORMAT = "cosim-sweep-point"
 POINT_FORMAT_VERSION = 1
 BATCH = 256                                   # samples per network run (fixed: deterministic)
-BACKENDS = backend_names()                    # the registry's: ideal, compact, spice
 METRICS = ("accuracy", "spike_rate", "seconds")
 #: grid points of one sweep at most (a larger grid is refused before anything runs)
 MAX_POINTS = 100_000
@@ -113,7 +112,7 @@ def _levels(name, value):
 
 
 def _backend(name, value):
-    key = check.choice(name, value, BACKENDS)
+    key = check.choice(name, value, backend_names())    # read now: register() may add
     if key == "spice":
         _spice_class()
     return key

@@ -373,3 +373,27 @@ def test_workers_without_main_guard_never_hang(trained, tmp_path, pad):
                         timeout=240, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "ROWS 3" in ok.stdout
+
+
+def test_backends_registered_after_import_can_be_swept_and_compared(trained):
+    """The sweep and compare read the registry when called, not when cosim was imported."""
+    from cosim import crossbar
+    from cosim.compare import compare
+    from cosim.crossbar import Compact
+
+    class Mirror(Compact):            # the compact arrays under another name
+        name = "mirror"
+
+    model, path, x, y = trained
+    crossbar.register("mirror", Mirror)
+    try:
+        rows = run_sweep(path, {"backend": ["compact", "mirror"], "r": [10]}, x, y, workers=1)
+        assert [r["backend"] for r in rows] == ["compact", "mirror"]
+        assert rows[0]["accuracy"] == rows[1]["accuracy"]
+        assert rows[0]["spike_rate"] == rows[1]["spike_rate"]
+        metrics = compare(model, x[:4], y[:4], backends=("ideal", "mirror"))
+        assert metrics["backends"] == ["ideal", "mirror"]
+    finally:
+        del crossbar.BACKENDS["mirror"]
+    with pytest.raises(ValueError, match="mirror"):
+        run_sweep(path, {"backend": ["mirror"]}, x, y, workers=1)
