@@ -227,8 +227,11 @@ class Model:
             xe = first if epoch == 0 or not hasattr(x, "sample") else self._check_x(x.sample(epoch))
             self.rule.fit(self.network, xe, progress=progress)
             self.network.assign_labels(xe, y)
+            # a network that scored its labels while assigning them saves a second pass
+            accuracy = getattr(self.network, "label_accuracy_", None)
             history["loss"].append(float("nan"))
-            history["accuracy"].append(self.network.evaluate(xe, y))
+            history["accuracy"].append(self.network.evaluate(xe, y) if accuracy is None
+                                       else accuracy)
             if validation is not None:
                 history["val_accuracy"].append(self.evaluate(*validation))
         return history

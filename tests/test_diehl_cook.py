@@ -355,3 +355,31 @@ def test_layer_responses_match_lif_steps(n_ref, w_inh):
     ref = reference_layer(current, 0.6 + theta, 8.0, n_ref, w_inh)
     assert ref.sum() > 20
     np.testing.assert_array_equal(net.responses(x), ref.sum(axis=1))
+
+
+def test_an_epoch_presents_the_training_set_once_for_learning_and_once_for_labels():
+    """The training accuracy comes from the responses the labels were assigned from: each
+    epoch reads the arrays for the learning pass and one label pass, not a third (evaluate)."""
+    from cosim import Model
+
+    reads = []                       # patterns read, by every copy the network makes
+
+    class CountingIdeal(Ideal):
+        def forward(self, x):
+            reads.append(np.asarray(x).shape[0])
+            return super().forward(x)
+
+    x, y = patterns(40, seed=1)
+    net = small_net(crossbar=CountingIdeal())
+    model = Model(net, rule="stdp")
+    history = model.train(x, y, epochs=1, progress=False)
+    learning_reads = sum(reads)
+    assert history["accuracy"][0] == net.evaluate(x, y)
+    reads.clear()
+    net.assign_labels(x, y)
+    label_reads = sum(reads)
+    assert label_reads == x.shape[0] * T
+    # the rest is the learning pass: N·T patterns, plus those of retried samples (fewer than
+    # N·T here); a second label pass (evaluate) would add another N·T
+    assert x.shape[0] * T <= learning_reads - label_reads < 2 * x.shape[0] * T
+    assert net.label_accuracy_ == history["accuracy"][0]

@@ -269,6 +269,7 @@ class DiehlCook:
         self.W_in_ = self._normalise(w, stdp)
         self.theta_ = np.zeros(self.n_exc)
         self.labels_ = None
+        self.label_accuracy_ = None
         self.n_seen_ = 0
         self.epochs_ = 0
         self.spike_counts_ = np.zeros(self.n_exc, dtype=np.int64)
@@ -479,7 +480,11 @@ class DiehlCook:
         return self._responses(self._check_x(x))
 
     def assign_labels(self, x, y) -> np.ndarray:
-        """Label each unit by the class of its highest mean response; returns ``labels_``."""
+        """Label each unit by the class of its highest mean response; returns ``labels_``.
+
+        Also sets ``label_accuracy_``: the accuracy of these labels on the responses they were
+        assigned from (the training accuracy, without simulating ``x`` a second time).
+        """
         self._require_fitted()
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
@@ -492,12 +497,15 @@ class DiehlCook:
         labels[rates.max(axis=0) <= 0] = -1
         self.class_rates_ = rates
         self.labels_ = labels.astype(np.int64)
+        self.label_accuracy_ = float(np.mean(self._classify(counts) == y))
         return self.labels_.copy()
 
     def predict(self, x) -> np.ndarray:
         """Class whose assigned units respond most on average, (N,) int64."""
         self._require_fitted(labels=True)
-        counts = self._responses(self._check_x(x))
+        return self._classify(self._responses(self._check_x(x)))
+
+    def _classify(self, counts) -> np.ndarray:
         scores = np.full((counts.shape[0], self.n_classes), -np.inf)
         for c in range(self.n_classes):
             mask = self.labels_ == c
@@ -586,6 +594,7 @@ class DiehlCook:
         self.W_in_ = w.copy()
         self.theta_ = theta.copy()
         self.labels_ = labels
+        self.label_accuracy_ = None
         self.spike_counts_ = counts.astype(np.int64)
         self.gain_index_ = min(check.integer("gain_index", state.get("gain_index", 0),
                                              minimum=0), self.max_retries)
