@@ -316,3 +316,24 @@ def test_programmer_round_trips_through_a_dict():
     assert again.device.params == DEVICE.params
     with pytest.raises(ValueError, match="unknown"):
         PulseProgrammer.from_dict({**prog.to_dict(), "volts": 3})
+
+
+def test_programmer_dict_keeps_the_device_name_and_is_read_as_untrusted():
+    """The saved device goes through the registry's spec reader: its name survives the round
+    trip, and forged values are refused with the key named."""
+    import json
+
+    from cosim.crossbar import SpecError
+    from cosim.devices import Memtransistor
+
+    device = Memtransistor(name="mos2_lot7")
+    prog = PulseProgrammer(device)
+    again = PulseProgrammer.from_dict(json.loads(json.dumps(prog.to_dict())))
+    assert again.device.name == "mos2_lot7" and again.device.params == device.params
+    card = prog.to_dict()
+    key = sorted(Memtransistor.PARAM_NAMES)[0]
+    for forged, word in (({**card["device"], key: "1e-6"}, key),
+                         ({**card["device"], "name": "../../x"}, "name"),
+                         ({**card["device"], "loader": "os.system"}, "loader")):
+        with pytest.raises(SpecError, match=word):
+            PulseProgrammer.from_dict({**card, "device": forged})

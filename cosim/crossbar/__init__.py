@@ -21,7 +21,8 @@ from .spice import Spice        # needs only the spice/ leaf; ngspice is looked 
 from .tiling import Tiled, tile_slices
 
 __all__ = ["Crossbar", "Ideal", "Compact", "Spice", "Tiled", "tile_slices", "make_crossbar",
-           "register", "to_spec", "from_spec", "build", "SpecError", "BACKENDS", "backend_names"]
+           "register", "to_spec", "from_spec", "build", "SpecError", "BACKENDS", "backend_names",
+           "device_to_spec", "device_from_spec"]
 
 BACKENDS = {"ideal": Ideal, "compact": Compact, "spice": Spice, "tiled": Tiled}
 
@@ -94,12 +95,23 @@ def _plain(value):
     if isinstance(value, (tuple, list, np.ndarray)):
         return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
     if isinstance(value, Memtransistor):
-        params = {k: (v.tolist() if isinstance(v, np.ndarray) else
-                      v.item() if isinstance(v, np.generic) else v)
-                  for k, v in value.params.items()}
-        return {"device": type(value).__name__, "name": value.name,
-                "state_map": value.state_map, **params}
+        return device_to_spec(value)
     return None        # a Generator seed, a cache object...: not data, the default is used
+
+
+def device_to_spec(device) -> dict:
+    """A Memtransistor as registry data: its name, state map and parameter card (JSON)."""
+    import numpy as np
+
+    from ..devices import Memtransistor
+
+    if not isinstance(device, Memtransistor):
+        raise TypeError(f"only a Memtransistor device has a spec, got {type(device).__name__}")
+    params = {k: (v.tolist() if isinstance(v, np.ndarray) else
+                  v.item() if isinstance(v, np.generic) else v)
+              for k, v in device.params.items()}
+    return {"device": type(device).__name__, "name": device.name,
+            "state_map": device.state_map, **params}
 
 
 def to_spec(backend: Crossbar) -> dict:
@@ -149,7 +161,9 @@ def _json_value(where, value, depth=0):
                     f"got {type(value).__name__}")
 
 
-def _device(where, value):
+def device_from_spec(value, where="device"):
+    """The Memtransistor of :func:`device_to_spec` data, read as untrusted: known keys only,
+    finite numbers, a checked name; errors are :class:`SpecError` naming ``where``."""
     from ..devices import Memtransistor
 
     if not isinstance(value, dict):
@@ -213,7 +227,7 @@ def _from_spec(spec, where, local, depth):
         if key == "device":
             from ..devices import Memtransistor
             kwargs[key] = (value if value is None or isinstance(value, Memtransistor)   # from code
-                           else _device(f"{where}.params.device", value))
+                           else device_from_spec(value, f"{where}.params.device"))
         else:
             kwargs[key] = _json_value(f"{where}.params.{key}", value)
     if cls is Tiled:

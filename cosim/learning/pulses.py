@@ -213,19 +213,21 @@ class PulseProgrammer:
         return params.w_min + state * span
 
     def to_dict(self) -> dict:
-        """JSON-able settings; the device must be a Memtransistor (its parameter card)."""
-        params = getattr(self.device, "params", None)
-        if not isinstance(params, dict):
-            raise ValueError("only a programmer of a Memtransistor device can be saved")
-        device = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
-        device["state_map"] = getattr(self.device, "state_map", "linear")
+        """JSON-able settings; the device (a Memtransistor) as its registry spec."""
+        from ..crossbar import device_to_spec
+
+        try:
+            device = device_to_spec(self.device)
+        except TypeError:
+            raise ValueError("only a programmer of a Memtransistor device can be saved") from None
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "device"}
         return {"device": device, **out}
 
     @classmethod
     def from_dict(cls, d) -> "PulseProgrammer":
-        """Rebuild from :meth:`to_dict` (a Memtransistor with the saved card)."""
-        from ..devices import Memtransistor
+        """Rebuild from :meth:`to_dict`; the device goes through the registry's checked spec
+        reader (a saved file is untrusted data)."""
+        from ..crossbar import device_from_spec
 
         if not isinstance(d, dict) or not isinstance(d.get("device"), dict):
             raise ValueError("programmer must be a dict with a 'device' card")
@@ -233,5 +235,5 @@ class PulseProgrammer:
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"programmer has unknown keys {sorted(unknown)}")
-        device = Memtransistor(**d["device"])
+        device = device_from_spec(d["device"], where="programmer.device")
         return cls(device=device, **{k: v for k, v in d.items() if k != "device"})
