@@ -524,8 +524,8 @@ def _cmd_compare(args, progress) -> int:
     from .model import Model
 
     if args.scheduler is not None:
-        from .executors import check_address
-        check_address(args.scheduler)
+        from .executors import check_scheduler
+        check_scheduler(args.scheduler)         # dask installed, a well-formed address
     out = output_dir("--out", args.out)
     model = Model.load(args.model)
     x_test, y_test = _test_data(args, model.network.n_in, model.steps)

@@ -106,9 +106,11 @@ def compare(model, x, y=None, backends=None, samples=None, out=None, r_word=1.0,
     params.update(r_word=r_word, r_bit=r_bit, read=read, device=device)
     built = {name: _backend(spec, params, cache) for name, spec in zip(names, backends)}
     workers = check.count("workers", workers)
-    if isinstance(scheduler, str):
-        from .executors import check_address
-        scheduler = check_address(scheduler)
+    if scheduler is not None:                 # before any run: dask missing, a bad address
+        from .executors import check_address, check_scheduler
+        check_scheduler(scheduler)
+        if isinstance(scheduler, str):
+            scheduler = check_address(scheduler)
     if sweep:
         sweep = [check.positive("sweep resistance", r, allow_zero=True) for r in sweep]
 

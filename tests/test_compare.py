@@ -189,3 +189,9 @@ def test_compare_rejects_bad_workers_and_scheduler(tiny, capsys):
         compare(path, x, y, backends=("ideal",), scheduler="localhost:8786")
     assert main(["compare", str(path), "--scheduler", "not an address", "--quiet"]) == 2
     assert "scheduler" in capsys.readouterr().err
+    # a scheduler that is neither an address nor a Client fails before any backend runs
+    runs = []
+    with pytest.raises(TypeError, match="Client"):
+        compare(path, x, y, backends=("ideal", "spice"), scheduler=8786,
+                progress=lambda *a, **k: runs.append(a))
+    assert runs == []
