@@ -518,9 +518,35 @@ def _print_compare(metrics):
         _print_energy(summary, indent=f"  {name:8s} N = {summary['samples']:4d}  ")
 
 
+def _compare_arrays(args, current) -> dict:
+    """compare's physical-array arguments (r_word, r_bit, read, device, backend_params).
+
+    A model saved on physical arrays is compared on its own arrays (wires, periphery,
+    variability, tiles), changed only where an option is given, as ``predict`` does; an ideal
+    model gets arrays built from the options and the defaults.
+    """
+    from .crossbar import Compact
+
+    inner = getattr(current, "inner", current)
+    if inner.name == "ideal":
+        from .devices import Memtransistor
+        return {"r_word": DEFAULT_R if args.r_word is None else args.r_word,
+                "r_bit": DEFAULT_R if args.r_bit is None else args.r_bit,
+                "read": args.read or DEFAULT_READ,
+                "device": Memtransistor.from_card(args.device_card) if args.device_card else None,
+                "backend_params": _periphery_from_args(args) or None}
+    chosen = _backend_from_args(args, name="compact", current=current) or current
+    arrays = getattr(chosen, "inner", chosen)
+    params = {k: v for k, v in arrays.get_params().items() if k not in Compact.LOCAL_PARAMS}
+    if arrays is not chosen:                                   # tiled: the same tiles
+        params["max_array"] = (chosen.max_rows, chosen.max_cols)
+    return {"r_word": params.pop("r_word"), "r_bit": params.pop("r_bit"),
+            "read": params.pop("read"), "device": params.pop("device"),
+            "backend_params": params}
+
+
 def _cmd_compare(args, progress) -> int:
     from .compare import compare
-    from .devices import Memtransistor
     from .model import Model
 
     if args.scheduler is not None:
@@ -529,14 +555,12 @@ def _cmd_compare(args, progress) -> int:
     out = output_dir("--out", args.out)
     model = Model.load(args.model)
     x_test, y_test = _test_data(args, model.network.n_in, model.steps)
-    device = Memtransistor.from_card(args.device_card) if args.device_card else None
+    arrays = _compare_arrays(args, model.network.crossbar)
     t0 = time.perf_counter()
     metrics = compare(model, x_test, y_test, backends=tuple(args.backends), samples=None,
-                      spice_samples=args.spice_samples, out=out, r_word=args.r_word,
-                      r_bit=args.r_bit, read=args.read, device=device, step=args.step,
+                      spice_samples=args.spice_samples, out=out, step=args.step,
                       sweep=args.sweep, progress=progress, workers=args.workers,
-                      scheduler=args.scheduler,
-                      backend_params=_periphery_from_args(args) or None)
+                      scheduler=args.scheduler, **arrays)
     write_run_json(out / "run.json", args, {"encoding": args.seed})
     print(f"compared {', '.join(metrics['backends'])} in {time.perf_counter() - t0:.1f} s "
           f"(reference: {metrics['reference']})")
@@ -905,8 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="processes sharing the spice samples, one ngspice each (default 1)")
     comp.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT that runs the "
                                           "spice samples (needs pip install 'cosim[dask]')")
-    _add_wires(comp)
-    _add_read(comp)
+    _add_wires(comp, defaults=False)
+    _add_read(comp, defaults=False)
     comp.add_argument("--device-card", dest="device_card", help="TOML device card")
     _add_periphery(comp)
     comp.add_argument("--step", type=_count(0), help="step of the IR-drop maps (default T/2)")

@@ -208,7 +208,10 @@ def test_one_read_default_and_step_default(capsys):
     parser = build_parser()
     assert DEFAULT_READ == "linear"
     assert parser.parse_args(["demo"]).read == DEFAULT_READ
-    assert parser.parse_args(["compare", "m"]).read == DEFAULT_READ
+    from cosim.cli import _compare_arrays
+    from cosim.crossbar import Ideal
+    # compare builds the arrays of an ideal model from the options: linear unless told
+    assert _compare_arrays(parser.parse_args(["compare", "m"]), Ideal())["read"] == DEFAULT_READ
     assert parser.parse_args(["netlist", "m", "--out", "d"]).step is None     # T/2 as compare
     assert parser.parse_args(["compare", "m"]).step is None
 
@@ -354,3 +357,30 @@ def test_commands_encode_the_digits_with_the_models_own_timesteps(tmp_path, caps
     assert main(["netlist", str(untrained), "--out", str(tmp_path / "c"), "--no-tran",
                  "--quiet"]) == 0
     assert "(timestep 25 of sample 0)" in capsys.readouterr().out
+
+
+def test_compare_runs_a_physical_model_on_its_own_arrays(tmp_path):
+    """`cosim compare` of a model saved on physical arrays compares those arrays (wires and
+    periphery kept), an option changes only what it names; its compact energy equals the
+    model's own arrays' energy (library), which differ from the option defaults."""
+    from cosim.model import Model
+
+    path = _periphery_model(tmp_path)
+    net = Model.load(path).network
+
+    def compare_metrics(out, *options):
+        assert main(["compare", str(path), "--backends", "ideal", "compact", "--samples", "3",
+                     "--steps", "8", "--out", str(tmp_path / out), "--quiet", *options]) == 0
+        return json.loads((tmp_path / out / "metrics.json").read_text())
+
+    own = compare_metrics("own")
+    assert (own["r_word"], own["r_bit"]) == (2.0, 2.0)
+    assert own["backend_params"]["r_sense"] == 50.0 and own["backend_params"]["adc_bits"] == 8
+    changed = compare_metrics("changed", "--r-bit", "7")
+    assert (changed["r_word"], changed["r_bit"]) == (2.0, 7.0)
+    assert changed["backend_params"]["r_driver"] == 20.0
+    from cosim.cli import _test_data, build_parser
+    args = build_parser().parse_args(["predict", str(path), "--samples", "3", "--steps", "8"])
+    x, _ = _test_data(args, net.n_in)
+    library = net.run(x, energy=True).extras["energy"].summary()["energy_per_inference_J"]
+    assert own["energy"]["compact"]["energy_per_inference_J"] == pytest.approx(library, rel=1e-12)
