@@ -194,6 +194,7 @@ class Compact(CompactGradients, Crossbar):
         self._solver = None
         self._map = None
         self._power_forms = None
+        self._source_form_cache = None     # SourceForm of the current source admittance
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
@@ -385,6 +386,11 @@ class Compact(CompactGradients, Crossbar):
         return self._batched(lambda xb: self._power(xb, ("sources",))["sources"][:, None],
                              x)[..., 0]
 
+    def read_source_power(self, x) -> np.ndarray:
+        """Unchecked :meth:`source_power` of reads x (B, R), finite floats validated by the
+        caller: the hot path of :mod:`cosim.energy`, which evaluates all reads of a run."""
+        return self._power(x, ("sources",))["sources"]
+
     def _batched_dict(self, method, x):
         """:meth:`_batched` for a method returning a dict of (B,) arrays."""
         flat, lead = self._flat_inputs(x)
@@ -394,10 +400,10 @@ class Compact(CompactGradients, Crossbar):
     def _power(self, x, terms=POWER_TERMS):
         """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
         if self.read == "linear" and tuple(terms) == ("sources",):
-            Y = self._linear_solver().source_admittance()
-            if Y is not None:                       # the cheap exact form: V^T Y V
+            form = self._source_form()
+            if form is not None:                    # the cheap exact form: V^T Y V
                 levels = _periphery.dac(x, self.dac_bits, self.x_max)
-                return {"sources": self.v_read ** 2 * _power.quadratic_form(levels, Y)}
+                return {"sources": self.v_read ** 2 * form(levels)}
         V = self._word_voltages(x)
         if self.read == "linear":
             array, forms = self._linear_power_forms()
@@ -408,6 +414,25 @@ class Compact(CompactGradients, Crossbar):
             return _power.dissipation(i_dev, V, V[:, :, None] - sol.word_voltages,
                                       sol.bit_voltages, array.gw, array.gb, terms)
         return self._nonlinear_power(V, terms)
+
+    def _source_form(self):
+        """:class:`.nodal.power.SourceForm` of the programmed array's source admittance Y, or
+        None without one (a shorted line, or too large): built once per nodal array (a new
+        one at every reprogramming).  Y by the cheaper exact march: for R <= C the by-product
+        of the transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
+        array = self._linear_solver()
+        cached = self._source_form_cache
+        if cached is None or cached[0] is not array:
+            R, C = array.shape
+            if R > C and array.gw > 0 and array.gb > 0:
+                Y = _power.source_admittance_by_rows(array.G, array.gw, array.gb)
+                if Y is None:
+                    Y = array.source_admittance()
+            else:
+                Y = array.source_admittance()
+            cached = self._source_form_cache = (array, None if Y is None
+                                                else _power.SourceForm(Y))
+        return cached[1]
 
     def _linear_power_forms(self):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming
