@@ -29,6 +29,7 @@ import numpy as np
 __all__ = ["EnergyReport", "inference_energy", "predict_with_energy", "array_inputs"]
 
 OPS_PER_SOP = 2          # one multiply-accumulate = 2 operations (TOPS/W convention)
+SPARSE_READS = 0.8       # below this fraction of driven reads only those are evaluated
 
 
 @dataclass
@@ -135,8 +136,16 @@ def inference_energy(net, x, record) -> EnergyReport:
             driven_rows[key] = np.count_nonzero(inputs, axis=1).reshape(batch, steps)
         active = _shift(driven_rows[key], shift)                     # (B, T) driven rows
         read = active > 0
-        # x was validated by run() and z is its spikes: the unchecked read of all B T inputs
-        power = _shift(backend.read_source_power(inputs).reshape(batch, steps), shift)
+        # x was validated by run() and z is its spikes: the unchecked read of the B T inputs,
+        # only the driven ones when that saves work (an undriven read draws nothing)
+        flat_read = driven_rows[key].reshape(-1) > 0                # undelayed reads
+        power = np.zeros(batch * steps)
+        n_driven = int(np.count_nonzero(flat_read))
+        if n_driven > SPARSE_READS * flat_read.size:
+            power[:] = backend.read_source_power(inputs)
+        elif n_driven:
+            power[flat_read] = backend.read_source_power(inputs[flat_read])
+        power = _shift(power.reshape(batch, steps), shift)
         n_cols = cols.stop - cols.start
         energy = power * backend.read_time
         if backend.adc_energy:

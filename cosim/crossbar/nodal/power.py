@@ -18,7 +18,7 @@ builds the three Q (R x R) from the R unit-input solutions, once per programming
 power of a batch costs one (B, R) x (R, 3R) product.  The source term alone (what the energy
 of an inference needs per read) is :class:`SourceForm`: P_src = V^T Y V = |L^T V|² with the
 Cholesky factor Y = L L^T of the source admittance, one triangular product (half the flops of
-V Y) over the driven reads only.
+V Y).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["TERMS", "dissipation", "quadratic_form", "QuadraticForms", "SourceFo
 
 TERMS = ("sources", "devices", "wires")
 FORMS_MAX_BYTES = 2 ** 28      # unit-input node voltages kept while the forms are built
-SOURCE_FORM_CHUNK = 4096       # reads per triangular product of SourceForm
+SOURCE_FORM_CHUNK = 2048       # reads per triangular product of SourceForm
 
 
 def _segment_drops(u, b, gw, gb):
@@ -102,10 +102,10 @@ class SourceForm:
     source admittance Y (R, R) (S), e.g. ``LinearArray.source_admittance()``.
 
     Evaluated as |L^T V_b|² with the Cholesky factor Y = L L^T (computed once): one BLAS
-    triangular product (R² B flops, half of V Y), a sum of squares (P >= 0 by
-    construction), and only over the reads with a driven row (an undriven read draws 0 W
-    exactly).  Falls back to :func:`quadratic_form` if Y is not numerically positive
-    definite.  Relative error ~ R eps like the dense form.
+    triangular product (R² B flops, half of V Y) and a sum of squares (P >= 0 by
+    construction; an undriven read draws 0 W exactly).  Falls back to
+    :func:`quadratic_form` if Y is not numerically positive definite.  Relative error
+    ~ R eps, like the dense form.
     """
 
     def __init__(self, Y: np.ndarray):
@@ -116,22 +116,19 @@ class SourceForm:
             self._L = None
 
     def __call__(self, V: np.ndarray) -> np.ndarray:
-        out = np.zeros(V.shape[0])
-        # in chunks that stay in cache (measured ~20 % faster than one call at 18000 x 100)
+        out = np.empty(V.shape[0])
+        # in cache-sized chunks (measured ~10-20 % faster than one call at 18000 x 100).  An
+        # undriven read gives 0 W exactly (L^T 0 = 0).  Rows never driven in the batch are
+        # not dropped: with the trained demo network (78 of 100 neurons fire on the digits
+        # test set) gathering the other columns cost as much as the smaller product saved
         for k0 in range(0, V.shape[0], SOURCE_FORM_CHUNK):
-            chunk = V[k0:k0 + SOURCE_FORM_CHUNK]
-            driven = np.flatnonzero(chunk.any(axis=1))
-            if driven.size == 0:
-                continue
             # a C-ordered (B, R) block is an F-ordered (R, B) one: the BLAS call copies it
-            Vd = np.ascontiguousarray(chunk if driven.size == chunk.shape[0] else chunk[driven],
-                                      dtype=float)
+            chunk = np.ascontiguousarray(V[k0:k0 + SOURCE_FORM_CHUNK], dtype=float)
             if self._L is None:
-                values = quadratic_form(Vd, self.Y)
+                out[k0:k0 + chunk.shape[0]] = quadratic_form(chunk, self.Y)
             else:
-                W = blas.dtrmm(1.0, self._L, Vd.T, side=0, lower=1, trans_a=1)   # L^T V^T
-                values = np.einsum("ib,ib->b", W, W)
-            out[k0 + driven] = values
+                W = blas.dtrmm(1.0, self._L, chunk.T, side=0, lower=1, trans_a=1)   # L^T V^T
+                out[k0:k0 + chunk.shape[0]] = np.einsum("ib,ib->b", W, W)
         return out
 
 
