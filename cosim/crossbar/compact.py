@@ -124,6 +124,7 @@ class Compact(CompactGradients, Crossbar):
         the largest input the array accepts (1 for spikes). See :mod:`.periphery`.
     adc_bits, adc_range, adc_offset_sigma, adc_gain_sigma : output ADC per physical column
         (None = ideal; range in A or "auto"; seeded offset and gain errors).
+    adc_bipolar : ADC window [-I_range, I_range] instead of [0, I_range] (default False).
     read_time : duration of one read (s), for energy (power x read_time).
     adc_energy, dac_energy : energy per ADC / DAC conversion (J).
     """
@@ -136,7 +137,7 @@ class Compact(CompactGradients, Crossbar):
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
                  cache_size=4096, r_driver=0.0, r_sense=0.0, dac_bits=None, x_max=1.0,
                  adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
-                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0):
+                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0, adc_bipolar=False):
         super().__init__()
         if device is None:
             device = Memtransistor.default()
@@ -171,7 +172,7 @@ class Compact(CompactGradients, Crossbar):
                 r_driver=r_driver, r_sense=r_sense, dac_bits=dac_bits, x_max=x_max,
                 adc_bits=adc_bits, adc_range=adc_range, adc_offset_sigma=adc_offset_sigma,
                 adc_gain_sigma=adc_gain_sigma, read_time=read_time, adc_energy=adc_energy,
-                dac_energy=dac_energy).items():
+                dac_energy=dac_energy, adc_bipolar=adc_bipolar).items():
             setattr(self, name, value)
         # a shorted line with a periphery resistor: refused here, once, with the solvers' error
         nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
@@ -359,12 +360,13 @@ class Compact(CompactGradients, Crossbar):
             if self.adc_range == "auto":
                 # the largest sense current the array can deliver: every row at full input
                 full = np.full((1, self._states.shape[0]), self.x_max)
-                full_scale = float(self._analog_currents(full).max())
+                full_scale = float(np.abs(self._analog_currents(full)).max())
             else:
                 full_scale = float(self.adc_range)
             offset, gain = (np.zeros(cols2), np.ones(cols2)) if self._adc_errors is None \
                 else self._adc_errors
-            self._adc = _periphery.Adc(self.adc_bits, full_scale, offset * full_scale, gain)
+            self._adc = _periphery.Adc(self.adc_bits, full_scale, offset * full_scale, gain,
+                                       bipolar=self.adc_bipolar)
         return self._adc
 
     # -- power and energy (EQUATIONS.md §7) ----------------------------------------------------
