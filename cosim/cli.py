@@ -261,7 +261,8 @@ def _data_name(args):
 
 def _physical_given(args) -> dict:
     """The options given that set a parameter of the physical arrays (dest -> value)."""
-    names = ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS)
+    names = ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS,
+             "adc_bipolar")
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
@@ -777,11 +778,15 @@ def _add_periphery(parser):
                 else _number(0.0, allow_equal=unit not in ("A", "s")))
         parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None,
                             metavar=unit.upper(), help=text)
+    parser.add_argument("--adc-bipolar", dest="adc_bipolar", action="store_const", const=True,
+                        default=None, help="ADC window [-range, range] instead of [0, range] "
+                                           "(for negative sense currents)")
 
 
 def _periphery_from_args(args) -> dict:
     """The periphery constructor arguments given on the command line."""
-    return {k: getattr(args, k) for k in PERIPHERY_OPTIONS if getattr(args, k, None) is not None}
+    return {k: getattr(args, k) for k in (*PERIPHERY_OPTIONS, "adc_bipolar")
+            if getattr(args, k, None) is not None}
 
 
 def _print_energy(summary, indent=""):

@@ -50,6 +50,7 @@ A configuration has up to five tables; every key is optional and has the default
     adc_range = 0.0           # ADC range in amperes (0 = "auto": calibrated at programming)
     adc_offset_sigma = 0.0    # ADC offset spread (fraction of the range), seeded
     adc_gain_sigma = 0.0      # ADC gain spread (relative), seeded
+    adc_bipolar = false       # ADC window [-range, range] instead of [0, range]
     read_time = 1e-8          # seconds per read (energy = power x read_time)
     adc_energy = 0.0          # joule per ADC conversion
     dac_energy = 0.0          # joule per DAC conversion
@@ -90,8 +91,8 @@ DEFAULTS = {
                  "read": "linear", "device_card": "", "levels": 0, "program_sigma": 0.0,
                  "d2d_sigma": 0.0, "seed": 0, "max_array": [0, 0], "r_driver": 0.0,
                  "r_sense": 0.0, "dac_bits": 0, "x_max": 1.0, "adc_bits": 0, "adc_range": 0.0,
-                 "adc_offset_sigma": 0.0, "adc_gain_sigma": 0.0, "read_time": 1e-8,
-                 "adc_energy": 0.0, "dac_energy": 0.0},
+                 "adc_offset_sigma": 0.0, "adc_gain_sigma": 0.0, "adc_bipolar": False,
+                 "read_time": 1e-8, "adc_energy": 0.0, "dac_energy": 0.0},
     "output": {"model": "out/model.npz"},
 }
 
@@ -238,7 +239,8 @@ def _neuron_params(given):
 
 
 PERIPHERY_KEYS = ("r_driver", "r_sense", "dac_bits", "x_max", "adc_bits", "adc_range",
-                  "adc_offset_sigma", "adc_gain_sigma", "read_time", "adc_energy", "dac_energy")
+                  "adc_offset_sigma", "adc_gain_sigma", "adc_bipolar", "read_time", "adc_energy",
+                  "dac_energy")
 
 
 def periphery_params(section: dict) -> dict:

@@ -29,6 +29,7 @@ import numpy as np
 __all__ = ["EnergyReport", "inference_energy", "predict_with_energy", "array_inputs"]
 
 OPS_PER_SOP = 2          # one multiply-accumulate = 2 operations (TOPS/W convention)
+SPARSE_READS = 0.8       # below this fraction of driven reads only those are evaluated
 
 
 @dataclass
@@ -107,7 +108,13 @@ def array_inputs(matrix: str, delay: int, x: np.ndarray, z: np.ndarray) -> np.nd
 
 def inference_energy(net, x, record) -> EnergyReport:
     """The energy report (module docstring) of ``record = net.run(x)`` for an SRNN whose
-    arrays are physical (Compact or Spice, tiled or not)."""
+    arrays are physical (Compact or Spice, tiled or not).
+
+    Evaluated after the run, all B·T reads of an array at once (one source-power product per
+    array, :class:`cosim.crossbar.nodal.power.SourceForm` for a linear read), each on the
+    undelayed source (x or z) and then shifted by the array's delay; the driven-row counts of
+    a source are computed once for every array that reads it ("rec" and "out" both read z).
+    """
     from .export import physical_arrays
 
     x = np.asarray(x, dtype=float)
@@ -116,26 +123,43 @@ def inference_energy(net, x, record) -> EnergyReport:
     per_array, reads, adc, dac = {}, {}, {}, {}
     per_step = np.zeros((batch, steps))
     sops = np.zeros(batch)
+    driven_rows = {}                       # (source, rows) -> (B, T) driven rows, undelayed
     for name, matrix, delay, rows, cols, backend in physical_arrays(net):
-        if not hasattr(backend, "source_power"):
+        if not hasattr(backend, "read_source_power"):
             raise TypeError(f"energy needs physical arrays (compact or spice); array {name!r} "
                             f"is {type(backend).__name__}")
         # per read of the unshifted source, then delayed: no (B, T, n) copies
         source, shift = _source_and_shift(matrix, delay, x, z)
-        inputs = source[..., rows]
-        active = _shift(np.count_nonzero(inputs, axis=2), shift)     # (B, T) driven rows
+        inputs = source[..., rows].reshape(batch * steps, -1)        # a view when untiled
+        key = (id(source), rows.start, rows.stop)
+        if key not in driven_rows:
+            # = np.count_nonzero(inputs, axis=1), a third faster through bytes
+            driven_rows[key] = (inputs != 0).view(np.uint8).sum(
+                axis=1, dtype=np.int64).reshape(batch, steps)
+        active = _shift(driven_rows[key], shift)                     # (B, T) driven rows
         read = active > 0
-        power = _shift(backend.source_power(inputs), shift)          # 0 W: no row driven
+        # x was validated by run() and z is its spikes: the unchecked read of the B T inputs,
+        # only the driven ones when that saves work (an undriven read draws nothing)
+        flat_read = driven_rows[key].reshape(-1) > 0                # undelayed reads
+        power = np.zeros(batch * steps)
+        n_driven = int(np.count_nonzero(flat_read))
+        if n_driven > SPARSE_READS * flat_read.size:
+            power[:] = backend.read_source_power(inputs)
+        elif n_driven:
+            power[flat_read] = backend.read_source_power(inputs[flat_read])
+        power = _shift(power.reshape(batch, steps), shift)
         n_cols = cols.stop - cols.start
-        energy = (power * backend.read_time
-                  + read * (backend.adc_energy * backend.physical_columns * n_cols)
-                  + active * backend.dac_energy)
+        energy = power * backend.read_time
+        if backend.adc_energy:
+            energy += read * (backend.adc_energy * backend.physical_columns * n_cols)
+        if backend.dac_energy:
+            energy += active * backend.dac_energy
         per_step += energy
         per_array[name] = energy.sum(axis=1)
         reads[name] = read.sum(axis=1)
         adc[name] = reads[name] * backend.physical_columns * n_cols
         dac[name] = active.sum(axis=1)
-        sops += active.sum(axis=1) * n_cols
+        sops += dac[name] * n_cols
     return EnergyReport(total=per_step.sum(axis=1), per_array=per_array, per_step=per_step,
                         sops=sops, reads=reads, adc_conversions=adc, dac_conversions=dac)
 

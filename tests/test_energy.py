@@ -78,6 +78,75 @@ def test_tellegen_on_a_larger_array(read):
     np.testing.assert_allclose(p["devices"] + p["wires"], p["sources"], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("shape", [(9, 4), (30, 7), (6, 11)])
+@pytest.mark.parametrize("wires", [dict(r_word=1.0, r_bit=1.0),
+                                   dict(r_word=2.0, r_bit=3.0, r_driver=40.0, r_sense=70.0),
+                                   dict(r_word=1e3, r_bit=5e2, r_driver=1e4, r_sense=1e5)])
+def test_source_admittance_by_rows_against_the_column_march_and_a_nodal_solve(shape, wires):
+    """Two independent exact algorithms for Y (I_src = Y V), and the KCL-checked nodal
+    solve of unit inputs (I_i = g_end (V_i - w(i, 0)))."""
+    from cosim.crossbar.nodal import LinearArray
+    from cosim.crossbar.nodal.kcl import end_conductance, segment_conductance
+    from cosim.crossbar.nodal.power import source_admittance_by_rows
+    from cosim.crossbar.nodal.transfer import source_admittance
+
+    rng = np.random.default_rng(shape[0])
+    G = rng.uniform(1e-6, 1e-4, shape)
+    gw = segment_conductance("r_word", wires["r_word"], "r_driver", wires.get("r_driver", 0))
+    gb = segment_conductance("r_bit", wires["r_bit"], "r_sense", wires.get("r_sense", 0))
+    by_rows = source_admittance_by_rows(G, gw, gb)
+    np.testing.assert_allclose(by_rows, source_admittance(G, gw, gb), rtol=1e-12,
+                               atol=1e-12 * np.abs(by_rows).max())
+    assert np.array_equal(by_rows, by_rows.T)
+    array = LinearArray(G, wires["r_word"], wires["r_bit"], r_driver=wires.get("r_driver", 0),
+                        r_sense=wires.get("r_sense", 0), tol=1e-13)
+    unit = np.eye(shape[0])
+    sol = array.solve(unit, method="direct")
+    drawn = end_conductance(gw) * (unit - sol.word_voltages[:, :, 0])     # row k: source k
+    np.testing.assert_allclose(by_rows, drawn.T, rtol=1e-9, atol=1e-9 * np.abs(drawn).max())
+
+
+@pytest.mark.parametrize("wires", [PERIPHERY, dict(r_word=1.0, r_bit=1.0)])
+def test_source_power_of_a_readout_shaped_array(wires):
+    """R > C (the readout: Y by the row march) against the full power forms (the R unit
+    nodal solutions) and Tellegen."""
+    xb, rng = programmed(shape=(24, 3), wires=wires)
+    x = (rng.random((40, 24)) < 0.3).astype(float)
+    x[3] = 0.0
+    p = xb.power(x)
+    np.testing.assert_allclose(xb.source_power(x), p["sources"], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(p["devices"] + p["wires"], p["sources"], rtol=1e-12, atol=0)
+    assert xb.source_power(x)[3] == 0 and np.all(xb.source_power(x)[x.any(axis=1)] > 0)
+
+
+@pytest.mark.parametrize("density,silent", [(0.02, 0), (0.5, 0), (0.5, 6)])
+def test_energy_of_every_array_is_the_power_of_each_read(density, silent):
+    """Every array's energy, read by read through the public source_power, when most reads
+    drive nothing (only the driven ones evaluated), when all do, and when half the inputs
+    never spike."""
+    rng = np.random.default_rng(5)
+    xb = Compact(**PERIPHERY, read_time=5e-9)
+    net = SRNN(12, 9, 3, neuron="lif", seed=4, crossbar=xb, thr=0.2)
+    x = (rng.random((3, 20, 12)) < density).astype(float)
+    x[:, :, 12 - silent:] = 0.0
+    record = net.run(x, energy=True)
+    report = record.extras["energy"]
+    arrays = {name: b for (name, d), b in net.backends().items()}
+    z = record.z
+    inputs = {"in": x, "rec": np.concatenate([np.zeros_like(z[:, :1]), z[:, :-1]], axis=1),
+              "out": z}
+    per_step = np.zeros((3, 20))
+    for name, reads in inputs.items():
+        by_hand = np.array([[float(arrays[name].source_power(reads[n, t])) for t in range(20)]
+                            for n in range(3)]) * 5e-9
+        np.testing.assert_allclose(report.per_array[name], by_hand.sum(axis=1), rtol=1e-12,
+                                   atol=0)
+        per_step += by_hand
+    np.testing.assert_allclose(report.per_step, per_step, rtol=1e-12, atol=0)
+    assert np.all(report.per_step[~(x.any(axis=2) | inputs["rec"].any(axis=2)
+                                    | z.any(axis=2))] == 0)
+
+
 def test_power_is_quadratic_and_follows_the_dac():
     xb, rng = programmed(dac_bits=2)
     x = rng.random((5, 6))

@@ -140,6 +140,8 @@ def test_shorted_line_with_periphery_resistor_is_refused(wire, end):
     ("read_time", 0.0, "read_time"),
     ("adc_energy", -1e-12, "adc_energy"),
     ("x_max", 0.0, r"x_max must lie in \(0, 1e6\]"),
+    ("adc_bipolar", "yes", r"adc_bipolar must be True or False"),
+    ("adc_bipolar", 1, "adc_bipolar"),
 ])
 def test_hostile_periphery_values(name, value, match):
     with pytest.raises(ValueError, match=match):
@@ -215,6 +217,61 @@ def test_adc_clips_at_a_given_range():
     assert xb.bitline_currents(x).max() == pytest.approx(1e-7, rel=1e-12)
 
 
+@pytest.mark.parametrize("bits", [1, 3, 6])
+def test_bipolar_adc_codes_clipping_and_closed_form(bits):
+    """Negative inputs give negative sense currents: the bipolar window [-I_range, I_range]
+    keeps both signs (at most 2^b values per column, clipping at both ends), the unipolar
+    one clips them to 0; every reported current is the closed form of the analog one."""
+    rng = np.random.default_rng(10 + bits)
+    W = rng.normal(size=(10, 4))
+    x = rng.uniform(-1.0, 1.0, (4000, 10))
+    unipolar = Compact(adc_bits=bits, adc_range=1e-7)
+    unipolar.program(W)
+    analog = unipolar.analog_currents(x)
+    i_range = 0.5 * np.abs(analog).max()               # both signs clip
+    assert analog.min() < -i_range and analog.max() > i_range
+    xb = Compact(adc_bits=bits, adc_range=i_range, adc_bipolar=True)
+    xb.program(W)
+    np.testing.assert_array_equal(xb.analog_currents(x), analog)
+    reported = xb.bitline_currents(x)
+    for column in reported.T:
+        assert np.unique(column).size <= 2 ** bits
+    lsb = 2 * i_range / (2 ** bits - 1)
+    expected = -i_range + np.rint((np.clip(analog, -i_range, i_range) + i_range) / lsb) * lsb
+    np.testing.assert_allclose(reported, expected, rtol=0, atol=1e-12 * i_range)
+    assert reported.min() == pytest.approx(-i_range, rel=1e-12)
+    assert reported.max() == pytest.approx(i_range, rel=1e-12)
+    codes = xb.adc().codes(analog)
+    assert codes.min() == 0 and codes.max() == 2 ** bits - 1
+    assert unipolar.adc().codes(analog).min() == 0 and unipolar.bitline_currents(x).min() == 0
+
+
+def test_bipolar_adc_through_config_cli_and_model_file(tmp_path):
+    import json
+
+    from cosim.cli import main
+    from cosim.config import build_crossbar, load_config
+    from cosim.model import Model
+    from cosim.network import SRNN
+
+    section = load_config({"crossbar": {"backend": "compact", "adc_bits": 5,
+                                        "adc_bipolar": True}})["crossbar"]
+    xb = build_crossbar(section)
+    assert xb.adc_bipolar is True
+    assert build_crossbar(load_config({"crossbar": {"backend": "compact"}})["crossbar"]) \
+        .adc_bipolar is False
+    with pytest.raises(ValueError, match="adc_bipolar"):
+        load_config({"crossbar": {"adc_bipolar": 1}})
+    path = Model(SRNN(64, 5, 10, seed=0, neuron="lif", crossbar=xb)).save(tmp_path / "m.npz")
+    assert Model.load(path).network.crossbar.adc_bipolar is True
+    plain = Model(SRNN(64, 5, 10, seed=0, neuron="lif")).save(tmp_path / "p.npz")
+    assert main(["compare", str(plain), "--backends", "ideal", "compact", "--adc-bits", "6",
+                 "--adc-bipolar", "--samples", "3", "--steps", "8",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    params = json.loads((tmp_path / "cmp" / "metrics.json").read_text())["backend_params"]
+    assert params["adc_bipolar"] is True and params["adc_bits"] == 6
+
+
 def test_adc_errors_are_seeded_and_drawn_once():
     rng = np.random.default_rng(0)
     W = rng.normal(size=(8, 4))
@@ -238,10 +295,11 @@ def test_adc_errors_are_seeded_and_drawn_once():
 def test_new_parameters_round_trip_through_specs():
     xb = Compact(r_driver=25.0, r_sense=50.0, dac_bits=4, x_max=2.0, adc_bits=7,
                  adc_range=2e-6, adc_offset_sigma=0.01, adc_gain_sigma=0.02, read_time=5e-9,
-                 adc_energy=1e-13, dac_energy=2e-14)
+                 adc_energy=1e-13, dac_energy=2e-14, adc_bipolar=True)
     back = from_spec(xb.to_spec())
     names = ("r_driver", "r_sense", "dac_bits", "x_max", "adc_bits", "adc_range",
-             "adc_offset_sigma", "adc_gain_sigma", "read_time", "adc_energy", "dac_energy")
+             "adc_offset_sigma", "adc_gain_sigma", "read_time", "adc_energy", "dac_energy",
+             "adc_bipolar")
     assert {k: back.get_params()[k] for k in names} == {k: xb.get_params()[k] for k in names}
 
 

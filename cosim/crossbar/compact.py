@@ -124,6 +124,7 @@ class Compact(CompactGradients, Crossbar):
         the largest input the array accepts (1 for spikes). See :mod:`.periphery`.
     adc_bits, adc_range, adc_offset_sigma, adc_gain_sigma : output ADC per physical column
         (None = ideal; range in A or "auto"; seeded offset and gain errors).
+    adc_bipolar : ADC window [-I_range, I_range] instead of [0, I_range] (default False).
     read_time : duration of one read (s), for energy (power x read_time).
     adc_energy, dac_energy : energy per ADC / DAC conversion (J).
     """
@@ -136,7 +137,7 @@ class Compact(CompactGradients, Crossbar):
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
                  cache_size=4096, r_driver=0.0, r_sense=0.0, dac_bits=None, x_max=1.0,
                  adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
-                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0):
+                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0, adc_bipolar=False):
         super().__init__()
         if device is None:
             device = Memtransistor.default()
@@ -171,7 +172,7 @@ class Compact(CompactGradients, Crossbar):
                 r_driver=r_driver, r_sense=r_sense, dac_bits=dac_bits, x_max=x_max,
                 adc_bits=adc_bits, adc_range=adc_range, adc_offset_sigma=adc_offset_sigma,
                 adc_gain_sigma=adc_gain_sigma, read_time=read_time, adc_energy=adc_energy,
-                dac_energy=dac_energy).items():
+                dac_energy=dac_energy, adc_bipolar=adc_bipolar).items():
             setattr(self, name, value)
         # a shorted line with a periphery resistor: refused here, once, with the solvers' error
         nodal.kcl.segment_conductance("r_word", self.r_word, "r_driver", self.r_driver)
@@ -194,6 +195,7 @@ class Compact(CompactGradients, Crossbar):
         self._solver = None
         self._map = None
         self._power_forms = None
+        self._source_form_cache = None     # SourceForm of the current source admittance
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
@@ -358,12 +360,13 @@ class Compact(CompactGradients, Crossbar):
             if self.adc_range == "auto":
                 # the largest sense current the array can deliver: every row at full input
                 full = np.full((1, self._states.shape[0]), self.x_max)
-                full_scale = float(self._analog_currents(full).max())
+                full_scale = float(np.abs(self._analog_currents(full)).max())
             else:
                 full_scale = float(self.adc_range)
             offset, gain = (np.zeros(cols2), np.ones(cols2)) if self._adc_errors is None \
                 else self._adc_errors
-            self._adc = _periphery.Adc(self.adc_bits, full_scale, offset * full_scale, gain)
+            self._adc = _periphery.Adc(self.adc_bits, full_scale, offset * full_scale, gain,
+                                       bipolar=self.adc_bipolar)
         return self._adc
 
     # -- power and energy (EQUATIONS.md §7) ----------------------------------------------------
@@ -385,6 +388,11 @@ class Compact(CompactGradients, Crossbar):
         return self._batched(lambda xb: self._power(xb, ("sources",))["sources"][:, None],
                              x)[..., 0]
 
+    def read_source_power(self, x) -> np.ndarray:
+        """Unchecked :meth:`source_power` of reads x (B, R), finite floats validated by the
+        caller: the hot path of :mod:`cosim.energy`, which evaluates all reads of a run."""
+        return self._power(x, ("sources",))["sources"]
+
     def _batched_dict(self, method, x):
         """:meth:`_batched` for a method returning a dict of (B,) arrays."""
         flat, lead = self._flat_inputs(x)
@@ -394,10 +402,10 @@ class Compact(CompactGradients, Crossbar):
     def _power(self, x, terms=POWER_TERMS):
         """Unchecked power terms of inputs x (B, R): dict name -> (B,) (W)."""
         if self.read == "linear" and tuple(terms) == ("sources",):
-            Y = self._linear_solver().source_admittance()
-            if Y is not None:                       # the cheap exact form: V^T Y V
+            form = self._source_form()
+            if form is not None:                    # the cheap exact form: V^T Y V
                 levels = _periphery.dac(x, self.dac_bits, self.x_max)
-                return {"sources": self.v_read ** 2 * _power.quadratic_form(levels, Y)}
+                return {"sources": self.v_read ** 2 * form(levels)}
         V = self._word_voltages(x)
         if self.read == "linear":
             array, forms = self._linear_power_forms()
@@ -408,6 +416,25 @@ class Compact(CompactGradients, Crossbar):
             return _power.dissipation(i_dev, V, V[:, :, None] - sol.word_voltages,
                                       sol.bit_voltages, array.gw, array.gb, terms)
         return self._nonlinear_power(V, terms)
+
+    def _source_form(self):
+        """:class:`.nodal.power.SourceForm` of the programmed array's source admittance Y, or
+        None without one (a shorted line, or too large): built once per nodal array (a new
+        one at every reprogramming).  Y by the cheaper exact march: for R <= C the by-product
+        of the transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
+        array = self._linear_solver()
+        cached = self._source_form_cache
+        if cached is None or cached[0] is not array:
+            R, C = array.shape
+            if R > C and array.gw > 0 and array.gb > 0:
+                Y = _power.source_admittance_by_rows(array.G, array.gw, array.gb)
+                if Y is None:
+                    Y = array.source_admittance()
+            else:
+                Y = array.source_admittance()
+            cached = self._source_form_cache = (array, None if Y is None
+                                                else _power.SourceForm(Y))
+        return cached[1]
 
     def _linear_power_forms(self):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming

@@ -11,10 +11,15 @@ on the numbers before and after the circuit:
   k · x_max / (2^b - 1), k = 0 .. 2^b - 1; the source then applies V_i = V_read · x_i.
   ``x_max`` is the largest input the array accepts (default 1: spikes).  b = 1 passes
   spikes unchanged.
-* ADC (``adc_bits`` = b): every physical column's sense current I_j (A) is converted as
-  code_j = round(clip(gain_j · I_j + offset_j, 0, I_range) / LSB), LSB = I_range / (2^b - 1),
-  and reported as code_j · LSB (A): at most 2^b distinct values per column.  Sense currents
-  of inputs in [0, x_max] are >= 0, so the range is unipolar (negative currents clip to 0).
+* ADC (``adc_bits`` = b): every physical column's sense current I_j (A) is converted over
+  the window [I_low, I_range] as code_j = round((clip(gain_j · I_j + offset_j, I_low,
+  I_range) - I_low) / LSB), LSB = (I_range - I_low) / (2^b - 1), code_j in 0 .. 2^b - 1,
+  and reported as I_low + code_j · LSB (A): at most 2^b distinct values per column.
+  Unipolar (default, ``adc_bipolar=False``): I_low = 0 (sense currents of inputs in
+  [0, x_max] are >= 0; negative currents clip to 0).  Bipolar (``adc_bipolar=True``,
+  EQUATIONS.md §7, for negative currents, e.g. from negative offsets or inputs):
+  I_low = -I_range, the 2^b levels symmetric about 0 (mid-rise: 0 A itself lies half an
+  LSB from the nearest levels).
   ``adc_range`` is I_range in amperes, or "auto": calibrated once per programming from the
   programmed array as the largest sense current with every row driven at V_read · x_max.
   ``adc_offset_sigma`` (offset_j = sigma · I_range · N(0, 1)) and ``adc_gain_sigma``
@@ -63,9 +68,13 @@ def _in_range(name, value, lo, hi, what):
 
 def check_periphery(*, r_driver, r_sense, dac_bits, x_max, adc_bits, adc_range,
                     adc_offset_sigma, adc_gain_sigma, read_time, adc_energy,
-                    dac_energy) -> dict:
+                    dac_energy, adc_bipolar=False) -> dict:
     """Validated periphery parameters (module docstring), one clear error each."""
+    if not isinstance(adc_bipolar, (bool, np.bool_)):
+        raise ValueError(f"adc_bipolar must be True or False (ADC window [-I_range, I_range] "
+                         f"or [0, I_range]), got {adc_bipolar!r}")
     out = {
+        "adc_bipolar": bool(adc_bipolar),
         "r_driver": _in_range("r_driver", r_driver, 0.0, RESISTOR_MAX, "ohm; 0 = ideal driver"),
         "r_sense": _in_range("r_sense", r_sense, 0.0, RESISTOR_MAX,
                              "ohm; 0 = ideal virtual ground"),
@@ -114,25 +123,29 @@ class Adc:
     """The converters of one programmed array: per physical column range, offset, gain.
 
     ``full_scale`` (A, > 0) the range I_range; ``offset`` (A) and ``gain`` arrays of shape
-    (columns,).  :meth:`__call__` converts sense currents (B, columns) (module docstring).
+    (columns,); ``bipolar``: window [-I_range, I_range] instead of [0, I_range].
+    :meth:`__call__` converts sense currents (B, columns) (module docstring).
     """
 
-    def __init__(self, bits: int, full_scale: float, offset: np.ndarray, gain: np.ndarray):
+    def __init__(self, bits: int, full_scale: float, offset: np.ndarray, gain: np.ndarray,
+                 bipolar: bool = False):
         if not (math.isfinite(full_scale) and full_scale > 0):
             raise ValueError(f"the ADC range must be a positive current, got {full_scale!r} A "
                              f"(an array that conducts nothing cannot calibrate adc_range="
                              f"'auto': give adc_range in amperes)")
         self.bits = bits
         self.full_scale = float(full_scale)
-        self.lsb = self.full_scale / float(2 ** bits - 1)
+        self.bipolar = bool(bipolar)
+        self.low = -self.full_scale if self.bipolar else 0.0        # I_low (A)
+        self.lsb = (self.full_scale - self.low) / float(2 ** bits - 1)
         self.offset = offset
         self.gain = gain
 
     def codes(self, currents: np.ndarray) -> np.ndarray:
         """Integer output codes (B, columns) in [0, 2^bits - 1]."""
         analog = currents * self.gain + self.offset
-        return np.rint(np.clip(analog, 0.0, self.full_scale) / self.lsb)
+        return np.rint((np.clip(analog, self.low, self.full_scale) - self.low) / self.lsb)
 
     def __call__(self, currents: np.ndarray) -> np.ndarray:
-        """Reported currents (A): code · LSB."""
-        return self.codes(currents) * self.lsb
+        """Reported currents (A): I_low + code · LSB."""
+        return self.low + self.codes(currents) * self.lsb

@@ -63,8 +63,8 @@ class Spice(Compact):
                  stuck_on_rate=0.0, stuck_off_rate=0.0, read_noise_sigma=0.0, d2d_sigma=0.0,
                  cache_size=4096, r_driver=0.0, r_sense=0.0, dac_bits=None, x_max=1.0,
                  adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
-                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0, cache=None, engine="auto",
-                 timeout=600.0):
+                 read_time=1e-8, adc_energy=0.0, dac_energy=0.0, adc_bipolar=False, cache=None,
+                 engine="auto", timeout=600.0):
         self._session = None         # the loaded circuit of the programmed array (or None)
         self._session_deck = None    # its deck, written on first use
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
@@ -75,7 +75,7 @@ class Spice(Compact):
                          r_sense=r_sense, dac_bits=dac_bits, x_max=x_max, adc_bits=adc_bits,
                          adc_range=adc_range, adc_offset_sigma=adc_offset_sigma,
                          adc_gain_sigma=adc_gain_sigma, read_time=read_time,
-                         adc_energy=adc_energy, dac_energy=dac_energy)
+                         adc_energy=adc_energy, dac_energy=dac_energy, adc_bipolar=adc_bipolar)
         self.info = find_ngspice()      # raises NgspiceNotFoundError with install help
         self.cache = cache
         self._disk_cache = None if cache is False else (
