@@ -70,7 +70,6 @@ class CompactGradients:
         if self.read != "linear":
             raise RuntimeError("map_gradient exists only for read='linear'; use vjp")
         self._require_programmed()
-        self._require_ideal_periphery_for_gradients()
         grad_map = np.asarray(grad_map, dtype=np.float64)
         if grad_map.shape != self._weights.shape:
             raise ValueError(f"grad_map must have the weights' shape {self._weights.shape}, "
@@ -79,8 +78,10 @@ class CompactGradients:
         grad_A = np.empty(self._states.shape)
         grad_A[:, 0::2] = per_volt
         grad_A[:, 1::2] = -per_volt
+        # the programmed array's column marching (from its forward pass) is reused
         grad_g = self.read_factor * adjoint.transfer_gradient(
-            self._cell_conductance(), self.r_word, self.r_bit, grad_A)
+            self._cell_conductance(), self.r_word, self.r_bit, grad_A, r_driver=self.r_driver,
+            r_sense=self.r_sense, marching=self._linear_solver().marching)
         grad_scale = -float(np.sum(grad_map * self.weight_map())) / self._scale
         return self._weight_gradient(grad_g, grad_scale)
 

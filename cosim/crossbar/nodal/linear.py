@@ -31,7 +31,7 @@ from .kcl import (NodalSolution, absolute_balance, batch_max, bit_lines, check_G
                   end_conductance, relative, rounding_floor, segment_conductance, within,
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
-from .transfer import BLOCK_MAX, BLOCK_MEM, source_admittance, transfer_blocks
+from .transfer import BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, source_admittance, transfer_blocks
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
@@ -66,6 +66,7 @@ class LinearArray:
         self._perm = None
         self._M = None
         self._Y = None
+        self._marching = None
 
     # -- full factorisation -------------------------------------------------------------
     def _factor(self):
@@ -233,14 +234,19 @@ class LinearArray:
             M = None
             m, nb = min(R, C), max(R, C)
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
+                keep = 24 * m * m * nb <= MARCH_KEEP    # the blocks, for the adjoint
                 if R <= C:
-                    blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True)
+                    blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True,
+                                             with_marching=keep)
                     if blocks is not None:
-                        M, self._Y = blocks
+                        M, self._Y = blocks[:2]
+                        self._marching = blocks[2] if keep else None
                 else:                               # the mirrored array (see docstring)
-                    Mt = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
-                                          self.tol)
-                    M = None if Mt is None else Mt[::-1, ::-1].T
+                    blocks = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
+                                             self.tol, with_marching=keep)
+                    if blocks is not None:
+                        Mt, self._marching = blocks if keep else (blocks, None)
+                        M = Mt[::-1, ::-1].T
         if M is None:
             n, N = 2 * R * C, R * C
             M = np.empty((R, C))
@@ -263,6 +269,14 @@ class LinearArray:
         self._M = M
         return M
 
+
+    @property
+    def marching(self):
+        """The :class:`~.transfer.Marching` behind :meth:`transfer_matrix` (of the mirrored
+        array when R > C), kept for the adjoint when its blocks take at most ``MARCH_KEEP``
+        bytes; None otherwise (or when the matrix came another way)."""
+        self.transfer_matrix()
+        return self._marching
 
     def source_admittance(self) -> np.ndarray | None:
         """Y (R, R) (S): the currents drawn from the word-line sources are I = Y V, so the
