@@ -109,38 +109,36 @@ def _marching_gradient(marching, grad: np.ndarray) -> np.ndarray:
     G, Q, c, t = marching.G, marching.Q, marching.c, marching.t
     R, N = G.shape
     gw, g_first = float(marching.gw), kcl.end_conductance(marching.gw)
+    cells = marching.cells
+    if cells is None:
+        cells = _transfer.forward_sweep(marching, with_cells=True)[2]
     abar = np.ascontiguousarray(grad.T)                   # (N, R): ā_l
-    # sweep from the open end: reduced adjoint sources ρ_{N-1} = F_{N-1},
+    # sweep from the open end: reduced adjoint sources σ_l = ρ_l / g_w with ρ_{N-1} = F_{N-1},
     # ρ_{l-1} = F_{l-1} + g_w S_l⁻¹ ρ_l = F_{l-1} + (I - Q_l) ρ_l,  F_l = c_l ā_lᵀ
-    rho = np.empty((N, R, R))
+    sigma = np.empty((N, R, R))
     product = np.empty((R, R))
-    np.multiply.outer(c[N - 1], abar[N - 1], out=rho[N - 1])
+    c_scaled = c / gw
+    np.multiply.outer(c_scaled[N - 1], abar[N - 1], out=sigma[N - 1])
     for l in range(N - 1, 0, -1):
-        np.matmul(Q[l], rho[l], out=product)
-        np.multiply.outer(c[l - 1], abar[l - 1], out=rho[l - 1])
-        rho[l - 1] += rho[l]
-        rho[l - 1] -= product
+        np.matmul(Q[l], sigma[l], out=product)
+        np.multiply.outer(c_scaled[l - 1], abar[l - 1], out=sigma[l - 1])
+        sigma[l - 1] += sigma[l]
+        sigma[l - 1] -= product
     # sweep from the source end: Λ_0 = S_0⁻¹ ρ_0, Λ_l = S_l⁻¹ (g_w Λ_{l-1} + ρ_l), with
-    # S_l⁻¹ = (I - Q_l) / g_w (g_w,end for l = 0, the first segment with r_driver); the
-    # word voltages W_l = I - U_l from the marching's drops (or the same recursion)
+    # S_l⁻¹ = (I - Q_l) / g_w (g_w,end for l = 0: the first segment, with r_driver), i.e.
+    # Λ_l = (I - Q_l) x_l, x_l = Λ_{l-1} + σ_l; the cell voltages P_lᵀ Λ_l = D_l⁻¹ K_l Λ_l
     out = np.empty((N, R))
-    fields = np.empty((R, 2 * R))                         # [W_l | Λ_l]
-    lam = U = None
+    lam, x = np.empty((R, R)), sigma[0]
+    x *= gw / g_first
     for l in range(N):
-        x = rho[l] / g_first if l == 0 else rho[l] / gw + lam
-        lam = x - Q[l] @ x
-        if marching.U is not None:
-            U = marching.U[l]
-        else:
-            U = Q[0] if l == 0 else U - Q[l] @ U + Q[l]
-        np.negative(U, out=fields[:, :R])
-        fields.flat[:R * 2 * R:2 * R + 1] += 1.0
-        fields[:, R:] = lam
-        # cell voltages P_lᵀ X = X - T_l⁻¹ D_l X = D_l⁻¹ K_l X (Δv | the adjoint's Δz)
-        cells = marching.load(l) @ fields
-        cells /= G[:, l, None]
-        dV = cells[:, :R]
-        out[l] = t[l] * (dV @ abar[l]) - np.einsum("ki,ki->k", dV, cells[:, R:])
+        if l:
+            x = sigma[l]
+            x += lam
+        np.matmul(Q[l], x, out=product)
+        np.subtract(x, product, out=lam)
+        np.matmul(marching.load(l), lam, out=product)     # D_l P_lᵀ Λ_l
+        dv = cells[l]                                     # Δv = P_lᵀ W_l
+        out[l] = t[l] * (dv @ abar[l]) - np.einsum("ki,ki->k", dv, product) / G[:, l]
     return out.T
 
 

@@ -31,9 +31,10 @@ class Marching(NamedTuple):
     ``Q`` (C, R, R) the blocks Q_j = S_j^{-1} Z_j [1]; ``c`` (C, R) [S] the output rows
     c_j = G[:, j] t_j; ``t`` (C, R) [V/V] the bit-line profiles t_j = g_b,end T_j^{-1} e_{R-1};
     ``green`` the semiseparable generators (a, bv) of T_j^{-1} (:func:`_bit_line_green`);
-    ``K`` (C, R, R) [S] the loads K_j (:meth:`load`) when kept; ``U`` (C, R, R) [V/V] the
-    word-line drops per unit source, u_j = U_j V (None until the forward sweep of
-    :func:`transfer_blocks` filled it).  See :func:`transfer_blocks`.
+    ``K`` (C, R, R) [S] the loads K_j (:meth:`load`) when kept; ``cells`` (C, R, R) [V/V] the
+    cell voltages per unit source, Δv_j = P_j^T W_j = D_j^{-1} K_j (I - U_j) (column i: word
+    line i at 1 V, the others at 0 V), when kept (:func:`forward_sweep`).  See
+    :func:`transfer_blocks`.
     """
 
     G: np.ndarray
@@ -44,7 +45,7 @@ class Marching(NamedTuple):
     t: np.ndarray
     green: tuple
     K: np.ndarray | None = None
-    U: np.ndarray | None = None
+    cells: np.ndarray | None = None
 
     def load(self, j: int) -> np.ndarray:
         """K_j = D - D T_j^{-1} D (R, R) [S]: the cells and bit line j seen from its word
@@ -152,6 +153,41 @@ def source_admittance(G: np.ndarray, gw: float, gb: float):
     return Y if np.all(np.isfinite(Y)) else None
 
 
+def forward_sweep(marching: Marching, v=None, with_cells: bool = False):
+    """The sweep from the source end of :func:`transfer_blocks`: U_0 = Q_0,
+    U_j = Q_j + (I - Q_j) U_{j-1}, M[:, j] = c_j - U_j^T c_j.
+
+    Returns (M (R, C) [A/V], u (R, C) the drops U_j v of a probe input v (R,) [V] or None,
+    cells (C, R, R) the cell voltages per unit source D_j^{-1} K_j (I - U_j) [V/V] or None
+    (``with_cells``: one more product per column; the adjoint's fields Δv)).
+    """
+    Q, cvec, G = marching.Q, marching.c, marching.G
+    C, R = cvec.shape
+    M = np.empty((R, C))
+    u = None if v is None else np.empty((R, C))
+    cells = np.empty((C, R, R)) if with_cells else None
+    U, previous, product = np.empty((R, R)), np.empty((R, R)), np.empty((R, R))
+    for j in range(C):
+        if j:
+            # U_j = S_j^{-1} (Z_j + gw U_{j-1}) = Q_j + (I - Q_j) U_{j-1}  (gw S^{-1} = I - Q):
+            # small quantities only, one product instead of a triangular solve
+            U, previous = previous, U
+            np.matmul(Q[j], previous, out=product)
+            np.subtract(previous, product, out=U)
+            U += Q[j]
+        else:
+            U[...] = Q[0]
+        M[:, j] = cvec[j] - cvec[j] @ U
+        if u is not None:
+            u[:, j] = U @ v
+        if with_cells:
+            np.negative(U, out=product)                   # W_j = I - U_j
+            product.flat[::R + 1] += 1.0
+            np.matmul(marching.load(j), product, out=cells[j])
+            cells[j] /= G[:, j, None]
+    return M, u, cells
+
+
 def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
                     with_admittance: bool = False, with_marching: bool = False):
     """Exact transfer matrix of an R x C array with R <= C (both lines resistive), or None.
@@ -176,32 +212,18 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
     currents of that solution.  Returns None if anything fails (caller falls back).
     With ``with_admittance`` also returns Y, the source admittance of
     :func:`source_admittance` (free: Q_0 is one of the blocks), and with ``with_marching``
-    the :class:`Marching` with the loads K_j and drops U_j kept (24 R^2 C bytes): ``M``, ``(M, Y)``,
-    ``(M, marching)`` or ``(M, Y, marching)``.
+    the :class:`Marching` with the loads K_j and the cell voltages kept (24 R^2 C bytes):
+    ``M``, ``(M, Y)``, ``(M, marching)`` or ``(M, Y, marching)``.
     """
     R, C = G.shape
     marched = march(G, gw, gb, keep_loads=with_marching)
     if marched is None:
         return None
-    Q, cvec = marched.Q, marched.c
-    if with_marching:
-        marched = marched._replace(U=np.empty((C, R, R)))
     rng = np.random.default_rng(0x5EED)
     v = rng.uniform(-1.0, 1.0, R)
-    M = np.empty((R, C))
-    u = np.empty((R, C))                         # drops of the probe input
-    U = Q[0]
-    for j in range(C):
-        if j:
-            # U_j = S_j^{-1} (Z_j + gw U_{j-1}) = Q_j + (I - Q_j) U_{j-1}  (gw S^{-1} = I - Q):
-            # small quantities only, one product instead of a triangular solve
-            y = U - Q[j] @ U
-            y += Q[j]
-            U = y
-        if with_marching:
-            marched.U[j] = U
-        M[:, j] = cvec[j] - cvec[j] @ U
-        u[:, j] = U @ v
+    M, u, cells = forward_sweep(marched, v, with_marching)
+    if with_marching:
+        marched = marched._replace(cells=cells)
     if not np.all(np.isfinite(M)):
         return None
     # ---- verification on the probe input
@@ -216,7 +238,7 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
         return None
     out = [M]
     if with_admittance:
-        Y = end_conductance(gw) * Q[0]
+        Y = end_conductance(gw) * marched.Q[0]
         out.append(0.5 * (Y + Y.T))
     if with_marching:
         out.append(marched)
