@@ -42,14 +42,14 @@ class CompactGradients:
         return self.weight_map() if self.read == "linear" else None
 
     def _require_ideal_periphery_for_gradients(self):
-        # the adjoint (cosim.crossbar.adjoint) marches today's topology: source and sense
-        # at the line ends without resistors; a gradient that ignored them would be wrong
+        # the nonlinear adjoint (adjoint.nonlinear_vjp) assembles today's topology: source and
+        # sense at the line ends without resistors; a gradient that ignored them would be wrong
         if self.r_driver or self.r_sense:
             raise NotImplementedError(
-                f"weight gradients through r_driver = {self.r_driver!r} ohm / r_sense = "
-                f"{self.r_sense!r} ohm are not supported (the adjoint of the read assumes an "
-                f"ideal driver and virtual ground): train with r_driver = r_sense = 0 and "
-                f"evaluate with them")
+                f"weight gradients of the nonlinear read through r_driver = {self.r_driver!r} "
+                f"ohm / r_sense = {self.r_sense!r} ohm are not supported (its adjoint assumes "
+                f"an ideal driver and virtual ground): train with read='linear' (exact with "
+                f"them) or with r_driver = r_sense = 0, and evaluate with them")
 
     def _to_amperes(self):
         """Sense amperes per output weight unit: out_j = (I_2j - I_2j+1) / (V_read s k)."""
