@@ -25,6 +25,31 @@ def relative_error(got, want):
     return np.abs(got - want).max() / np.abs(want).max()
 
 
+def central_differences(loss, G, h):
+    """∂loss/∂G by central differences with step h in every entry."""
+    num = np.zeros_like(G)
+    for idx in np.ndindex(G.shape):
+        up, down = G.copy(), G.copy()
+        up[idx] += h
+        down[idx] -= h
+        num[idx] = (loss(up) - loss(down)) / (2 * h)
+    return num
+
+
+def read_weight_gradient(array, W, x, g, h):
+    """∂/∂W of sum(g * array(x)) by central differences of reprogrammed reads (leaves the
+    array programmed with W)."""
+    num_W = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        for sign in (1, -1):
+            shifted = W.copy()
+            shifted[idx] += sign * h
+            array.program(shifted)
+            num_W[idx] += sign * np.sum(g * array(x)) / (2 * h)
+    array.program(W)
+    return num_W
+
+
 @pytest.mark.parametrize("R,N,r_word,r_bit", ARRAYS)
 def test_transfer_gradient_matches_finite_differences_of_the_nodal_solve(R, N, r_word, r_bit):
     rng = np.random.default_rng(R * 10 + N)
@@ -35,13 +60,7 @@ def test_transfer_gradient_matches_finite_differences_of_the_nodal_solve(R, N, r
         return np.sum(grad_A * nodal.LinearArray(G, r_word, r_bit).transfer_matrix())
 
     got = transfer_gradient(G, r_word, r_bit, grad_A)
-    h = 1e-7
-    num = np.zeros_like(G)
-    for idx in np.ndindex(G.shape):
-        up, down = G.copy(), G.copy()
-        up[idx] += h
-        down[idx] -= h
-        num[idx] = (loss(up) - loss(down)) / (2 * h)
+    num = central_differences(loss, G, 1e-7)
     assert relative_error(got, num) <= 1e-8
 
 
@@ -66,13 +85,7 @@ def test_transfer_gradient_through_driver_and_sense_resistors(R, N, r_word, r_bi
         return np.sum(grad_A * A)
 
     got = transfer_gradient(G, r_word, r_bit, grad_A, **periphery)
-    h = 1e-7
-    num = np.zeros_like(G)
-    for idx in np.ndindex(G.shape):
-        up, down = G.copy(), G.copy()
-        up[idx] += h
-        down[idx] -= h
-        num[idx] = (loss(up) - loss(down)) / (2 * h)
+    num = central_differences(loss, G, 1e-7)
     assert relative_error(got, num) <= 1e-8
     assert relative_error(transfer_gradient(G, r_word, r_bit, grad_A), num) > 1e-4
 
@@ -103,14 +116,7 @@ def test_compact_gradients_through_driver_and_sense_resistors():
     array.program(W)
     grad_x, grad_W = array.vjp(x, g)
     h = 1e-6
-    num_W = np.zeros_like(W)
-    for idx in np.ndindex(W.shape):
-        for sign in (1, -1):
-            shifted = W.copy()
-            shifted[idx] += sign * h
-            array.program(shifted)
-            num_W[idx] += sign * np.sum(g * array(x)) / (2 * h)
-    array.program(W)
+    num_W = read_weight_gradient(array, W, x, g, h)
     assert relative_error(grad_W, num_W) <= 1e-7
     np.testing.assert_allclose(grad_x, g @ array.linear_map().T, rtol=1e-12)
     ideal_periphery = Compact(r_word=200.0, r_bit=100.0)
@@ -157,14 +163,7 @@ def test_compact_vjp_matches_finite_differences(read, r_word, r_bit, w_max):
     array.program(W)
     grad_x, grad_W = array.vjp(x, g)
     h = 1e-6
-    num_W = np.zeros_like(W)
-    for idx in np.ndindex(W.shape):
-        for sign in (1, -1):
-            shifted = W.copy()
-            shifted[idx] += sign * h
-            array.program(shifted)
-            num_W[idx] += sign * np.sum(g * array(x)) / (2 * h)
-    array.program(W)
+    num_W = read_weight_gradient(array, W, x, g, h)
     num_x = np.zeros_like(x)
     for idx in np.ndindex(x.shape):
         for sign in (1, -1):

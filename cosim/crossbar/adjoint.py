@@ -2,8 +2,11 @@ r"""Gradients through a crossbar read with wire IR drop (adjoint of the nodal so
 
 The array is the one of :mod:`cosim.crossbar.nodal` (docs/array.md §2): R word lines driven at
 the column-0 end through ``r_word``, N bit lines sensed at the row-(R-1) end through
-``r_bit``, cell (k, l) between word node w(k, l) and bit node b(k, l). This module is pure
-math on top of that model; it never calls into the solvers' internals.
+``r_bit``, cell (k, l) between word node w(k, l) and bit node b(k, l); ``r_driver`` /
+``r_sense`` in series with the first word / last bit segment (EQUATIONS.md §7). The linear
+part runs on the blocks of the column marching that built the transfer matrix
+(:mod:`cosim.crossbar.nodal.transfer`: one home for the recursion), reusing them when the
+programmed array kept them; the nonlinear part assembles its own sparse Jacobian.
 
 Linear cells: the gradient of the transfer matrix
 -------------------------------------------------
@@ -30,22 +33,30 @@ driven with the row Ā_i,: of the loss gradient). At r_word = r_bit = 0, Δv⁽�
 Δy⁽ʲ⁾_kl = -δ_jl, so ∂L/∂G = Ā: the ideal gradient.
 
 How (2) is evaluated (R ≤ N; otherwise on the mirrored array, below). Eliminating bit line
-l (tridiagonal T_l = L_b + diag G[:, l], SPD) leaves the word nodes of column l loaded by
-K_l = D_l - D_l T_l⁻¹ D_l (D_l = diag G[:, l]) and gives I_l = c_lᵀ w_l with
-c_l = D_l t_l, t_l = T_l⁻¹ g_b e_{R-1} [V/V]. The word nodes then satisfy a block-tridiagonal
-SPD system 𝒜 W = g_w E₀ in columns (diagonal blocks 2g_w I + K_l, g_w I + K_{N-1} at the open
-end, off-diagonal -g_w I), W_l = ∂w_l/∂V (R × R, [V/V]). It is factorised from the open end
-by loads, S_l = g_w I + Z_l, Z_{N-1} = K_{N-1}, Z_l = K_l + g_w S_{l+1}⁻¹ Z_{l+1} (every
-matrix a positive load, no large-minus-large), with W_l = g_w S_l⁻¹ W_{l-1}, W_{-1} = I.
-A = Σ_l ... gives L = Σ_l c_lᵀ W_l ā_l (ā_l = Ā[:, l]), so the adjoint Λ = 𝒜⁻¹ F with
-F_l = c_l ā_lᵀ is one more sweep over the same factors (Norton sources from the open end,
-then substitution from the source end). With P_lᵀ = I - T_l⁻¹ D_l (word-node voltages ->
-cell voltages, ∂K_l/∂G_kl = P_l e_k e_kᵀ P_lᵀ and ∂c_l/∂G_kl = P_l e_k t_lk):
+l (tridiagonal T_l = L_b + diag G[:, l], SPD; its last segment in series with r_sense) leaves
+the word nodes of column l loaded by K_l = D_l - D_l T_l⁻¹ D_l (D_l = diag G[:, l]) and gives
+I_l = c_lᵀ w_l with c_l = D_l t_l, t_l = T_l⁻¹ g_b,end e_{R-1} [V/V]. The word nodes then
+satisfy a block-tridiagonal SPD system 𝒜 W = g_w,end E₀ in columns (diagonal blocks
+2g_w I + K_l, g_w,end + g_w for the first column, g_w I + K_{N-1} at the open end, off-diagonal
+-g_w I), W_l = ∂w_l/∂V (R × R, [V/V]). The column marching of the transfer matrix
+(:func:`~cosim.crossbar.nodal.transfer.transfer_blocks`) factorises it from the open end by
+loads: S_l = g_w I + Z_l (g_w,end for l = 0), Z_{N-1} = K_{N-1},
+Z_{l-1} = K_{l-1} + g_w Q_l with Q_l = S_l⁻¹ Z_l (every matrix a positive load, no
+large-minus-large), so g_w S_l⁻¹ = I - Q_l and W_l = (I - Q_l) W_{l-1}, W_{-1} = I.
+L = Σ_l c_lᵀ W_l ā_l (ā_l = Ā[:, l]), so the adjoint Λ = 𝒜⁻¹ F with F_l = c_l ā_lᵀ takes one
+sweep from the open end, ρ_{N-1} = F_{N-1}, ρ_{l-1} = F_{l-1} + (I - Q_l) ρ_l, and one from the
+source end, Λ_l = (I - Q_l)(Λ_{l-1} + ρ_l / g_w) (Λ_0 = (I - Q_0) ρ_0 / g_w,end): products with
+the stored Q_l only, no factorisation. With P_lᵀ = I - T_l⁻¹ D_l = D_l⁻¹ K_l (word-node
+voltages -> cell voltages, ∂K_l/∂G_kl = P_l e_k e_kᵀ P_lᵀ and ∂c_l/∂G_kl = P_l e_k t_lk):
 
     ∂L/∂G_kl = -Σ_i (P_lᵀ W_l)_ki (P_lᵀ Λ_l)_ki + t_lk (P_lᵀ W_l ā_l)_k                    (3)
 
-the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling term = Δz. Cost
-≈ 8.3 R³ flops per column (Cholesky of S_l and four block solves), R N² memory words.
+the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling term = Δz. The
+periphery enters only through g_w,end and T_l, so (3) holds with r_driver, r_sense > 0. Δv
+does not depend on L: the forward sweep of a programmed array computes it once
+(``Marching.cells``, with the loads K_l) and every gradient of that programming reuses it;
+the adjoint then costs three R × R products per column (≈ 6 R³ flops) and 8 R² N bytes
+(ρ). Without kept blocks (arrays above ``transfer.MARCH_KEEP``) the marching is redone here.
 Exact to rounding (no iteration, no truncation); the finite-difference tests in
 tests/test_hardware_aware.py check it against the nodal solver's transfer matrix.
 
