@@ -97,8 +97,12 @@ def test_transfer_gradient_reuses_the_programmed_marching(R, N):
     rng = np.random.default_rng(2)
     G = rng.uniform(1e-5, 1e-3, (R, N))
     grad_A = rng.normal(size=(R, N))
-    array = nodal.LinearArray(G, 20.0, 30.0, r_driver=5.0, r_sense=7.0)
+    array = nodal.LinearArray(G, 20.0, 30.0, r_driver=5.0, r_sense=7.0, keep_marching=True)
+    array.transfer_matrix()
     assert array.marching is not None
+    inference = nodal.LinearArray(G, 20.0, 30.0)
+    inference.transfer_matrix()
+    assert inference.marching is None                    # only training keeps the blocks
     kept = transfer_gradient(G, 20.0, 30.0, grad_A, r_driver=5.0, r_sense=7.0,
                              marching=array.marching)
     fresh = transfer_gradient(G, 20.0, 30.0, grad_A, r_driver=5.0, r_sense=7.0)

@@ -78,7 +78,9 @@ class CompactGradients:
         grad_A = np.empty(self._states.shape)
         grad_A[:, 0::2] = per_volt
         grad_A[:, 1::2] = -per_volt
-        # the programmed array's column marching (from its forward pass) is reused
+        # the programmed array's column marching (from its forward pass) is reused; from now
+        # on every programming keeps it (training: a gradient after every forward pass)
+        self._keep_marching = True
         grad_g = self.read_factor * adjoint.transfer_gradient(
             self._cell_conductance(), self.r_word, self.r_bit, grad_A, r_driver=self.r_driver,
             r_sense=self.r_sense, marching=self._linear_solver().marching)

@@ -44,12 +44,14 @@ class LinearArray:
     ``G`` (R, C) conductances in siemens (>= 0), ``r_word`` / ``r_bit`` segment resistances in
     ohms (>= 0); ``r_driver`` / ``r_sense`` (ohms, >= 0) in series with the first word
     segment and the last bit segment (EQUATIONS.md §7; each needs its line resistive).
+    ``keep_marching``: keep the blocks of the transfer matrix's column marching for the
+    adjoint (:attr:`marching`; hardware-aware training).
     Line factorisations are built at construction (cheap); the factorisation of
     the full nodal matrix is built on first need and cached, as is the transfer matrix.
     """
 
     def __init__(self, G, r_word, r_bit, *, tol: float = 1e-12, cg_max_batch: int = 8,
-                 r_driver: float = 0.0, r_sense: float = 0.0):
+                 r_driver: float = 0.0, r_sense: float = 0.0, keep_marching: bool = False):
         self.G = check_G(G)
         self.gw = segment_conductance("r_word", r_word, "r_driver", r_driver)
         self.gb = segment_conductance("r_bit", r_bit, "r_sense", r_sense)
@@ -67,6 +69,7 @@ class LinearArray:
         self._M = None
         self._Y = None
         self._marching = None
+        self.keep_marching = bool(keep_marching)
 
     # -- full factorisation -------------------------------------------------------------
     def _factor(self):
@@ -234,7 +237,7 @@ class LinearArray:
             M = None
             m, nb = min(R, C), max(R, C)
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
-                keep = 24 * m * m * nb <= MARCH_KEEP    # the blocks, for the adjoint
+                keep = self.keep_marching and 24 * m * m * nb <= MARCH_KEEP
                 if R <= C:
                     blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True,
                                              with_marching=keep)
@@ -273,9 +276,9 @@ class LinearArray:
     @property
     def marching(self):
         """The :class:`~.transfer.Marching` behind :meth:`transfer_matrix` (of the mirrored
-        array when R > C), kept for the adjoint when its blocks take at most ``MARCH_KEEP``
-        bytes; None otherwise (or when the matrix came another way)."""
-        self.transfer_matrix()
+        array when R > C), kept for the adjoint with ``keep_marching`` when its blocks take
+        at most ``MARCH_KEEP`` bytes; None otherwise (before :meth:`transfer_matrix`, or when
+        the matrix came another way)."""
         return self._marching
 
     def source_admittance(self) -> np.ndarray | None:
