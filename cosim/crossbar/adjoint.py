@@ -186,7 +186,10 @@ def transfer_gradient(G, r_word, r_bit, grad_transfer, *, r_driver=0.0, r_sense=
     if gw == 0:
         out = _line_gradient(G, gb, grad)
     else:
-        if marching is None or marching.G.shape != G.shape:
+        same = marching is not None and all(
+            float(a) == float(b) and kcl.end_conductance(a) == kcl.end_conductance(b)
+            for a, b in ((marching.gw, gw), (marching.gb, gb))) and np.array_equal(marching.G, G)
+        if not same:                                      # not this array's marching
             marching = _transfer.march(G, gw, gb)
             if marching is None:
                 raise SolverError("the column marching of the adjoint failed (a block is not "
