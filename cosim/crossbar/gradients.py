@@ -6,8 +6,10 @@ of the same circuit): the read is differentiated as it is solved, IR drop includ
 
 * ``linear_map()``: the weight map M (R, C) of the linear read, forward(x) = x @ M.
 * ``map_gradient(∂L/∂M)``: ∂L/∂W through the transfer matrix A (A/V) of the cells g·k
-  (adjoint of the nodal solve, ``adjoint.transfer_gradient``) and the mapping scale s (S per
-  weight unit).
+  (adjoint of the nodal solve, ``adjoint.transfer_gradient``, on the blocks of the column
+  marching that built A for the forward pass: an array asked for a gradient keeps them from
+  its next programming on) and the mapping scale s (S per weight unit); r_driver and
+  r_sense included.
 * ``vjp(x, ∂L/∂out)``: (∂L/∂x, ∂L/∂W) of reads; for the nonlinear read by the
   implicit-function theorem at each converged Newton solution (``adjoint.nonlinear_vjp``).
 
