@@ -3,9 +3,10 @@
 ``currents = V @ M`` for every input V (A per V).  See :func:`transfer_blocks` for the
 recursion and :class:`~cosim.crossbar.nodal.LinearArray.transfer_matrix` for when it is used.
 The blocks of the marching (:class:`Marching`) are also what the adjoint of the transfer
-matrix needs (:func:`cosim.crossbar.adjoint.transfer_gradient`): a programmed array keeps
-them when they are small enough (``MARCH_KEEP``), so a hardware-aware training step pays the
-marching once, for the forward pass, and its gradient reuses it.
+matrix needs (:func:`cosim.crossbar.adjoint.transfer_gradient`): an array in training
+(``LinearArray(keep_marching=True)``) keeps them when they are small enough (``MARCH_KEEP``),
+so a hardware-aware training step pays the marching once, for the forward pass, and its
+gradient reuses it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .kcl import absolute_balance, bit_lines, end_conductance, within
 
 BLOCK_MAX = 320          # largest dense block (min(R, C)) of the column-marching method
 BLOCK_MEM = 2 ** 28      # bytes of stored blocks Q_j (8 m^2 n) allowed for that method
-MARCH_KEEP = 2 ** 26     # bytes of blocks Q_j, K_j, U_j (24 m^2 n) an array may keep
+MARCH_KEEP = 2 ** 26     # bytes of kept blocks Q_j, K_j, cells (24 m^2 n) per array
 
 
 class Marching(NamedTuple):
