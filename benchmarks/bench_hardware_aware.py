@@ -15,7 +15,11 @@ hardware-aware run from the ideal-trained weights (fine-tuning for ``--hw-epochs
 ``--hw-lr``); ``--init scratch`` trains from the same initial weights as the ideal run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_hardware_aware.py [--epochs 150] [--hw-epochs 10]
-        [--r 1 10 100 300] [--init ideal|scratch] [--read linear|nonlinear]
+        [--r 1 10 100 300] [--init ideal|scratch] [--read linear|nonlinear] [--quick K]
+
+``--quick K`` times K epochs only (no accuracies): for each r, K epochs of ideal training and
+then K epochs of hardware-aware training from the same weights, back to back, so that each
+ratio compares two runs under the same machine load.
 """
 
 import os
@@ -48,6 +52,9 @@ def main():
     parser.add_argument("--init", default="ideal", choices=["ideal", "scratch"])
     parser.add_argument("--read", default="linear", choices=["linear", "nonlinear"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", type=int, default=0, metavar="K",
+                        help="time K epochs of each (ideal, then hardware-aware per r), no "
+                             "accuracies")
     args = parser.parse_args()
     (img_train, y_train), (img_test, y_test) = digits_images()
     x_test = rate_encode(img_test, 50, np.random.default_rng(12345))
@@ -67,6 +74,8 @@ def main():
     def accuracy(net):
         return float(np.mean(Model(net).predict(x_test) == y_test))
 
+    if args.quick:
+        return quick(args, train, img_train.shape, SRNN, Compact)
     ideal = SRNN(64, 100, 10, neuron="lif", seed=args.seed)
     initial = ideal.weights
     _, ideal_epoch = train(ideal, args.lr, args.epochs, args.seed)
@@ -99,6 +108,25 @@ def main():
     for r, deployed, aware, hw_epoch in rows:
         print(f"| {r:g} | {deployed:.2%} | {aware:.2%} | {100 * (aware - reference):+.2f} pt | "
               f"{ideal_epoch:.2f} | {hw_epoch:.2f} | {hw_epoch / ideal_epoch:.1f}x |")
+    return 0
+
+
+def quick(args, train, shape, SRNN, Compact):
+    """Seconds per epoch, ideal and hardware-aware, measured back to back for every r."""
+    print(f"quick timing: {args.quick} epoch(s) each, {shape[0]} training images", flush=True)
+    rows = []
+    for r in args.r:
+        ideal = SRNN(64, 100, 10, neuron="lif", seed=args.seed)
+        _, ideal_epoch = train(ideal, args.lr, args.quick, args.seed)
+        net = ideal.with_crossbar(Compact(r_word=r, r_bit=r, read=args.read))
+        _, hw_epoch = train(net, args.hw_lr, args.quick, args.seed + 1)
+        rows.append((r, ideal_epoch, hw_epoch))
+        print(f"r = {r:g} ohm: ideal {ideal_epoch:.2f} s/epoch, hardware-aware {hw_epoch:.2f} "
+              f"s/epoch ({hw_epoch / ideal_epoch:.1f}x)", flush=True)
+    print("| r (ohm) | s/epoch ideal | s/epoch hw-aware | ratio |")
+    print("|---|---|---|---|")
+    for r, ideal_epoch, hw_epoch in rows:
+        print(f"| {r:g} | {ideal_epoch:.2f} | {hw_epoch:.2f} | {hw_epoch / ideal_epoch:.1f}x |")
     return 0
 
 

@@ -25,6 +25,31 @@ def relative_error(got, want):
     return np.abs(got - want).max() / np.abs(want).max()
 
 
+def central_differences(loss, G, h):
+    """∂loss/∂G by central differences with step h in every entry."""
+    num = np.zeros_like(G)
+    for idx in np.ndindex(G.shape):
+        up, down = G.copy(), G.copy()
+        up[idx] += h
+        down[idx] -= h
+        num[idx] = (loss(up) - loss(down)) / (2 * h)
+    return num
+
+
+def read_weight_gradient(array, W, x, g, h):
+    """∂/∂W of sum(g * array(x)) by central differences of reprogrammed reads (leaves the
+    array programmed with W)."""
+    num_W = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        for sign in (1, -1):
+            shifted = W.copy()
+            shifted[idx] += sign * h
+            array.program(shifted)
+            num_W[idx] += sign * np.sum(g * array(x)) / (2 * h)
+    array.program(W)
+    return num_W
+
+
 @pytest.mark.parametrize("R,N,r_word,r_bit", ARRAYS)
 def test_transfer_gradient_matches_finite_differences_of_the_nodal_solve(R, N, r_word, r_bit):
     rng = np.random.default_rng(R * 10 + N)
@@ -35,14 +60,72 @@ def test_transfer_gradient_matches_finite_differences_of_the_nodal_solve(R, N, r
         return np.sum(grad_A * nodal.LinearArray(G, r_word, r_bit).transfer_matrix())
 
     got = transfer_gradient(G, r_word, r_bit, grad_A)
-    h = 1e-7
-    num = np.zeros_like(G)
-    for idx in np.ndindex(G.shape):
-        up, down = G.copy(), G.copy()
-        up[idx] += h
-        down[idx] -= h
-        num[idx] = (loss(up) - loss(down)) / (2 * h)
+    num = central_differences(loss, G, 1e-7)
     assert relative_error(got, num) <= 1e-8
+
+
+PERIPHERY = [(4, 6, 10.0, 10.0, 30.0, 0.0), (6, 4, 10.0, 3.0, 0.0, 20.0),
+             (5, 5, 10.0, 10.0, 40.0, 25.0), (5, 5, 0.0, 10.0, 0.0, 30.0),
+             (5, 5, 10.0, 0.0, 30.0, 0.0), (1, 3, 5.0, 5.0, 10.0, 10.0)]
+
+
+@pytest.mark.parametrize("R,N,r_word,r_bit,r_driver,r_sense", PERIPHERY)
+def test_transfer_gradient_through_driver_and_sense_resistors(R, N, r_word, r_bit, r_driver,
+                                                              r_sense):
+    """r_driver / r_sense in series with the terminal segments: the adjoint against central
+    differences of the nodal solver's transfer matrix with the same periphery, and it differs
+    from the gradient of the array without them."""
+    rng = np.random.default_rng(R * 10 + N + 1)
+    G = rng.uniform(1e-3, 1e-2, (R, N))
+    grad_A = rng.normal(size=(R, N))
+    periphery = {"r_driver": r_driver, "r_sense": r_sense}
+
+    def loss(G):
+        A = nodal.LinearArray(G, r_word, r_bit, **periphery).transfer_matrix()
+        return np.sum(grad_A * A)
+
+    got = transfer_gradient(G, r_word, r_bit, grad_A, **periphery)
+    num = central_differences(loss, G, 1e-7)
+    assert relative_error(got, num) <= 1e-8
+    assert relative_error(transfer_gradient(G, r_word, r_bit, grad_A), num) > 1e-4
+
+
+@pytest.mark.parametrize("R,N", [(7, 12), (12, 7)])
+def test_transfer_gradient_reuses_the_programmed_marching(R, N):
+    """The blocks kept by the transfer matrix (its mirror when R > N) give the gradient of a
+    fresh marching."""
+    rng = np.random.default_rng(2)
+    G = rng.uniform(1e-5, 1e-3, (R, N))
+    grad_A = rng.normal(size=(R, N))
+    array = nodal.LinearArray(G, 20.0, 30.0, r_driver=5.0, r_sense=7.0, keep_marching=True)
+    array.transfer_matrix()
+    assert array.marching is not None
+    inference = nodal.LinearArray(G, 20.0, 30.0)
+    inference.transfer_matrix()
+    assert inference.marching is None                    # only training keeps the blocks
+    kept = transfer_gradient(G, 20.0, 30.0, grad_A, r_driver=5.0, r_sense=7.0,
+                             marching=array.marching)
+    fresh = transfer_gradient(G, 20.0, 30.0, grad_A, r_driver=5.0, r_sense=7.0)
+    np.testing.assert_allclose(kept, fresh, rtol=1e-13, atol=1e-13 * np.abs(fresh).max())
+
+
+def test_compact_gradients_through_driver_and_sense_resistors():
+    """∂L/∂W and ∂L/∂x of a linear read with r_driver and r_sense against finite differences
+    of the reads themselves."""
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(5, 3))
+    x = rng.random((3, 5))
+    g = rng.normal(size=(3, 3))
+    array = Compact(r_word=200.0, r_bit=100.0, r_driver=500.0, r_sense=300.0)
+    array.program(W)
+    grad_x, grad_W = array.vjp(x, g)
+    h = 1e-6
+    num_W = read_weight_gradient(array, W, x, g, h)
+    assert relative_error(grad_W, num_W) <= 1e-7
+    np.testing.assert_allclose(grad_x, g @ array.linear_map().T, rtol=1e-12)
+    ideal_periphery = Compact(r_word=200.0, r_bit=100.0)
+    ideal_periphery.program(W)
+    assert relative_error(ideal_periphery.vjp(x, g)[1], num_W) > 1e-4
 
 
 @pytest.mark.parametrize("R,N,r_word,r_bit", ARRAYS)
@@ -84,14 +167,7 @@ def test_compact_vjp_matches_finite_differences(read, r_word, r_bit, w_max):
     array.program(W)
     grad_x, grad_W = array.vjp(x, g)
     h = 1e-6
-    num_W = np.zeros_like(W)
-    for idx in np.ndindex(W.shape):
-        for sign in (1, -1):
-            shifted = W.copy()
-            shifted[idx] += sign * h
-            array.program(shifted)
-            num_W[idx] += sign * np.sum(g * array(x)) / (2 * h)
-    array.program(W)
+    num_W = read_weight_gradient(array, W, x, g, h)
     num_x = np.zeros_like(x)
     for idx in np.ndindex(x.shape):
         for sign in (1, -1):

@@ -2,8 +2,11 @@ r"""Gradients through a crossbar read with wire IR drop (adjoint of the nodal so
 
 The array is the one of :mod:`cosim.crossbar.nodal` (docs/array.md §2): R word lines driven at
 the column-0 end through ``r_word``, N bit lines sensed at the row-(R-1) end through
-``r_bit``, cell (k, l) between word node w(k, l) and bit node b(k, l). This module is pure
-math on top of that model; it never calls into the solvers' internals.
+``r_bit``, cell (k, l) between word node w(k, l) and bit node b(k, l); ``r_driver`` /
+``r_sense`` in series with the first word / last bit segment (EQUATIONS.md §7). The linear
+part runs on the blocks of the column marching that built the transfer matrix
+(:mod:`cosim.crossbar.nodal.transfer`: one home for the recursion), reusing them when the
+programmed array kept them; the nonlinear part assembles its own sparse Jacobian.
 
 Linear cells: the gradient of the transfer matrix
 -------------------------------------------------
@@ -30,22 +33,30 @@ driven with the row Ā_i,: of the loss gradient). At r_word = r_bit = 0, Δv⁽�
 Δy⁽ʲ⁾_kl = -δ_jl, so ∂L/∂G = Ā: the ideal gradient.
 
 How (2) is evaluated (R ≤ N; otherwise on the mirrored array, below). Eliminating bit line
-l (tridiagonal T_l = L_b + diag G[:, l], SPD) leaves the word nodes of column l loaded by
-K_l = D_l - D_l T_l⁻¹ D_l (D_l = diag G[:, l]) and gives I_l = c_lᵀ w_l with
-c_l = D_l t_l, t_l = T_l⁻¹ g_b e_{R-1} [V/V]. The word nodes then satisfy a block-tridiagonal
-SPD system 𝒜 W = g_w E₀ in columns (diagonal blocks 2g_w I + K_l, g_w I + K_{N-1} at the open
-end, off-diagonal -g_w I), W_l = ∂w_l/∂V (R × R, [V/V]). It is factorised from the open end
-by loads, S_l = g_w I + Z_l, Z_{N-1} = K_{N-1}, Z_l = K_l + g_w S_{l+1}⁻¹ Z_{l+1} (every
-matrix a positive load, no large-minus-large), with W_l = g_w S_l⁻¹ W_{l-1}, W_{-1} = I.
-A = Σ_l ... gives L = Σ_l c_lᵀ W_l ā_l (ā_l = Ā[:, l]), so the adjoint Λ = 𝒜⁻¹ F with
-F_l = c_l ā_lᵀ is one more sweep over the same factors (Norton sources from the open end,
-then substitution from the source end). With P_lᵀ = I - T_l⁻¹ D_l (word-node voltages ->
-cell voltages, ∂K_l/∂G_kl = P_l e_k e_kᵀ P_lᵀ and ∂c_l/∂G_kl = P_l e_k t_lk):
+l (tridiagonal T_l = L_b + diag G[:, l], SPD; its last segment in series with r_sense) leaves
+the word nodes of column l loaded by K_l = D_l - D_l T_l⁻¹ D_l (D_l = diag G[:, l]) and gives
+I_l = c_lᵀ w_l with c_l = D_l t_l, t_l = T_l⁻¹ g_b,end e_{R-1} [V/V]. The word nodes then
+satisfy a block-tridiagonal SPD system 𝒜 W = g_w,end E₀ in columns (diagonal blocks
+2g_w I + K_l, g_w,end + g_w for the first column, g_w I + K_{N-1} at the open end, off-diagonal
+-g_w I), W_l = ∂w_l/∂V (R × R, [V/V]). The column marching of the transfer matrix
+(:func:`~cosim.crossbar.nodal.transfer.transfer_blocks`) factorises it from the open end by
+loads: S_l = g_w I + Z_l (g_w,end for l = 0), Z_{N-1} = K_{N-1},
+Z_{l-1} = K_{l-1} + g_w Q_l with Q_l = S_l⁻¹ Z_l (every matrix a positive load, no
+large-minus-large), so g_w S_l⁻¹ = I - Q_l and W_l = (I - Q_l) W_{l-1}, W_{-1} = I.
+L = Σ_l c_lᵀ W_l ā_l (ā_l = Ā[:, l]), so the adjoint Λ = 𝒜⁻¹ F with F_l = c_l ā_lᵀ takes one
+sweep from the open end, ρ_{N-1} = F_{N-1}, ρ_{l-1} = F_{l-1} + (I - Q_l) ρ_l, and one from the
+source end, Λ_l = (I - Q_l)(Λ_{l-1} + ρ_l / g_w) (Λ_0 = (I - Q_0) ρ_0 / g_w,end): products with
+the stored Q_l only, no factorisation. With P_lᵀ = I - T_l⁻¹ D_l = D_l⁻¹ K_l (word-node
+voltages -> cell voltages, ∂K_l/∂G_kl = P_l e_k e_kᵀ P_lᵀ and ∂c_l/∂G_kl = P_l e_k t_lk):
 
     ∂L/∂G_kl = -Σ_i (P_lᵀ W_l)_ki (P_lᵀ Λ_l)_ki + t_lk (P_lᵀ W_l ā_l)_k                    (3)
 
-the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling term = Δz. Cost
-≈ 8.3 R³ flops per column (Cholesky of S_l and four block solves), R N² memory words.
+the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling term = Δz. The
+periphery enters only through g_w,end and T_l, so (3) holds with r_driver, r_sense > 0. Δv
+does not depend on L: the forward sweep of a programmed array computes it once
+(``Marching.cells``, with the loads K_l) and every gradient of that programming reuses it;
+the adjoint then costs three R × R products per column (≈ 6 R³ flops) and 8 R² N bytes
+(ρ). Without kept blocks (arrays above ``transfer.MARCH_KEEP``) the marching is redone here.
 Exact to rounding (no iteration, no truncation); the finite-difference tests in
 tests/test_hardware_aware.py check it against the nodal solver's transfer matrix.
 
@@ -81,124 +92,78 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from scipy.linalg import lapack
 
 from .. import _validate as check
 from ..errors import SolverError
+from .nodal import kcl
+from .nodal import transfer as _transfer
 
 __all__ = ["transfer_gradient", "nonlinear_vjp", "mapping_gradient"]
 
 
 # ----------------------------------------------------------------------------- linear cells
 
-def _bit_lines(G_T: np.ndarray, gb: float):
-    """L D Lᵀ factors (d, e), each (N, R), of the bit-line matrices T_l (N lines of length R).
-
-    T_l = tridiag(-g_b; 2g_b + G[k, l], g_b + G[0, l] at the open row-0 end; -g_b): SPD.
-    ``e[:, k]`` couples rows k and k+1 (``e[:, R-1] = 0``).
-    """
-    N, R = G_T.shape
-    diag = np.full((N, R), 2.0 * gb)
-    diag[:, 0] = gb
-    diag += G_T
-    off = np.full((N, R), -gb)
-    off[:, -1] = 0.0                       # no coupling between consecutive lines
-    if N * R == 1:
-        return diag, np.zeros((N, R))
-    d, e, info = lapack.dpttrf(diag.ravel(), off.ravel()[:-1])
-    if info != 0:
-        raise SolverError(f"bit-line matrix is not positive definite (dpttrf info={info})")
-    return d.reshape(N, R), np.append(e, 0.0).reshape(N, R)
-
-
-def _bit_solve(factor, rhs: np.ndarray, overwrite: bool = False) -> np.ndarray:
-    """T_l⁻¹ rhs_l for every line l: rhs (N, R, m) -> (N, R, m) (in place if ``overwrite``).
-
-    Substitution with the L D Lᵀ factors, one row at a time for all lines and right-hand
-    sides together (each step touches a whole (N, m) slab).
-    """
-    d, e = factor
-    R = d.shape[1]
-    x = rhs if overwrite else np.array(rhs, dtype=float)
-    for k in range(1, R):
-        x[:, k] -= e[:, k - 1, None] * x[:, k - 1]
-    x /= d[:, :, None]
-    for k in range(R - 2, -1, -1):
-        x[:, k] -= e[:, k, None] * x[:, k + 1]
-    return x
-
-
-def _gradient_marching(G: np.ndarray, gw: float, gb: float, grad: np.ndarray) -> np.ndarray:
-    """Equation (3) of the module docstring for R <= N (or any shape when gw == 0)."""
+def _line_gradient(G: np.ndarray, gb, grad: np.ndarray) -> np.ndarray:
+    """Equation (3) with shorted word lines (W_l = I, Λ = 0): ∂L/∂G_kl = t_lk (P_lᵀ ā_l)_k."""
     R, N = G.shape
     G_T = np.ascontiguousarray(G.T)                       # (N, R): column l = G[:, l]
-    abar = np.ascontiguousarray(grad.T)[:, :, None]       # (N, R, 1): ā_l
-    if gb > 0:
-        bit = _bit_lines(G_T, gb)
-        e_last = np.zeros((N, R, 1))
-        e_last[:, -1, 0] = gb
-        t = _bit_solve(bit, e_last, True)[:, :, 0]        # (N, R): t_l = T_l⁻¹ g_b e_{R-1}
+    bit = kcl.bit_lines(G_T, gb)                          # T_l, r_sense in the last segment
+    e_last = np.zeros((N, R))
+    e_last[:, -1] = kcl.end_conductance(gb)
+    t = bit.solve(e_last)                                 # t_l = g_b,end T_l⁻¹ e_{R-1}
+    abar = np.ascontiguousarray(grad.T)                   # ā_l
+    return (t * (abar - bit.solve(G_T * abar))).T         # P_lᵀ ā_l = ā_l - T_l⁻¹ D_l ā_l
 
-        def drops(X):                                     # P_lᵀ X_l = X_l - T_l⁻¹ D_l X_l
-            out = _bit_solve(bit, G_T[:, :, None] * X, True)
-            return np.subtract(X, out, out=out)
-    else:
-        t = np.ones((N, R))
 
-        def drops(X):
-            return X
-    if gw == 0:
-        # word nodes at their sources: W_l = I, only the output-coupling term remains
-        return (t * drops(abar)[:, :, 0]).T
-    # loads K_l = D_l - D_l T_l⁻¹ D_l (dense R x R per column) and outputs c_l = D_l t_l
-    eye = np.eye(R)
-    if gb > 0:
-        X = _bit_solve(bit, G_T[:, :, None] * eye, True)  # T_l⁻¹ D_l
-        K = -G_T[:, :, None] * X
-    else:
-        K = np.zeros((N, R, R))
-    K[:, np.arange(R), np.arange(R)] += G_T
-    c = G_T * t                                           # (N, R)
-    potrf, potrs = lapack.dpotrf, lapack.dpotrs
-    # sweep from the open end: loads Z_l, factors of S_l = g_w I + Z_l, and the adjoint's
-    # Norton sources h_l = g_w S_l⁻¹ (F_l + h_{l+1}), F_l = c_l ā_lᵀ, in one solve per column
-    chol = np.empty((N, R, R))
-    norton = np.empty((N, R, R))
-    Z = K[N - 1]
-    h = np.zeros((R, R))
-    for l in range(N - 1, -1, -1):
-        f, info = potrf(Z + gw * eye, lower=0, clean=0)
-        if info != 0:
-            raise SolverError(f"column load matrix is not positive definite (column {l})")
-        chol[l] = f
-        rhs = np.concatenate([Z, np.multiply.outer(c[l], abar[l, :, 0]) + h], axis=1)
-        sol, info = potrs(f, rhs, overwrite_b=1)
-        sol *= gw
-        norton[l] = h = sol[:, R:]
-        if l:
-            Z = K[l - 1] + sol[:, :R]
-    # sweep from the source end: W_l = g_w S_l⁻¹ W_{l-1} (W_{-1} = I) and the adjoint
-    # Λ_l = S_l⁻¹ (g_w Λ_{l-1} + F_l + h_{l+1}) = g_w S_l⁻¹ Λ_{l-1} + h_l / g_w (Λ_{-1} = 0)
-    both = np.empty((N, R, 2 * R))                        # [W_l | Λ_l]
-    prev = np.concatenate([eye, np.zeros((R, R))], axis=1)
+def _marching_gradient(marching, grad: np.ndarray) -> np.ndarray:
+    """Equation (3) of the module docstring on the blocks of a column marching (R <= N)."""
+    G, Q, c, t = marching.G, marching.Q, marching.c, marching.t
+    R, N = G.shape
+    gw, g_first = float(marching.gw), kcl.end_conductance(marching.gw)
+    cells = marching.cells
+    if cells is None:
+        cells = _transfer.forward_sweep(marching, with_cells=True)[2]
+    abar = np.ascontiguousarray(grad.T)                   # (N, R): ā_l
+    # sweep from the open end: reduced adjoint sources σ_l = ρ_l / g_w with ρ_{N-1} = F_{N-1},
+    # ρ_{l-1} = F_{l-1} + g_w S_l⁻¹ ρ_l = F_{l-1} + (I - Q_l) ρ_l,  F_l = c_l ā_lᵀ
+    sigma = np.empty((N, R, R))
+    product = np.empty((R, R))
+    c_scaled = c / gw
+    np.multiply.outer(c_scaled[N - 1], abar[N - 1], out=sigma[N - 1])
+    for l in range(N - 1, 0, -1):
+        np.matmul(Q[l], sigma[l], out=product)
+        np.multiply.outer(c_scaled[l - 1], abar[l - 1], out=sigma[l - 1])
+        sigma[l - 1] += sigma[l]
+        sigma[l - 1] -= product
+    # sweep from the source end: Λ_0 = S_0⁻¹ ρ_0, Λ_l = S_l⁻¹ (g_w Λ_{l-1} + ρ_l), with
+    # S_l⁻¹ = (I - Q_l) / g_w (g_w,end for l = 0: the first segment, with r_driver), i.e.
+    # Λ_l = (I - Q_l) x_l, x_l = Λ_{l-1} + σ_l; the cell voltages P_lᵀ Λ_l = D_l⁻¹ K_l Λ_l
+    out = np.empty((N, R))
+    lam, x = np.empty((R, R)), sigma[0]
+    x *= gw / g_first
     for l in range(N):
-        sol, info = potrs(chol[l], prev)
-        sol *= gw
-        sol[:, R:] += norton[l] / gw
-        both[l] = prev = sol
-    both = drops(both)                                    # cell voltages: Δv | Δz
-    dV, dZ = both[:, :, :R], both[:, :, R:]
-    term1 = -np.einsum("lki,lki->lk", dV, dZ)
-    term2 = t * np.matmul(dV, abar)[:, :, 0]
-    return (term1 + term2).T
+        if l:
+            x = sigma[l]
+            x += lam
+        np.matmul(Q[l], x, out=product)
+        np.subtract(x, product, out=lam)
+        np.matmul(marching.load(l), lam, out=product)     # D_l P_lᵀ Λ_l
+        dv = cells[l]                                     # Δv = P_lᵀ W_l
+        out[l] = t[l] * (dv @ abar[l]) - np.einsum("ki,ki->k", dv, product) / G[:, l]
+    return out.T
 
 
-def transfer_gradient(G, r_word, r_bit, grad_transfer) -> np.ndarray:
+def transfer_gradient(G, r_word, r_bit, grad_transfer, *, r_driver=0.0, r_sense=0.0,
+                      marching=None) -> np.ndarray:
     """∂L/∂G (R, N) [1/S] from ∂L/∂A (R, N) [1/S], A the transfer matrix of the array.
 
     ``G`` (R, N) cell conductances [S] (> 0), ``r_word`` / ``r_bit`` segment resistances [Ω]
-    (>= 0), ``grad_transfer`` the gradient of the loss with respect to the transfer matrix A
-    (``I = V @ A``). Exact (equations (1)-(3) of the module docstring).
+    (>= 0), ``r_driver`` / ``r_sense`` [Ω] (>= 0) in series with the first word and the last
+    bit segment, ``grad_transfer`` the gradient of the loss with respect to the transfer
+    matrix A (``I = V @ A``). Exact (equations (1)-(3) of the module docstring).
+    ``marching``: the :class:`~cosim.crossbar.nodal.transfer.Marching` of this array (of its
+    mirror when R > N) if the caller has it (``LinearArray.marching``); otherwise the
+    marching is done here.
     """
     G = check.as_float_array("G", G, ndim=2)
     if G.size == 0 or np.any(G <= 0):
@@ -206,20 +171,31 @@ def transfer_gradient(G, r_word, r_bit, grad_transfer) -> np.ndarray:
     grad = check.as_float_array("grad_transfer", grad_transfer, ndim=2)
     if grad.shape != G.shape:
         raise ValueError(f"grad_transfer must have the shape of G {G.shape}, got {grad.shape}")
-    r_word = check.positive("r_word", r_word, allow_zero=True)
-    r_bit = check.positive("r_bit", r_bit, allow_zero=True)
-    gw = 1.0 / r_word if r_word > 0 else 0.0
-    gb = 1.0 / r_bit if r_bit > 0 else 0.0
+    gw = kcl.segment_conductance("r_word", r_word, "r_driver", r_driver)
+    gb = kcl.segment_conductance("r_bit", r_bit, "r_sense", r_sense)
     R, N = G.shape
     if gw == 0 and gb == 0:
         return grad.copy()
     # the mirror (module docstring) when it is cheaper: shorted bit lines become shorted
     # word lines (closed form), and the dense blocks of the marching are min(R, N) wide
-    if gb == 0 or (gw > 0 and R > N):
-        mirrored = _gradient_marching(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
-                                      np.ascontiguousarray(grad[::-1, ::-1].T))
-        return np.ascontiguousarray(mirrored[::-1, ::-1].T)
-    return _gradient_marching(G, gw, gb, grad)
+    mirror = gb == 0 or (gw > 0 and R > N)
+    if mirror:
+        G = np.ascontiguousarray(G[::-1, ::-1].T)
+        grad = np.ascontiguousarray(grad[::-1, ::-1].T)
+        gw, gb = gb, gw
+    if gw == 0:
+        out = _line_gradient(G, gb, grad)
+    else:
+        same = marching is not None and all(
+            float(a) == float(b) and kcl.end_conductance(a) == kcl.end_conductance(b)
+            for a, b in ((marching.gw, gw), (marching.gb, gb))) and np.array_equal(marching.G, G)
+        if not same:                                      # not this array's marching
+            marching = _transfer.march(G, gw, gb)
+            if marching is None:
+                raise SolverError("the column marching of the adjoint failed (a block is not "
+                                  "positive definite or the bit-line products underflow)")
+        out = _marching_gradient(marching, grad)
+    return np.ascontiguousarray(out[::-1, ::-1].T) if mirror else out
 
 
 # ----------------------------------------------------------------------------- nonlinear cells

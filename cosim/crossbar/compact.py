@@ -193,6 +193,7 @@ class Compact(CompactGradients, Crossbar):
         self._g = None
         self._effective = None
         self._solver = None
+        self._keep_marching = False        # set by the first weight gradient
         self._map = None
         self._power_forms = None
         self._source_form_cache = None     # SourceForm of the current source admittance
@@ -278,8 +279,10 @@ class Compact(CompactGradients, Crossbar):
 
     def _linear_solver(self):
         if self._solver is None:
+            # training keeps the marching's blocks for the adjoint (gradients.map_gradient)
             self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit,
-                                             r_driver=self.r_driver, r_sense=self.r_sense)
+                                             r_driver=self.r_driver, r_sense=self.r_sense,
+                                             keep_marching=self._keep_marching)
             self.stats["factorisations"] += 1
         return self._solver
 

@@ -6,8 +6,10 @@ of the same circuit): the read is differentiated as it is solved, IR drop includ
 
 * ``linear_map()``: the weight map M (R, C) of the linear read, forward(x) = x @ M.
 * ``map_gradient(∂L/∂M)``: ∂L/∂W through the transfer matrix A (A/V) of the cells g·k
-  (adjoint of the nodal solve, ``adjoint.transfer_gradient``) and the mapping scale s (S per
-  weight unit).
+  (adjoint of the nodal solve, ``adjoint.transfer_gradient``, on the blocks of the column
+  marching that built A for the forward pass: an array asked for a gradient keeps them from
+  its next programming on) and the mapping scale s (S per weight unit); r_driver and
+  r_sense included.
 * ``vjp(x, ∂L/∂out)``: (∂L/∂x, ∂L/∂W) of reads; for the nonlinear read by the
   implicit-function theorem at each converged Newton solution (``adjoint.nonlinear_vjp``).
 
@@ -42,14 +44,14 @@ class CompactGradients:
         return self.weight_map() if self.read == "linear" else None
 
     def _require_ideal_periphery_for_gradients(self):
-        # the adjoint (cosim.crossbar.adjoint) marches today's topology: source and sense
-        # at the line ends without resistors; a gradient that ignored them would be wrong
+        # the nonlinear adjoint (adjoint.nonlinear_vjp) assembles today's topology: source and
+        # sense at the line ends without resistors; a gradient that ignored them would be wrong
         if self.r_driver or self.r_sense:
             raise NotImplementedError(
-                f"weight gradients through r_driver = {self.r_driver!r} ohm / r_sense = "
-                f"{self.r_sense!r} ohm are not supported (the adjoint of the read assumes an "
-                f"ideal driver and virtual ground): train with r_driver = r_sense = 0 and "
-                f"evaluate with them")
+                f"weight gradients of the nonlinear read through r_driver = {self.r_driver!r} "
+                f"ohm / r_sense = {self.r_sense!r} ohm are not supported (its adjoint assumes "
+                f"an ideal driver and virtual ground): train with read='linear' (exact with "
+                f"them) or with r_driver = r_sense = 0, and evaluate with them")
 
     def _to_amperes(self):
         """Sense amperes per output weight unit: out_j = (I_2j - I_2j+1) / (V_read s k)."""
@@ -70,7 +72,6 @@ class CompactGradients:
         if self.read != "linear":
             raise RuntimeError("map_gradient exists only for read='linear'; use vjp")
         self._require_programmed()
-        self._require_ideal_periphery_for_gradients()
         grad_map = np.asarray(grad_map, dtype=np.float64)
         if grad_map.shape != self._weights.shape:
             raise ValueError(f"grad_map must have the weights' shape {self._weights.shape}, "
@@ -79,8 +80,12 @@ class CompactGradients:
         grad_A = np.empty(self._states.shape)
         grad_A[:, 0::2] = per_volt
         grad_A[:, 1::2] = -per_volt
+        # the programmed array's column marching (from its forward pass) is reused; from now
+        # on every programming keeps it (training: a gradient after every forward pass)
+        self._keep_marching = True
         grad_g = self.read_factor * adjoint.transfer_gradient(
-            self._cell_conductance(), self.r_word, self.r_bit, grad_A)
+            self._cell_conductance(), self.r_word, self.r_bit, grad_A, r_driver=self.r_driver,
+            r_sense=self.r_sense, marching=self._linear_solver().marching)
         grad_scale = -float(np.sum(grad_map * self.weight_map())) / self._scale
         return self._weight_gradient(grad_g, grad_scale)
 

@@ -31,7 +31,7 @@ from .kcl import (NodalSolution, absolute_balance, batch_max, bit_lines, check_G
                   end_conductance, relative, rounding_floor, segment_conductance, within,
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
-from .transfer import BLOCK_MAX, BLOCK_MEM, source_admittance, transfer_blocks
+from .transfer import BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, source_admittance, transfer_blocks
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
@@ -44,12 +44,14 @@ class LinearArray:
     ``G`` (R, C) conductances in siemens (>= 0), ``r_word`` / ``r_bit`` segment resistances in
     ohms (>= 0); ``r_driver`` / ``r_sense`` (ohms, >= 0) in series with the first word
     segment and the last bit segment (EQUATIONS.md §7; each needs its line resistive).
+    ``keep_marching``: keep the blocks of the transfer matrix's column marching for the
+    adjoint (:attr:`marching`; hardware-aware training).
     Line factorisations are built at construction (cheap); the factorisation of
     the full nodal matrix is built on first need and cached, as is the transfer matrix.
     """
 
     def __init__(self, G, r_word, r_bit, *, tol: float = 1e-12, cg_max_batch: int = 8,
-                 r_driver: float = 0.0, r_sense: float = 0.0):
+                 r_driver: float = 0.0, r_sense: float = 0.0, keep_marching: bool = False):
         self.G = check_G(G)
         self.gw = segment_conductance("r_word", r_word, "r_driver", r_driver)
         self.gb = segment_conductance("r_bit", r_bit, "r_sense", r_sense)
@@ -66,6 +68,8 @@ class LinearArray:
         self._perm = None
         self._M = None
         self._Y = None
+        self._marching = None
+        self.keep_marching = bool(keep_marching)
 
     # -- full factorisation -------------------------------------------------------------
     def _factor(self):
@@ -233,14 +237,19 @@ class LinearArray:
             M = None
             m, nb = min(R, C), max(R, C)
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
+                keep = self.keep_marching and 24 * m * m * nb <= MARCH_KEEP
                 if R <= C:
-                    blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True)
+                    blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True,
+                                             with_marching=keep)
                     if blocks is not None:
-                        M, self._Y = blocks
+                        M, self._Y = blocks[:2]
+                        self._marching = blocks[2] if keep else None
                 else:                               # the mirrored array (see docstring)
-                    Mt = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
-                                          self.tol)
-                    M = None if Mt is None else Mt[::-1, ::-1].T
+                    blocks = transfer_blocks(np.ascontiguousarray(G[::-1, ::-1].T), gb, gw,
+                                             self.tol, with_marching=keep)
+                    if blocks is not None:
+                        Mt, self._marching = blocks if keep else (blocks, None)
+                        M = Mt[::-1, ::-1].T
         if M is None:
             n, N = 2 * R * C, R * C
             M = np.empty((R, C))
@@ -263,6 +272,14 @@ class LinearArray:
         self._M = M
         return M
 
+
+    @property
+    def marching(self):
+        """The :class:`~.transfer.Marching` behind :meth:`transfer_matrix` (of the mirrored
+        array when R > C), kept for the adjoint with ``keep_marching`` when its blocks take
+        at most ``MARCH_KEEP`` bytes; None otherwise (before :meth:`transfer_matrix`, or when
+        the matrix came another way)."""
+        return self._marching
 
     def source_admittance(self) -> np.ndarray | None:
         """Y (R, R) (S): the currents drawn from the word-line sources are I = Y V, so the
