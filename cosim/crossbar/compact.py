@@ -326,11 +326,9 @@ class Compact(CompactGradients, Crossbar):
         return self.v_read * _periphery.dac(x, self.dac_bits, self.x_max)
 
     def _cell(self):
-        device, states, v_gate = self._array_device, self._states, self.v_gate
-
-        def cell(v_w, v_b):
-            return device.current_terminals(v_w, v_gate, v_b, states)
-        return cell
+        """The programmed cells at the read's gate voltage: cell(v_w, v_b) -> (i, di/dv_w,
+        di/dv_b), with the fused form the compiled nonlinear solver runs."""
+        return self._array_device.terminal_cell(self.v_gate, self._states)
 
     def _transfer_matrix(self):
         """Linear read: A (R, 2C) with sense currents = V @ A (amperes per volt)."""

@@ -62,18 +62,21 @@ import numpy as np
 
 from ... import _validate
 from ...errors import SolverError
+from . import fused
 from .kcl import (NodalSolution, batch_max, bit_lines, branch_balance, check_shape, check_V,
-                  drops_floor, relative, segment_conductance, word_lines)
+                  drops_floor, end_conductance, relative, rounding_floor, segment_conductance,
+                  word_lines)
 from .sparse import factorise, nodal_matrix, ordering
 
 __all__ = ["solve_nonlinear"]
 
-METHODS = ("auto", "lines", "lu")
+METHODS = ("auto", "fused", "lines", "lu")
 _SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer residual
 _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
 _CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
+_FUSED_CHUNK_CELLS = 2 ** 20   # the kernel works one pattern at a time: chunks bound memory
 _VOLTAGES_MAX_BYTES = 2 ** 31   # node voltages (w, b, drops) returned for a whole batch
 _TABLE_LEVELS = 8          # input levels up to which the ideal-point cell values are tabled
 
@@ -306,16 +309,13 @@ def _accept(trial, f0, alpha, tol):
                            | (trial.relative() <= tol))
 
 
-def _ideal_point_table(cell, V, R, C):
-    """Cell values at the ideal point (v_w = V_i, v_b = 0) for every level of V, or None.
+def _ideal_point_table(cell, levels, R, C):
+    """Cell values at the ideal point (v_w = V_i, v_b = 0) for the input levels (sorted).
 
     Each device sees only its own two node voltages, so at the ideal point a device of row
     i depends on V_i alone: with few distinct input levels (binary spikes: 2) one
     evaluation of (levels, R, C) replaces a full one per pattern.  Returns (levels, table).
     """
-    levels = np.unique(V)
-    if levels.size > _TABLE_LEVELS:
-        return None
     shape = (levels.size, R, C)
     table = _call_cell(cell, np.broadcast_to(levels[:, None, None], shape).copy(),
                        np.zeros(shape))
@@ -344,6 +344,60 @@ def _initial_arrays(initial, Bn, R, C):
             raise ValueError(f"initial node voltages must have shape {(R, C)} or "
                              f"{(Bn, R, C)}, got {arr.shape}")
     return np.broadcast_to(w, (Bn, R, C)), np.broadcast_to(b, (Bn, R, C))
+
+
+def _numpy_chunk(cell, V, u, b, gw, gb, tol, max_iter, ideal, method, index):
+    """Solve the patterns V (n, R) from (u, b) (n, R, C; overwritten with the solution) by
+    the numpy path ("lines" with "lu" for what it cannot handle, or "lu").  Returns
+    (currents, relative residuals, iterations, rounding floors, whether lu was needed);
+    raises SolverError if a pattern does not converge (``index``: the patterns' numbers in
+    the caller's batch)."""
+    values = None
+    if ideal is not None:
+        level = np.searchsorted(ideal[0], V)            # (n, R) index of each V_i
+        values = tuple(t[level, np.arange(V.shape[1])[None, :]] for t in ideal[1])
+    pt = _Point(cell, V, gw, gb, u, b, values)
+    if not pt.ok.all():
+        raise SolverError("nonlinear solve: the cell returned non-finite values at the "
+                          "starting point (KCL residual = nan)")
+    pt, it, failed = _newton(cell, V, gw, gb, pt, tol, max_iter,
+                             _lu_step if method == "lu" else _lines_step)
+    more_lu = failed.any() and method == "auto"
+    if more_lu:
+        bad = np.flatnonzero(failed)
+        sub, more, failed_lu = _newton(cell, V[bad], gw, gb, pt.take(bad), tol, max_iter,
+                                       _lu_step)
+        pt.put(bad, sub)
+        it[bad] += more
+        failed[bad] = failed_lu
+    if failed.any():
+        k = int(np.flatnonzero(failed)[0])
+        raise SolverError(f"nonlinear solve ({method}) did not converge for input "
+                          f"{int(index[k])} in {int(it[k])} iterations: relative KCL residual "
+                          f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
+    u[:], b[:] = pt.u, pt.b
+    floor = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
+    return pt.cur, pt.relative(), it, floor, more_lu
+
+
+def _fused_chunk(cell, V, u, b, gw, gb, tol, max_iter, prepared, index):
+    """:func:`_numpy_chunk` by the compiled kernel (:mod:`.fused`); the patterns it marks
+    failed are solved again from their start by the numpy path.  The last value returned
+    says whether that happened."""
+    # the start: the ideal point (0, 0) when the kernel was given its table, else a copy
+    start = None if prepared.levels is not None else (u.copy(), b.copy())
+    cur, rel, it, failed, dev, scale, umax, bmax = fused.solve_batch(
+        prepared, V, u, b, gw, end_conductance(gw), gb, end_conductance(gb), tol, max_iter)
+    floor = relative(rounding_floor(gw, umax, gb, bmax, dev)[:, None], scale)
+    if failed.any():
+        bad = np.flatnonzero(failed)
+        ub, bb = ((np.zeros((bad.size,) + u.shape[1:]), np.zeros((bad.size,) + u.shape[1:]))
+                  if start is None else (start[0][bad], start[1][bad]))
+        sub = _numpy_chunk(cell, V[bad], ub, bb, gw, gb, tol, max_iter, None, "auto",
+                           index[bad])
+        cur[bad], rel[bad], it[bad], floor[bad] = sub[:4]
+        u[bad], b[bad] = ub, bb
+    return cur, rel, it, floor, bool(failed.any())
 
 
 def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e-12,
@@ -385,16 +439,27 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
                          f"{_VOLTAGES_MAX_BYTES / 2**30:.0f} GiB): pass voltages=False for "
                          f"the currents only, or fewer inputs per call")
     start = _initial_arrays(initial, Bn, R, C)
-    ideal = _ideal_point_table(cell, Vb, R, C) if start is None else None
-    rows = np.arange(R)[None, :]
     cur = np.empty((Bn, C))
     rel = np.empty(Bn)
     floor = np.empty(Bn)
     iters = np.zeros(Bn, dtype=int)
     u_all = np.empty((Bn, R, C)) if voltages else None
     b_all = np.empty((Bn, R, C)) if voltages else None
-    used = "lu" if method == "lu" else "lines"
-    chunk = max(1, _CHUNK_CELLS // (R * C))
+    use_fused = method == "fused" or (method == "auto" and fused.available(cell, gw, gb))
+    if use_fused and not fused.available(cell, gw, gb):
+        raise ValueError("method='fused' needs numba, resistive word and bit lines "
+                         "(r_word > 0, r_bit > 0) and a cell with a fused_form "
+                         "(cosim.devices.TerminalCell); use method='lines' or 'auto'")
+    used = "lu" if method == "lu" else "fused" if use_fused else "lines"
+    chunk = max(1, (_FUSED_CHUNK_CELLS if use_fused else _CHUNK_CELLS) // (R * C))
+    levels = np.unique(Vb) if start is None else None     # a start at the ideal point:
+    if levels is not None and levels.size > _TABLE_LEVELS:   # its cell values tabled
+        levels = None
+    prepared = ideal = None
+    if use_fused:
+        prepared = fused.Prepared(cell.fused_form, (R, C), levels)
+    elif levels is not None:
+        ideal = _ideal_point_table(cell, levels, R, C)
     for k0 in range(0, Bn, chunk):
         sl = slice(k0, min(Bn, k0 + chunk))
         Vc = Vb[sl]
@@ -406,33 +471,21 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
             u[:] = 0.0
         if gb == 0:
             b[:] = 0.0
-        values = None
-        if ideal is not None:
-            level = np.searchsorted(ideal[0], Vc)            # (n, R) index of each V_i
-            values = tuple(t[level, rows] for t in ideal[1])
-        pt = _Point(cell, Vc, gw, gb, u, b, values)
-        if not pt.ok.all():
-            raise SolverError("nonlinear solve: the cell returned non-finite values at the "
-                              "starting point (KCL residual = nan)")
-        pt, it, failed = _newton(cell, Vc, gw, gb, pt, tol, max_iter,
-                                 _lu_step if method == "lu" else _lines_step)
-        if failed.any() and method == "auto":
-            used = "lines+lu"
-            bad = np.flatnonzero(failed)
-            sub, more, failed_lu = _newton(cell, Vc[bad], gw, gb, pt.take(bad), tol, max_iter,
-                                           _lu_step)
-            pt.put(bad, sub)
-            it[bad] += more
-            failed[bad] = failed_lu
-        if failed.any():
-            k = int(np.flatnonzero(failed)[0])
-            raise SolverError(f"nonlinear solve ({method}) did not converge for input "
-                              f"{k0 + k} in {int(it[k])} iterations: relative KCL residual "
-                              f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
-        cur[sl], rel[sl], iters[sl] = pt.cur, pt.relative(), it
-        floor[sl] = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
+        if use_fused:
+            c_cur, c_rel, c_it, c_floor, fell_back = _fused_chunk(
+                cell, Vc, u, b, gw, gb, tol, max_iter, prepared,
+                np.arange(sl.start, sl.stop))
+            if fell_back:
+                used = "fused+lines"
+        else:
+            c_cur, c_rel, c_it, c_floor, more_lu = _numpy_chunk(
+                cell, Vc, u, b, gw, gb, tol, max_iter, ideal, method,
+                np.arange(sl.start, sl.stop))
+            if more_lu:
+                used = "lines+lu"
+        cur[sl], rel[sl], iters[sl], floor[sl] = c_cur, c_rel, c_it, c_floor
         if voltages:
-            u_all[sl], b_all[sl] = pt.u, pt.b
+            u_all[sl], b_all[sl] = u, b
     w_all = Vb[:, :, None] - u_all if voltages else None
     info = dict(residual=float(rel.max()), iterations=int(iters.sum()), method=f"newton-{used}",
                 residual_floor=float(floor.max()), pattern_residuals=rel,

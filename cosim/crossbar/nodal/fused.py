@@ -1,0 +1,469 @@
+r"""Compiled kernel of the nonlinear read for gated-tanh cells (numba): device evaluation,
+KCL and line sweeps fused, one pattern at a time, every pattern of a call in one call.
+
+The cell family (the memtransistor's I-V at a fixed gate, :mod:`cosim.devices.memtransistor`)::
+
+    i(v_w, v_b) = a * sp(x) * v_sat * tanh((v_w - v_b) / v_sat),
+    x = (c - (v_w + v_b) / 2) / s_g,    sp(x) = ln(1 + e^x)
+
+with a (A/V) and c (V) per cell, s_g and v_sat (V) scalars, and its exact partials
+di/dv_w, di/dv_b (S).  A cell callable offers this form through an attribute
+``fused_form = (a (R, C), c (R, C), s_g, v_sat)``; :func:`available` tells whether the
+kernel can run it.
+
+The algorithm is that of :mod:`.nonlinear` (``method="lines"``) step for step: damped
+Newton in word-line drops u and bit voltages b from the given start, each Newton step by
+block Gauss-Seidel sweeps between the word lines (L_w + D_w) and the bit lines (L_b - D_b),
+each tridiagonal line factorised as L D L^T (the recurrence of LAPACK dpttrf / dpttrs,
+written out here so that it runs inside the compiled loop), the same sweep stopping rule
+(1e-6 of the outer residual), the same Armijo test, stall rule and convergence test on the
+true residual and the update.  What differs is only where the numbers live: one pattern's
+arrays (R x C each) stay in cache through a whole Newton step, the device is evaluated in
+the same loop that forms the residual (one pass, no temporaries), and there is no Python
+per step.  Anything the fast path does not handle (a Jacobian sign the line factorisation
+cannot take, slow sweeps, damping to nothing, a stall, no convergence) marks the pattern
+failed and the caller solves it again with the reference path, so failures never change a
+result.
+
+Results equal the numpy path to rounding: the same iterates, with ulp-level differences
+from the order of floating-point sums and from the libm behind exp / log1p / tanh
+(tests/test_nodal.py checks agreement to 1e-14 relative).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:                                        # the compiled path is optional at import time
+    import numba
+except ImportError:                         # pragma: no cover - numba is a dependency
+    numba = None
+
+__all__ = ["available", "Prepared", "solve_batch"]
+
+_SWEEP_ETA = 1e-6          # the constants of .nonlinear (kept equal: same algorithm)
+_MAX_SWEEPS = 30
+_MIN_CONTRACTION = 0.5
+_STALL_LIMIT = 6
+
+# status codes of a pattern
+CONVERGED, FAILED = 0, 1
+
+
+def available(cell, gw, gb) -> bool:
+    """Whether the kernel can solve ``cell`` on lines g_w, g_b (both resistive)."""
+    return (numba is not None and gw > 0 and gb > 0
+            and getattr(cell, "fused_form", None) is not None)
+
+
+def _jit(fn):
+    return fn if numba is None else numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+
+
+@_jit
+def _evaluate(Vk, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, Db, Fw, Fb, cur,
+              out):
+    """Cells, KCL residual (Fw, Fb), output currents and the scalars of one pattern at
+    (u, b).  out[:] = (max|F|, I_scale, ||F||_2, max|i_dev|)."""
+    R, C = u.shape
+    inv_sg = 1.0 / s_g
+    inv_vsat = 1.0 / v_sat
+    gate_k = -0.5 * v_sat / s_g
+    dev = 0.0
+    for i in range(R):
+        vi = Vk[i]
+        for j in range(C):
+            vw = vi - u[i, j]
+            vb = b[i, j]
+            x = ((vw + vb) * -0.5 + off[i, j]) * inv_sg
+            e = math.exp(-abs(x))
+            sp = math.log1p(e) + max(x, 0.0)
+            sig = (1.0 if x >= 0 else e) / (1.0 + e)
+            t = math.tanh((vw - vb) * inv_vsat)
+            a = amp[i, j]
+            af = sp * a
+            cell = t * af * v_sat
+            gate = sig * (gate_k * a) * t
+            chan = (1.0 - t * t) * af
+            Dw[i, j] = gate + chan
+            Db[i, j] = gate - chan
+            Fw[i, j] = cell                     # the device current, until KCL below
+            Fb[i, j] = cell
+            dev = max(dev, abs(cell))
+    smax = dev
+    fmax = 0.0
+    ss = 0.0
+    for i in range(R):                         # word lines: F_w = i - s_w(j) + s_w(j+1)
+        s_left = gw_end * u[i, 0]
+        for j in range(C):
+            s_right = gw * (u[i, j + 1] - u[i, j]) if j + 1 < C else 0.0
+            f = (Fw[i, j] - s_left) + s_right
+            Fw[i, j] = f
+            smax = max(smax, abs(s_left))
+            fmax = max(fmax, abs(f))
+            ss += f * f
+            s_left = s_right
+    for i in range(R):                         # bit lines: F_b = s_b(i) - i - s_b(i-1)
+        for j in range(C):
+            s_down = gb * (b[i, j] - b[i + 1, j]) if i + 1 < R else gb_end * b[i, j]
+            f = s_down - Fb[i, j]
+            if i > 0:
+                f -= gb * (b[i - 1, j] - b[i, j])
+            Fb[i, j] = f
+            smax = max(smax, abs(s_down))
+            fmax = max(fmax, abs(f))
+            ss += f * f
+    for j in range(C):
+        cur[j] = gb_end * b[R - 1, j]
+    out[0] = fmax
+    out[1] = smax
+    out[2] = math.sqrt(ss)
+    out[3] = dev
+
+
+@_jit
+def _evaluate_ideal(level, table, Dw, Db, Fw, Fb, cur, out):
+    """:func:`_evaluate` at the ideal point u = 0, b = 0 from the tabled cell values
+    ``table`` (levels, 3, R, C) (i, di/dv_w, di/dv_b at v_w = level, v_b = 0) and the
+    level index of every row ``level`` (R,): the segments carry no current there."""
+    R, C = Dw.shape
+    dev = 0.0
+    ss = 0.0
+    for i in range(R):
+        t = table[level[i]]
+        for j in range(C):
+            cell = t[0, i, j]
+            Dw[i, j] = t[1, i, j]
+            Db[i, j] = t[2, i, j]
+            Fw[i, j] = cell
+            Fb[i, j] = -cell
+            dev = max(dev, abs(cell))
+            ss += 2.0 * cell * cell
+    for j in range(C):
+        cur[j] = 0.0
+    out[0] = dev
+    out[1] = dev
+    out[2] = math.sqrt(ss)
+    out[3] = dev
+
+
+@_jit
+def _factor_words(Dw, gw, gw_end, d, e):
+    """L D L^T of every word line (L_w + D_w) in line-last layout: pivots d and multipliers
+    e (C, R) (d[j, i] is node j of word line i); False if a pivot is not positive.  All
+    lines advance together position by position: the recurrence of one line is a chain of
+    divisions, the lines are independent (and contiguous in this layout)."""
+    R, C = Dw.shape
+    for j in range(C):
+        g = 2.0 * gw
+        if j == 0:
+            g += gw_end - gw
+        if j == C - 1:
+            g -= gw
+        for i in range(R):
+            d[j, i] = g + Dw[i, j]
+    for j in range(C - 1):
+        for i in range(R):
+            if not d[j, i] > 0:
+                return False
+            e[j, i] = -gw / d[j, i]
+            d[j + 1, i] -= e[j, i] * -gw
+    for i in range(R):
+        if not d[C - 1, i] > 0:
+            return False
+    return True
+
+
+@_jit
+def _factor_bits(Db, gb, gb_end, d, e):
+    """L D L^T of every bit line (L_b - D_b) along the rows, all lines at once (layout
+    (R, C): the lines are already the contiguous axis)."""
+    R, C = Db.shape
+    for i in range(R):
+        g = 2.0 * gb
+        if i == R - 1:
+            g += gb_end - gb
+        if i == 0:
+            g -= gb
+        for j in range(C):
+            d[i, j] = g - Db[i, j]
+    for i in range(R - 1):
+        for j in range(C):
+            if not d[i, j] > 0:
+                return False
+            e[i, j] = -gb / d[i, j]
+            d[i + 1, j] -= e[i, j] * -gb
+    for j in range(C):
+        if not d[R - 1, j] > 0:
+            return False
+    return True
+
+
+@_jit
+def _solve_lines(d, e, x):
+    """x <- T^-1 x in place for the tridiagonal lines factorised by :func:`_factor_words`
+    / :func:`_factor_bits` (dpttrs' recurrence along the first axis, lines along the
+    second)."""
+    L, M = d.shape
+    for k in range(1, L):
+        for m in range(M):
+            x[k, m] -= x[k - 1, m] * e[k - 1, m]
+    for m in range(M):
+        x[L - 1, m] /= d[L - 1, m]
+    for k in range(L - 2, -1, -1):
+        for m in range(M):
+            x[k, m] = x[k, m] / d[k, m] - x[k + 1, m] * e[k, m]
+
+
+@_jit
+def _lines_step(Fw, Fb, Dw, Db, gw, gw_end, gb, gb_end, target, du, db, nb, dW, eW, dB, eB,
+                xt):
+    """Newton step (du, db) by block Gauss-Seidel sweeps (.nonlinear._lines_step for one
+    pattern); False when the pattern needs the reference method.  dW, eW, xt are (C, R)
+    (word-line layout), the rest (R, C)."""
+    R, C = Fw.shape
+    for i in range(R):
+        for j in range(C):
+            if Dw[i, j] < 0 or Db[i, j] > 0:
+                return False
+    if not _factor_words(Dw, gw, gw_end, dW, eW):
+        return False
+    if not _factor_bits(Db, gb, gb_end, dB, eB):
+        return False
+    for j in range(C):
+        for i in range(R):
+            xt[j, i] = Fw[i, j]
+    _solve_lines(dW, eW, xt)
+    for i in range(R):
+        for j in range(C):
+            db[i, j] = -(Dw[i, j] * xt[j, i] + Fb[i, j])
+    _solve_lines(dB, eB, db)
+    last = -1.0
+    for _ in range(_MAX_SWEEPS):
+        for j in range(C):
+            for i in range(R):
+                xt[j, i] = Db[i, j] * db[i, j] + Fw[i, j]
+        _solve_lines(dW, eW, xt)
+        for i in range(R):
+            for j in range(C):
+                nb[i, j] = -(Dw[i, j] * xt[j, i] + Fb[i, j])
+        _solve_lines(dB, eB, nb)
+        res = 0.0                       # word-equation residual: |D_b (db_k - db_{k-1})|
+        for i in range(R):
+            for j in range(C):
+                res = max(res, abs((db[i, j] - nb[i, j]) * -Db[i, j]))
+                db[i, j] = nb[i, j]
+        if res <= target:
+            for i in range(R):
+                for j in range(C):
+                    du[i, j] = xt[j, i]
+            return True
+        if last >= 0 and res > _MIN_CONTRACTION * last:
+            return False
+        last = res
+    return False
+
+
+@_jit
+def _step_current(du, db, Dw, Db, gw, gb):
+    """Largest change of a branch current (A) that the step (du, db) makes."""
+    R, C = du.shape
+    change = 0.0
+    wire_w = 0.0
+    wire_b = 0.0
+    for i in range(R):
+        for j in range(C):
+            change = max(change, abs(-Dw[i, j] * du[i, j] + Db[i, j] * db[i, j]))
+            wire_w = max(wire_w, abs(du[i, j] - du[i, j - 1]) if j > 0 else abs(du[i, 0]))
+            if i + 1 < R:
+                wire_b = max(wire_b, abs(db[i + 1, j] - db[i, j]))
+            else:
+                wire_b = max(wire_b, abs(db[i, j]))
+    return max(change, max(gw * wire_w, gb * wire_b))
+
+
+@_jit
+def _relative(fmax, scale):
+    if scale > 0:
+        return fmax / scale
+    return 0.0 if fmax == 0 else np.inf
+
+
+@_jit
+def _update_small(step, prev, scale, tol):
+    """.nonlinear._update_small for one pattern."""
+    s_k = step / scale if scale > 0 else np.inf
+    s_prev = prev / scale if scale > 0 else np.inf
+    estimate = s_k ** 3 / s_prev ** 2 if (np.isfinite(s_prev) and s_prev > 0) else np.inf
+    return s_k <= math.sqrt(tol) or estimate <= tol
+
+
+@_jit
+def _solve_one(Vk, u_out, b_out, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol,
+               max_iter, cur_out, scal_out, w, level, table):
+    """Damped Newton of one pattern from (u_out, b_out) (overwritten with the result);
+    returns (status, iterations).  scal_out[:6] the final (max|F|, I_scale, ||F||_2,
+    max|i_dev|, max|u|, max|b|).  With a non-empty ``table`` the start is the ideal point, evaluated from
+    the table.  The current point and the trial live in two buffers that swap roles."""
+    u, b, Dw, Db, Fw, Fb, tu, tb, tDw, tDb, tFw, tFb, du, db, nb, dB, eB = w[0]
+    dW, eW, xt = w[1]
+    cur, tcur, scal, tscal = w[2]
+    u[:, :] = u_out
+    b[:, :] = b_out
+    if table.shape[0] > 0:
+        _evaluate_ideal(level, table, Dw, Db, Fw, Fb, cur, scal)
+    else:
+        _evaluate(Vk, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, Db, Fw, Fb,
+                  cur, scal)
+    status = FAILED
+    iters = 0
+    if np.isfinite(scal[0]) and np.isfinite(scal[1]):
+        status, iters = _newton(Vk, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol,
+                                max_iter, (u, b, Dw, Db, Fw, Fb, cur, scal),
+                                (tu, tb, tDw, tDb, tFw, tFb, tcur, tscal),
+                                du, db, nb, dW, eW, dB, eB, xt, u_out, b_out, cur_out,
+                                scal_out)
+    return status, iters
+
+
+@_jit
+def _newton(Vk, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol, max_iter, P, T,
+            du, db, nb, dW, eW, dB, eB, xt, u_out, b_out, cur_out, scal_out):
+    """The Newton loop of :func:`_solve_one`: P the current point, T the trial (tuples
+    (u, b, Dw, Db, Fw, Fb, currents, scalars)); the final point is copied out."""
+    step_i = np.inf
+    step_prev = np.inf
+    stall = 0
+    iters = 0
+    status = FAILED
+    R, C = du.shape
+    for it in range(max_iter + 1):
+        u, b, Dw, Db, Fw, Fb, cur, scal = P
+        rel = _relative(scal[0], scal[1])
+        if rel <= tol and (_update_small(step_i, step_prev, scal[1], tol) or scal[0] == 0):
+            status = CONVERGED
+            break
+        if it == max_iter:
+            break
+        if not _lines_step(Fw, Fb, Dw, Db, gw, gw_end, gb, gb_end, _SWEEP_ETA * scal[0],
+                           du, db, nb, dW, eW, dB, eB, xt):
+            break
+        change = _step_current(du, db, Dw, Db, gw, gb)
+        if not np.isfinite(change):
+            break
+        tu, tb, tDw, tDb, tFw, tFb, tcur, tscal = T
+        f0 = scal[2]
+        alpha = 1.0
+        while alpha >= 1e-10:
+            for i in range(R):
+                for j in range(C):
+                    tu[i, j] = u[i, j] + alpha * du[i, j]
+                    tb[i, j] = b[i, j] + alpha * db[i, j]
+            _evaluate(Vk, tu, tb, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tDw, tDb,
+                      tFw, tFb, tcur, tscal)
+            ok = np.isfinite(tscal[0]) and np.isfinite(tscal[1])
+            if ok and (tscal[2] <= (1.0 - 1e-4 * alpha) * f0
+                       or _relative(tscal[0], tscal[1]) <= tol):
+                break
+            alpha *= 0.5
+        if alpha < 1e-10:
+            break
+        P, T = T, P                     # accept the trial
+        step_prev = step_i if alpha == 1.0 else np.inf
+        step_i = alpha * change
+        iters += 1
+        new_rel = _relative(tscal[0], tscal[1])
+        stall = stall + 1 if new_rel > 0.5 * rel else 0
+        if stall >= _STALL_LIMIT and not new_rel <= tol:
+            break
+    u, b, Dw, Db, Fw, Fb, cur, scal = P
+    umax = 0.0
+    bmax = 0.0
+    for i in range(R):
+        for j in range(C):
+            u_out[i, j] = u[i, j]
+            b_out[i, j] = b[i, j]
+            umax = max(umax, abs(u[i, j]))
+            bmax = max(bmax, abs(b[i, j]))
+    cur_out[:] = cur
+    scal_out[:4] = scal
+    scal_out[4] = umax
+    scal_out[5] = bmax
+    return status, iters
+
+
+@_jit
+def _solve_all(V, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol, max_iter,
+               cur, scal, status, iters, levels, table):
+    n, R, C = u.shape
+    a = np.empty((17, R, C))
+    t = np.empty((3, C, R))
+    w = ((a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12],
+          a[13], a[14], a[15], a[16]), (t[0], t[1], t[2]),
+         (np.empty(C), np.empty(C), np.empty(4), np.empty(4)))
+    for k in range(n):
+        status[k], iters[k] = _solve_one(V[k], u[k], b[k], amp, off, s_g, v_sat, gw, gw_end,
+                                         gb, gb_end, tol, max_iter, cur[k], scal[k], w,
+                                         levels[k], table)
+
+
+@_jit
+def _ideal_table(levels, amp, off, s_g, v_sat, table):
+    """table[l] = (i, di/dv_w, di/dv_b) (3, R, C) at v_w = levels[l], v_b = 0: the ideal
+    point u = b = 0 of a pattern whose rows all sit at that level."""
+    R, C = amp.shape
+    zero = np.zeros((R, C))
+    cur = np.empty(C)
+    out = np.empty(4)
+    Fb = np.empty((R, C))
+    for k in range(levels.size):
+        Vk = np.full(R, levels[k])
+        _evaluate(Vk, zero, zero, amp, off, s_g, v_sat, 1.0, 1.0, 1.0, 1.0, table[k, 1],
+                  table[k, 2], table[k, 0], Fb, cur, out)     # F_w = i at u = b = 0
+
+
+class Prepared:
+    """The arrays of one cell and one call: the fused form as contiguous (R, C) arrays and,
+    for a start at the ideal point with few input levels (sorted, (L,)), the cell values
+    there, (L, 3, R, C)."""
+
+    def __init__(self, form, shape, levels=None):
+        amp, off, s_g, v_sat = form
+        R, C = shape
+        self.amp = np.ascontiguousarray(np.broadcast_to(amp, (R, C)), dtype=float)
+        self.off = np.ascontiguousarray(np.broadcast_to(off, (R, C)), dtype=float)
+        self.s_g, self.v_sat = float(s_g), float(v_sat)
+        self.levels = None if levels is None else np.ascontiguousarray(levels, dtype=float)
+        self.table = np.zeros((0 if levels is None else self.levels.size, 3, R, C))
+        if levels is not None:
+            _ideal_table(self.levels, self.amp, self.off, self.s_g, self.v_sat, self.table)
+
+
+def solve_batch(prepared, V, u, b, gw, gw_end, gb, gb_end, tol, max_iter):
+    """Solve the patterns V (n, R) from (u, b) (n, R, C), overwritten with the results.
+
+    ``prepared`` a :class:`Prepared`; when it holds an ideal-point table, (u, b) must be
+    that point (0, 0): the start is then not evaluated again.  Returns (currents (n, C),
+    relative residual (n,), iterations (n,), failed (n,) bool, largest device current (n,),
+    I_scale (n,), max|u| (n,), max|b| (n,)).
+    """
+    n, R, C = u.shape
+    cur = np.empty((n, C))
+    scal = np.empty((n, 6))
+    status = np.empty(n, dtype=np.int64)
+    iters = np.empty(n, dtype=np.int64)
+    if prepared.levels is None:
+        levels = np.zeros((n, R), dtype=np.int64)
+    else:
+        levels = np.searchsorted(prepared.levels, V).astype(np.int64)
+    _solve_all(np.ascontiguousarray(V, dtype=float), u, b, prepared.amp, prepared.off,
+               prepared.s_g, prepared.v_sat, float(gw), float(gw_end), float(gb),
+               float(gb_end), float(tol), int(max_iter), cur, scal, status, iters, levels,
+               prepared.table)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(scal[:, 1] > 0, scal[:, 0] / np.where(scal[:, 1] > 0, scal[:, 1], 1.0),
+                       np.where(scal[:, 0] == 0, 0.0, np.inf))
+    return (cur, rel, iters, status != CONVERGED, scal[:, 3], scal[:, 1], scal[:, 4],
+            scal[:, 5])
