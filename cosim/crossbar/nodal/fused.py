@@ -41,12 +41,13 @@ try:                                        # the compiled path is optional at i
 except ImportError:                         # pragma: no cover - numba is a dependency
     numba = None
 
-__all__ = ["available", "Prepared", "solve_batch"]
+__all__ = ["available", "Prepared", "solve_batch", "adjoint_batch", "device_currents"]
 
 _SWEEP_ETA = 1e-6          # the constants of .nonlinear (kept equal: same algorithm)
 _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5
 _STALL_LIMIT = 6
+_ADJOINT_TOL = 1e-15       # adjoint sweeps: bound on the error left, relative to max|lam_b|
 
 # status codes of a pattern
 CONVERGED, FAILED = 0, 1
@@ -63,17 +64,47 @@ def _jit(fn):
 
 
 @_jit
+def _bit_kcl(r, b, gb, gb_end, Fb):
+    """F_b = s_b(r) - i - s_b(r-1) on row r (Fb[r] holds the device currents on entry);
+    returns (max|F_b|, sum F_b^2, max|s_b(r)|) of the row."""
+    R, C = b.shape
+    fmax = 0.0
+    ss = 0.0
+    smax = 0.0
+    for j in range(C):
+        s_down = gb * (b[r, j] - b[r + 1, j]) if r + 1 < R else gb_end * b[r, j]
+        f = s_down - Fb[r, j]
+        if r > 0:
+            f -= gb * (b[r - 1, j] - b[r, j])
+        Fb[r, j] = f
+        smax = max(smax, abs(s_down))
+        fmax = max(fmax, abs(f))
+        ss += f * f
+    return fmax, ss, smax
+
+
+@_jit
 def _evaluate(Vk, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, Db, Fw, Fb, cur,
-              out):
+              out, step, u0, du, b0, db, alpha):
     """Cells, KCL residual (Fw, Fb), output currents and the scalars of one pattern at
-    (u, b).  out[:] = (max|F|, I_scale, ||F||_2, max|i_dev|)."""
+    (u, b).  out[:] = (max|F|, I_scale, ||F||_2, max|i_dev|).  With ``step`` the point is
+    first formed as (u, b) = (u0, b0) + alpha (du, db).  One pass over the rows: each row's
+    cells, then its word-line KCL, and the bit-line KCL of the row above (which needs this
+    row's bit voltages)."""
     R, C = u.shape
     inv_sg = 1.0 / s_g
     inv_vsat = 1.0 / v_sat
     gate_k = -0.5 * v_sat / s_g
     dev = 0.0
+    smax = 0.0
+    fmax = 0.0
+    ss = 0.0
     for i in range(R):
         vi = Vk[i]
+        if step:
+            for j in range(C):
+                u[i, j] = u0[i, j] + alpha * du[i, j]
+                b[i, j] = b0[i, j] + alpha * db[i, j]
         for j in range(C):
             vw = vi - u[i, j]
             vb = b[i, j]
@@ -89,32 +120,29 @@ def _evaluate(Vk, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, Db, Fw
             chan = (1.0 - t * t) * af
             Dw[i, j] = gate + chan
             Db[i, j] = gate - chan
-            Fw[i, j] = cell                     # the device current, until KCL below
-            Fb[i, j] = cell
+            Fb[i, j] = cell                     # the device current, until the bit KCL
             dev = max(dev, abs(cell))
-    smax = dev
-    fmax = 0.0
-    ss = 0.0
-    for i in range(R):                         # word lines: F_w = i - s_w(j) + s_w(j+1)
-        s_left = gw_end * u[i, 0]
-        for j in range(C):
-            s_right = gw * (u[i, j + 1] - u[i, j]) if j + 1 < C else 0.0
-            f = (Fw[i, j] - s_left) + s_right
+            s_left = gw_end * u[i, 0] if j == 0 else gw * (u[i, j] - u[i, j - 1])
+            f = cell - s_left                   # word lines: F_w = i - s_w(j) + s_w(j+1),
+            if j > 0:                           # completed at node j-1 by s_w(j)
+                g = Fw[i, j - 1] + s_left
+                Fw[i, j - 1] = g
+                fmax = max(fmax, abs(g))
+                ss += g * g
             Fw[i, j] = f
             smax = max(smax, abs(s_left))
-            fmax = max(fmax, abs(f))
-            ss += f * f
-            s_left = s_right
-    for i in range(R):                         # bit lines: F_b = s_b(i) - i - s_b(i-1)
-        for j in range(C):
-            s_down = gb * (b[i, j] - b[i + 1, j]) if i + 1 < R else gb_end * b[i, j]
-            f = s_down - Fb[i, j]
-            if i > 0:
-                f -= gb * (b[i - 1, j] - b[i, j])
-            Fb[i, j] = f
-            smax = max(smax, abs(s_down))
-            fmax = max(fmax, abs(f))
-            ss += f * f
+        g = Fw[i, C - 1]
+        fmax = max(fmax, abs(g))
+        ss += g * g
+        if i > 0:
+            m, q, sb = _bit_kcl(i - 1, b, gb, gb_end, Fb)
+            fmax = max(fmax, m)
+            ss += q
+            smax = max(smax, sb)
+    m, q, sb = _bit_kcl(R - 1, b, gb, gb_end, Fb)
+    fmax = max(fmax, m)
+    ss += q
+    smax = max(smax, sb, dev)
     for j in range(C):
         cur[j] = gb_end * b[R - 1, j]
     out[0] = fmax
@@ -152,7 +180,8 @@ def _evaluate_ideal(level, table, Dw, Db, Fw, Fb, cur, out):
 @_jit
 def _factor_words(Dw, gw, gw_end, d, e):
     """L D L^T of every word line (L_w + D_w) in line-last layout: pivots d and multipliers
-    e (C, R) (d[j, i] is node j of word line i); False if a pivot is not positive.  All
+    e (C, R) (d[j, i] is node j of word line i); False if some di/dv_w < 0 or a pivot is
+    not positive.  All
     lines advance together position by position: the recurrence of one line is a chain of
     divisions, the lines are independent (and contiguous in this layout)."""
     R, C = Dw.shape
@@ -163,6 +192,8 @@ def _factor_words(Dw, gw, gw_end, d, e):
         if j == C - 1:
             g -= gw
         for i in range(R):
+            if Dw[i, j] < 0:                  # the sign condition of the line method
+                return False
             d[j, i] = g + Dw[i, j]
     for j in range(C - 1):
         for i in range(R):
@@ -179,7 +210,8 @@ def _factor_words(Dw, gw, gw_end, d, e):
 @_jit
 def _factor_bits(Db, gb, gb_end, d, e):
     """L D L^T of every bit line (L_b - D_b) along the rows, all lines at once (layout
-    (R, C): the lines are already the contiguous axis)."""
+    (R, C): the lines are already the contiguous axis); False if some di/dv_b > 0 or a
+    pivot is not positive."""
     R, C = Db.shape
     for i in range(R):
         g = 2.0 * gb
@@ -188,6 +220,8 @@ def _factor_bits(Db, gb, gb_end, d, e):
         if i == 0:
             g -= gb
         for j in range(C):
+            if Db[i, j] > 0:
+                return False
             d[i, j] = g - Db[i, j]
     for i in range(R - 1):
         for j in range(C):
@@ -224,10 +258,6 @@ def _lines_step(Fw, Fb, Dw, Db, gw, gw_end, gb, gb_end, target, du, db, nb, dW, 
     pattern); False when the pattern needs the reference method.  dW, eW, xt are (C, R)
     (word-line layout), the rest (R, C)."""
     R, C = Fw.shape
-    for i in range(R):
-        for j in range(C):
-            if Dw[i, j] < 0 or Db[i, j] > 0:
-                return False
     if not _factor_words(Dw, gw, gw_end, dW, eW):
         return False
     if not _factor_bits(Db, gb, gb_end, dB, eB):
@@ -316,7 +346,7 @@ def _solve_one(Vk, u_out, b_out, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, t
         _evaluate_ideal(level, table, Dw, Db, Fw, Fb, cur, scal)
     else:
         _evaluate(Vk, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, Db, Fw, Fb,
-                  cur, scal)
+                  cur, scal, False, u, u, b, b, 0.0)
     status = FAILED
     iters = 0
     if np.isfinite(scal[0]) and np.isfinite(scal[1]):
@@ -357,12 +387,8 @@ def _newton(Vk, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol, max_iter, P, 
         f0 = scal[2]
         alpha = 1.0
         while alpha >= 1e-10:
-            for i in range(R):
-                for j in range(C):
-                    tu[i, j] = u[i, j] + alpha * du[i, j]
-                    tb[i, j] = b[i, j] + alpha * db[i, j]
             _evaluate(Vk, tu, tb, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tDw, tDb,
-                      tFw, tFb, tcur, tscal)
+                      tFw, tFb, tcur, tscal, True, u, du, b, db, alpha)
             ok = np.isfinite(tscal[0]) and np.isfinite(tscal[1])
             if ok and (tscal[2] <= (1.0 - 1e-4 * alpha) * f0
                        or _relative(tscal[0], tscal[1]) <= tol):
@@ -421,7 +447,133 @@ def _ideal_table(levels, amp, off, s_g, v_sat, table):
     for k in range(levels.size):
         Vk = np.full(R, levels[k])
         _evaluate(Vk, zero, zero, amp, off, s_g, v_sat, 1.0, 1.0, 1.0, 1.0, table[k, 1],
-                  table[k, 2], table[k, 0], Fb, cur, out)     # F_w = i at u = b = 0
+                  table[k, 2], table[k, 0], Fb, cur, out, False, zero, zero, zero, zero,
+                  0.0)                                        # F_w = i at u = b = 0
+
+
+@_jit
+def _adjoint_all(V, u, b, amp, off, s_g, v_sat, gw, gb, c, grad_V, grad_di, i_dev, ok):
+    """Transposed-Jacobian solves of the implicit-function theorem, pattern by pattern.
+
+    At the converged (u, b) of pattern k (cell values recomputed here), J^T lam = r with
+    r_b(R-1, j) = g_b c_j: (L_w + D_w) lam_w = D_w lam_b and (L_b - D_b) lam_b = r_b - D_b
+    lam_w by block Gauss-Seidel from lam_w = 0, until a sweep changes lam_b by no more than
+    a few ulp of its size (the contraction per sweep is the same small number as in the
+    forward solve).  grad_V = g_w lam_w(:, 0), grad_di = lam_b - lam_w, i_dev the device
+    currents; ok[k] False where the line method cannot run (the caller falls back)."""
+    n, R, C = u.shape
+    Dw = np.empty((R, C))
+    Db = np.empty((R, C))
+    dW = np.empty((C, R))
+    eW = np.empty((C, R))
+    xt = np.empty((C, R))
+    dB = np.empty((R, C))
+    eB = np.empty((R, C))
+    lb = np.empty((R, C))
+    nb = np.empty((R, C))
+    for k in range(n):
+        _cells(V[k], u[k], b[k], amp, off, s_g, v_sat, i_dev[k], Dw, Db)
+        ok[k] = _factor_words(Dw, gw, gw, dW, eW) and _factor_bits(Db, gb, gb, dB, eB)
+        if not ok[k]:
+            continue
+        lb[:, :] = 0.0
+        for j in range(C):
+            lb[R - 1, j] = gb * c[k, j]
+        _solve_lines(dB, eB, lb)
+        ok[k] = False
+        last = np.inf
+        for _ in range(_MAX_SWEEPS):
+            for j in range(C):
+                for i in range(R):
+                    xt[j, i] = Dw[i, j] * lb[i, j]
+            _solve_lines(dW, eW, xt)
+            for i in range(R):
+                for j in range(C):
+                    nb[i, j] = -Db[i, j] * xt[j, i]
+            for j in range(C):
+                nb[R - 1, j] += gb * c[k, j]
+            _solve_lines(dB, eB, nb)
+            change = 0.0
+            size = 0.0
+            for i in range(R):
+                for j in range(C):
+                    change = max(change, abs(nb[i, j] - lb[i, j]))
+                    size = max(size, abs(nb[i, j]))
+                    lb[i, j] = nb[i, j]
+            # the error left after a sweep contracting by rho is <= rho / (1 - rho) change
+            rho = change / last if np.isfinite(last) else 1.0      # measured, not assumed
+            if change <= _ADJOINT_TOL * size or (
+                    rho < _MIN_CONTRACTION and rho / (1.0 - rho) * change <= _ADJOINT_TOL * size):
+                ok[k] = True
+                break
+            if np.isfinite(last) and rho >= _MIN_CONTRACTION:
+                break
+            last = change
+        for i in range(R):
+            grad_V[k, i] = gw * xt[0, i]
+            for j in range(C):
+                grad_di[k, i, j] = lb[i, j] - xt[j, i]
+
+
+@_jit
+def _cells(Vk, u, b, amp, off, s_g, v_sat, i_dev, Dw, Db):
+    """Device currents and their partials at (u, b) (the arithmetic of :func:`_evaluate`)."""
+    R, C = u.shape
+    inv_sg = 1.0 / s_g
+    inv_vsat = 1.0 / v_sat
+    gate_k = -0.5 * v_sat / s_g
+    for i in range(R):
+        for j in range(C):
+            vw = Vk[i] - u[i, j]
+            vb = b[i, j]
+            x = ((vw + vb) * -0.5 + off[i, j]) * inv_sg
+            e = math.exp(-abs(x))
+            sp = math.log1p(e) + max(x, 0.0)
+            sig = (1.0 if x >= 0 else e) / (1.0 + e)
+            t = math.tanh((vw - vb) * inv_vsat)
+            a = amp[i, j]
+            af = sp * a
+            i_dev[i, j] = t * af * v_sat
+            gate = sig * (gate_k * a) * t
+            chan = (1.0 - t * t) * af
+            Dw[i, j] = gate + chan
+            Db[i, j] = gate - chan
+
+
+@_jit
+def _currents_all(V, u, b, amp, off, s_g, v_sat, i_dev):
+    n, R, C = u.shape
+    Dw = np.empty((R, C))
+    Db = np.empty((R, C))
+    for k in range(n):
+        _cells(V[k], u[k], b[k], amp, off, s_g, v_sat, i_dev[k], Dw, Db)
+
+
+def device_currents(prepared, V, u, b):
+    """Device currents (n, R, C) (A) of the reads V (n, R) at drops u, bit voltages b."""
+    i_dev = np.empty(np.shape(u))
+    _currents_all(np.ascontiguousarray(V, dtype=float), np.ascontiguousarray(u, dtype=float),
+                  np.ascontiguousarray(b, dtype=float), prepared.amp, prepared.off,
+                  prepared.s_g, prepared.v_sat, i_dev)
+    return i_dev
+
+
+def adjoint_batch(prepared, V, u, b, gw, gb, c):
+    """The adjoint of the converged reads V (n, R) at drops u and bit voltages b (n, R, C)
+    for the loss gradients c = dL/dI (n, C) (1/A), on lines g_w, g_b without periphery
+    resistors (:func:`cosim.crossbar.adjoint.nonlinear_vjp`).  Returns (dL/dV (n, R),
+    dL/d(delta i) (n, R, C), device currents (n, R, C) (A), ok (n,) bool: False where the
+    caller must use its reference solve)."""
+    n, R, C = u.shape
+    grad_V = np.zeros((n, R))
+    grad_di = np.zeros((n, R, C))
+    i_dev = np.empty((n, R, C))
+    ok = np.zeros(n, dtype=np.bool_)
+    _adjoint_all(np.ascontiguousarray(V, dtype=float), np.ascontiguousarray(u, dtype=float),
+                 np.ascontiguousarray(b, dtype=float), prepared.amp, prepared.off,
+                 prepared.s_g, prepared.v_sat, float(gw), float(gb),
+                 np.ascontiguousarray(c, dtype=float), grad_V, grad_di, i_dev, ok)
+    return grad_V, grad_di, i_dev, ok
 
 
 class Prepared:

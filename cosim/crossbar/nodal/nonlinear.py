@@ -68,7 +68,7 @@ from .kcl import (NodalSolution, batch_max, bit_lines, branch_balance, check_sha
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
 
-__all__ = ["solve_nonlinear"]
+__all__ = ["solve_nonlinear", "device_currents"]
 
 METHODS = ("auto", "fused", "lines", "lu")
 _SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer residual
@@ -495,3 +495,14 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
         return NodalSolution(cur[0], first(w_all), first(b_all), word_drops=first(u_all),
                              **info)
     return NodalSolution(cur, w_all, b_all, word_drops=u_all, **info)
+
+
+def device_currents(cell, V, word_drops, bit_voltages) -> np.ndarray:
+    """Device currents (B, R, C) (A) of the reads V (B, R) (V) at the word-line drops and
+    bit voltages (B, R, C) (V) of their solutions: ``cell(V - u, b)[0]``, by the compiled
+    kernel for a cell with a fused form (the same equations)."""
+    V = np.asarray(V, dtype=float)
+    if fused.available(cell, 1.0, 1.0):
+        return fused.device_currents(fused.Prepared(cell.fused_form, np.shape(word_drops)[1:]),
+                                     V, word_drops, bit_voltages)
+    return np.asarray(cell(V[:, :, None] - word_drops, bit_voltages)[0], dtype=float)
