@@ -70,6 +70,7 @@ SIGMA_MAX = Mapping.SIGMA_MAX          # lognormal spreads beyond e^3 per sigma:
 V_GATE_MAX = 100.0                     # V
 R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
 POWER_KCL_TOL = 1e-13                  # relative KCL residual of the solves behind power()
+VOLTAGES_KEPT_BYTES = 2 ** 30          # converged node voltages kept for the adjoint (bytes)
 
 
 def _bounded(name, value, lo, hi, what, closed=False):
@@ -197,6 +198,8 @@ class Compact(CompactGradients, Crossbar):
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
+        self._voltages = OrderedDict()     # pattern -> converged (drops, bit voltages)
+        self._voltage_bytes = 0
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
     # -- programming -------------------------------------------------------------------------
@@ -233,6 +236,8 @@ class Compact(CompactGradients, Crossbar):
             self._power_forms = None
             self._adc = None
             self._cache.clear()
+            self._voltages.clear()
+            self._voltage_bytes = 0
 
     @property
     def states(self) -> np.ndarray:
@@ -487,11 +492,58 @@ class Compact(CompactGradients, Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
-                                    voltages=False, r_driver=self.r_driver,
-                                    r_sense=self.r_sense)
+        if self.r_driver or self.r_sense:     # no gradients through these: nothing to keep
+            sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
+                                        (rows, cols2), voltages=False, r_driver=self.r_driver,
+                                        r_sense=self.r_sense)
+            self.stats["solves"] += V.shape[0]
+            return sol.currents
+        return self._solve_and_keep(V)[0]
+
+    def _solve_and_keep(self, V):
+        """Nonlinear solve of distinct patterns V (K, R) in chunks: (currents (K, 2C), word
+        drops, bit voltages (K, R, 2C)); the node voltages are kept (up to
+        VOLTAGES_KEPT_BYTES, oldest first out) for the adjoint of the same reads
+        (:meth:`_node_voltages`), so training does not solve a read twice."""
+        rows, cols2 = self._states.shape
+        cur = np.empty((V.shape[0], cols2))
+        drops = np.empty((V.shape[0], rows, cols2))
+        bits = np.empty((V.shape[0], rows, cols2))
+        chunk = max(1, 2 ** 21 // (rows * cols2))
+        cell = self._cell()
+        for k0 in range(0, V.shape[0], chunk):
+            part = slice(k0, min(V.shape[0], k0 + chunk))
+            sol = nodal.solve_nonlinear(cell, V[part], self.r_word, self.r_bit, (rows, cols2))
+            cur[part], drops[part], bits[part] = sol.currents, sol.word_drops, sol.bit_voltages
         self.stats["solves"] += V.shape[0]
-        return sol.currents
+        per = 2 * drops[0].nbytes if V.shape[0] else 0
+        for k in range(V.shape[0]):
+            key = V[k].tobytes()
+            if key in self._voltages or per > VOLTAGES_KEPT_BYTES:
+                continue
+            self._voltages[key] = (drops[k].copy(), bits[k].copy())   # no view pins a chunk
+            self._voltage_bytes += per
+            while self._voltage_bytes > VOLTAGES_KEPT_BYTES:
+                self._voltages.popitem(last=False)
+                self._voltage_bytes -= per
+        return cur, drops, bits
+
+    def _node_voltages(self, V):
+        """Converged (word drops, bit voltages) (K, R, 2C) of the nonlinear reads of distinct
+        driven patterns V (K, R): kept ones from the reads, the rest solved now."""
+        rows, cols2 = self._states.shape
+        drops = np.empty((V.shape[0], rows, cols2))
+        bits = np.empty((V.shape[0], rows, cols2))
+        missing = []
+        for k in range(V.shape[0]):
+            kept = self._voltages.get(V[k].tobytes())
+            if kept is None:
+                missing.append(k)
+            else:
+                drops[k], bits[k] = kept
+        if missing:
+            _, drops[missing], bits[missing] = self._solve_and_keep(V[missing])
+        return drops, bits
 
     def forward(self, x):
         if self._plain_linear():

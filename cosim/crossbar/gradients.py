@@ -15,7 +15,8 @@ Everything is chained through the mapping with quantisation, variability and fau
 straight through (``adjoint.mapping_gradient``); read noise and converters are not
 differentiated. The math lives in :mod:`cosim.crossbar.adjoint`; this module only reads the
 programmed array's state (``_weights``, ``_states``, ``_g``, ``_scale``, ``mapping``,
-``read_factor``, ``solution``, ``weight_map``, ``_cell``), which ``Compact`` owns.
+``read_factor``, ``solution``, ``weight_map``, ``_cell``, ``_node_voltages``), which
+``Compact`` owns.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ class CompactGradients:
     def vjp(self, x, grad_out, weights=True):
         """(∂L/∂x, ∂L/∂W) of reads of x (N, R); exact for both reads (read noise aside).
 
-        Nonlinear read: the distinct driven input patterns are solved again (one batched
-        ``nodal.solve_nonlinear``) and each read's adjoint taken at the converged node
-        voltages (``adjoint.nonlinear_vjp``, batched); the state
+        Nonlinear read: the converged node voltages of the distinct driven input patterns
+        (kept from the forward reads, or solved again in one batched call) and each read's
+        adjoint there (``adjoint.nonlinear_vjp``, batched); the state
         enters the cell current as the factor g(w), so ∂i/∂g = i/g.
         """
         if self.read == "linear":
@@ -120,10 +121,9 @@ class CompactGradients:
             if driven.size and (self.r_word or self.r_bit):    # no wires: w = V, b = 0
                 # each distinct pattern solved once, all of them in one batched call
                 patterns, where = np.unique(Vc[driven], axis=0, return_inverse=True)
-                sol = nodal.solve_nonlinear(cell, patterns, self.r_word, self.r_bit,
-                                            (rows, cols2))
-                u[driven] = sol.word_drops[where.ravel()]
-                b[driven] = sol.bit_voltages[where.ravel()]
+                drops, bits = self._node_voltages(patterns)
+                u[driven] = drops[where.ravel()]
+                b[driven] = bits[where.ravel()]
             grad_V, grad_di = adjoint.nonlinear_vjp(cell, Vc, Vc[:, :, None] - u, b,
                                                     self.r_word, self.r_bit, cot[part])
             grad_x[part] = self.v_read * grad_V
