@@ -383,7 +383,7 @@ def _numpy_chunk(cell, V, u, b, gw, gb, tol, max_iter, ideal, method, index):
 def _fused_chunk(cell, V, u, b, gw, gb, tol, max_iter, prepared, index):
     """:func:`_numpy_chunk` by the compiled kernel (:mod:`.fused`); the patterns it marks
     failed are solved again from their start by the numpy path.  The last value returned
-    says whether that happened."""
+    names the methods used when that happened (else None)."""
     # the start: the ideal point (0, 0) when the kernel was given its table, else a copy
     start = None if prepared.levels is not None else (u.copy(), b.copy())
     cur, rel, it, failed, dev, scale, umax, bmax = fused.solve_batch(
@@ -397,7 +397,8 @@ def _fused_chunk(cell, V, u, b, gw, gb, tol, max_iter, prepared, index):
                            index[bad])
         cur[bad], rel[bad], it[bad], floor[bad] = sub[:4]
         u[bad], b[bad] = ub, bb
-    return cur, rel, it, floor, bool(failed.any())
+        return cur, rel, it, floor, "fused+lines+lu" if sub[4] else "fused+lines"
+    return cur, rel, it, floor, None
 
 
 def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e-12,
@@ -475,8 +476,8 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
             c_cur, c_rel, c_it, c_floor, fell_back = _fused_chunk(
                 cell, Vc, u, b, gw, gb, tol, max_iter, prepared,
                 np.arange(sl.start, sl.stop))
-            if fell_back:
-                used = "fused+lines"
+            if fell_back and used != "fused+lines+lu":
+                used = fell_back
         else:
             c_cur, c_rel, c_it, c_floor, more_lu = _numpy_chunk(
                 cell, Vc, u, b, gw, gb, tol, max_iter, ideal, method,
