@@ -177,6 +177,42 @@ def _evaluate_ideal(level, table, Dw, Db, Fw, Fb, cur, out):
     out[3] = dev
 
 
+_TILE = 16                 # transposes go tile by tile: power-of-two strides alias in cache
+
+
+@_jit
+def _word_rhs(P, Q, S, xt):
+    """xt[j, i] = P[i, j] Q[i, j] + S[i, j]: a right-hand side in word-line layout."""
+    R, C = P.shape
+    for i0 in range(0, R, _TILE):
+        for j0 in range(0, C, _TILE):
+            for i in range(i0, min(R, i0 + _TILE)):
+                for j in range(j0, min(C, j0 + _TILE)):
+                    xt[j, i] = P[i, j] * Q[i, j] + S[i, j]
+
+
+@_jit
+def _bit_rhs(P, xt, S, out):
+    """out[i, j] = -(P[i, j] xt[j, i] + S[i, j]): a right-hand side in bit-line layout."""
+    R, C = P.shape
+    for i0 in range(0, R, _TILE):
+        for j0 in range(0, C, _TILE):
+            for i in range(i0, min(R, i0 + _TILE)):
+                for j in range(j0, min(C, j0 + _TILE)):
+                    out[i, j] = -(P[i, j] * xt[j, i] + S[i, j])
+
+
+@_jit
+def _from_lines(xt, out):
+    """out[i, j] = xt[j, i]."""
+    R, C = out.shape
+    for i0 in range(0, R, _TILE):
+        for j0 in range(0, C, _TILE):
+            for i in range(i0, min(R, i0 + _TILE)):
+                for j in range(j0, min(C, j0 + _TILE)):
+                    out[i, j] = xt[j, i]
+
+
 @_jit
 def _factor_words(Dw, gw, gw_end, d, e):
     """L D L^T of every word line (L_w + D_w) in line-last layout: pivots d and multipliers
@@ -185,16 +221,18 @@ def _factor_words(Dw, gw, gw_end, d, e):
     lines advance together position by position: the recurrence of one line is a chain of
     divisions, the lines are independent (and contiguous in this layout)."""
     R, C = Dw.shape
-    for j in range(C):
-        g = 2.0 * gw
-        if j == 0:
-            g += gw_end - gw
-        if j == C - 1:
-            g -= gw
-        for i in range(R):
-            if Dw[i, j] < 0:                  # the sign condition of the line method
-                return False
-            d[j, i] = g + Dw[i, j]
+    for i0 in range(0, R, _TILE):
+        for j0 in range(0, C, _TILE):
+            for i in range(i0, min(R, i0 + _TILE)):
+                for j in range(j0, min(C, j0 + _TILE)):
+                    if Dw[i, j] < 0:          # the sign condition of the line method
+                        return False
+                    g = 2.0 * gw
+                    if j == 0:
+                        g += gw_end - gw
+                    if j == C - 1:
+                        g -= gw
+                    d[j, i] = g + Dw[i, j]
     for j in range(C - 1):
         for i in range(R):
             if not d[j, i] > 0:
@@ -262,23 +300,16 @@ def _lines_step(Fw, Fb, Dw, Db, gw, gw_end, gb, gb_end, target, du, db, nb, dW, 
         return False
     if not _factor_bits(Db, gb, gb_end, dB, eB):
         return False
-    for j in range(C):
-        for i in range(R):
-            xt[j, i] = Fw[i, j]
+    db[:, :] = 0.0
+    _word_rhs(Db, db, Fw, xt)                 # = F_w exactly
     _solve_lines(dW, eW, xt)
-    for i in range(R):
-        for j in range(C):
-            db[i, j] = -(Dw[i, j] * xt[j, i] + Fb[i, j])
+    _bit_rhs(Dw, xt, Fb, db)
     _solve_lines(dB, eB, db)
     last = -1.0
     for _ in range(_MAX_SWEEPS):
-        for j in range(C):
-            for i in range(R):
-                xt[j, i] = Db[i, j] * db[i, j] + Fw[i, j]
+        _word_rhs(Db, db, Fw, xt)
         _solve_lines(dW, eW, xt)
-        for i in range(R):
-            for j in range(C):
-                nb[i, j] = -(Dw[i, j] * xt[j, i] + Fb[i, j])
+        _bit_rhs(Dw, xt, Fb, nb)
         _solve_lines(dB, eB, nb)
         res = 0.0                       # word-equation residual: |D_b (db_k - db_{k-1})|
         for i in range(R):
@@ -286,9 +317,7 @@ def _lines_step(Fw, Fb, Dw, Db, gw, gw_end, gb, gb_end, target, du, db, nb, dW, 
                 res = max(res, abs((db[i, j] - nb[i, j]) * -Db[i, j]))
                 db[i, j] = nb[i, j]
         if res <= target:
-            for i in range(R):
-                for j in range(C):
-                    du[i, j] = xt[j, i]
+            _from_lines(xt, du)
             return True
         if last >= 0 and res > _MIN_CONTRACTION * last:
             return False
@@ -471,6 +500,8 @@ def _adjoint_all(V, u, b, amp, off, s_g, v_sat, gw, gb, c, grad_V, grad_di, i_de
     eB = np.empty((R, C))
     lb = np.empty((R, C))
     nb = np.empty((R, C))
+    zero = np.zeros((R, C))
+    minus_r = np.zeros((R, C))                 # -r_b: -g_b c on the last row
     for k in range(n):
         _cells(V[k], u[k], b[k], amp, off, s_g, v_sat, i_dev[k], Dw, Db)
         ok[k] = _factor_words(Dw, gw, gw, dW, eW) and _factor_bits(Db, gb, gb, dB, eB)
@@ -482,16 +513,12 @@ def _adjoint_all(V, u, b, amp, off, s_g, v_sat, gw, gb, c, grad_V, grad_di, i_de
         _solve_lines(dB, eB, lb)
         ok[k] = False
         last = np.inf
+        for j in range(C):
+            minus_r[R - 1, j] = -gb * c[k, j]
         for _ in range(_MAX_SWEEPS):
-            for j in range(C):
-                for i in range(R):
-                    xt[j, i] = Dw[i, j] * lb[i, j]
+            _word_rhs(Dw, lb, zero, xt)         # D_w lam_b
             _solve_lines(dW, eW, xt)
-            for i in range(R):
-                for j in range(C):
-                    nb[i, j] = -Db[i, j] * xt[j, i]
-            for j in range(C):
-                nb[R - 1, j] += gb * c[k, j]
+            _bit_rhs(Db, xt, minus_r, nb)       # r_b - D_b lam_w
             _solve_lines(dB, eB, nb)
             change = 0.0
             size = 0.0
@@ -509,10 +536,11 @@ def _adjoint_all(V, u, b, amp, off, s_g, v_sat, gw, gb, c, grad_V, grad_di, i_de
             if np.isfinite(last) and rho >= _MIN_CONTRACTION:
                 break
             last = change
+        _from_lines(xt, nb)                     # lam_w
         for i in range(R):
-            grad_V[k, i] = gw * xt[0, i]
+            grad_V[k, i] = gw * nb[i, 0]
             for j in range(C):
-                grad_di[k, i, j] = lb[i, j] - xt[j, i]
+                grad_di[k, i, j] = lb[i, j] - nb[i, j]
 
 
 @_jit

@@ -464,10 +464,14 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     for k0 in range(0, Bn, chunk):
         sl = slice(k0, min(Bn, k0 + chunk))
         Vc = Vb[sl]
+        # the chunk's iterates live where the result goes (no copy when voltages are kept)
+        u = u_all[sl] if voltages else np.empty((Vc.shape[0], R, C))
+        b = b_all[sl] if voltages else np.empty((Vc.shape[0], R, C))
         if start is None:
-            u, b = np.zeros((Vc.shape[0], R, C)), np.zeros((Vc.shape[0], R, C))
+            u[:], b[:] = 0.0, 0.0
         else:
-            u, b = Vc[:, :, None] - start[0][sl], np.array(start[1][sl])
+            np.subtract(Vc[:, :, None], start[0][sl], out=u)
+            b[:] = start[1][sl]
         if gw == 0:
             u[:] = 0.0
         if gb == 0:
@@ -485,8 +489,6 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
             if more_lu:
                 used = "lines+lu"
         cur[sl], rel[sl], iters[sl], floor[sl] = c_cur, c_rel, c_it, c_floor
-        if voltages:
-            u_all[sl], b_all[sl] = u, b
     w_all = Vb[:, :, None] - u_all if voltages else None
     info = dict(residual=float(rel.max()), iterations=int(iters.sum()), method=f"newton-{used}",
                 residual_floor=float(floor.max()), pattern_residuals=rel,
