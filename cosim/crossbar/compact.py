@@ -48,7 +48,7 @@ module is the construction, programming, read and power of the array.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -198,7 +198,8 @@ class Compact(CompactGradients, Crossbar):
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
-        self._voltages = OrderedDict()     # pattern -> converged (drops, bit voltages)
+        self._voltages = {}                # pattern -> converged (drops, bit voltages)
+        self._voltage_calls = deque()      # (bytes, patterns, drops) of each solve, oldest first
         self._voltage_bytes = 0
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
@@ -237,6 +238,7 @@ class Compact(CompactGradients, Crossbar):
             self._adc = None
             self._cache.clear()
             self._voltages.clear()
+            self._voltage_calls.clear()
             self._voltage_bytes = 0
 
     @property
@@ -503,7 +505,7 @@ class Compact(CompactGradients, Crossbar):
     def _solve_and_keep(self, V):
         """Nonlinear solve of distinct patterns V (K, R) in chunks: (currents (K, 2C), word
         drops, bit voltages (K, R, 2C)); the node voltages are kept (up to
-        VOLTAGES_KEPT_BYTES, oldest first out) for the adjoint of the same reads
+        VOLTAGES_KEPT_BYTES, the oldest call's first out) for the adjoint of the same reads
         (:meth:`_node_voltages`), so training does not solve a read twice."""
         rows, cols2 = self._states.shape
         cur = np.empty((V.shape[0], cols2))
@@ -516,16 +518,22 @@ class Compact(CompactGradients, Crossbar):
             sol = nodal.solve_nonlinear(cell, V[part], self.r_word, self.r_bit, (rows, cols2))
             cur[part], drops[part], bits[part] = sol.currents, sol.word_drops, sol.bit_voltages
         self.stats["solves"] += V.shape[0]
-        per = 2 * drops[0].nbytes if V.shape[0] else 0
-        for k in range(V.shape[0]):
-            key = V[k].tobytes()
-            if key in self._voltages or per > VOLTAGES_KEPT_BYTES:
-                continue
-            self._voltages[key] = (drops[k].copy(), bits[k].copy())   # no view pins a chunk
-            self._voltage_bytes += per
+        # kept as views of these arrays (no copies), forgotten a whole call at a time: the
+        # bytes counted are the bytes held
+        held = drops.nbytes + bits.nbytes
+        if 0 < held <= VOLTAGES_KEPT_BYTES:
+            keys = [V[k].tobytes() for k in range(V.shape[0])]
+            for k, key in enumerate(keys):
+                self._voltages[key] = (drops[k], bits[k])
+            self._voltage_calls.append((held, keys, drops))
+            self._voltage_bytes += held
             while self._voltage_bytes > VOLTAGES_KEPT_BYTES:
-                self._voltages.popitem(last=False)
-                self._voltage_bytes -= per
+                gone, old_keys, old_drops = self._voltage_calls.popleft()
+                self._voltage_bytes -= gone
+                for key in old_keys:
+                    kept = self._voltages.get(key)
+                    if kept is not None and kept[0].base is old_drops:  # not a newer solve's
+                        del self._voltages[key]
         return cur, drops, bits
 
     def _node_voltages(self, V):

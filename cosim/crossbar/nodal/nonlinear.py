@@ -18,33 +18,44 @@ siemens, grounded at the source (at the sense node).  Newton's step (du, db) sol
 with D_w = diag(di/dv_w), D_b = diag(di/dv_b) (S; not symmetric: the gate of a
 memtransistor is referred to the channel midpoint).
 
-Method ("lines", the default): the Newton step is solved by block Gauss-Seidel between the
+Method ("lines"): the Newton step is solved by block Gauss-Seidel between the
 two line families: du from the word lines (L_w + D_w, tridiagonal per word line), then db
 from the bit lines (L_b - D_b, tridiagonal per bit line), both SPD whenever
 di/dv_w >= 0 >= di/dv_b, factorised with LAPACK dpttrf for all lines of all patterns in one
 call.  After a sweep the bit equations hold exactly and the word equations are off by
 D_b (db_k - db_{k-1}), so the inner residual costs nothing; sweeps stop at 1e-6 of the
-outer residual.  Each sweep contracts by about g_cell x (line resistance to the source),
-~1e-3 for uS devices on 1 ohm lines, so one or two sweeps per Newton step suffice, and the
-outer iteration stays quadratic: 2 Newton steps (3 cell evaluations) per pattern at 1 ohm
-from the ideal start u = 0, b = 0 (whose error is the relative IR drop).  Every pattern of a call is iterated
-together (arrays (B, R, C)); converged patterns drop out.  A pattern whose D violates the
-sign condition, whose sweeps contract by less than 0.5, or that stalls, is finished by the
-reference method.
+outer residual.  Each sweep contracts by about g_cell x (line resistance to the source)
+(~3e-8 measured at 64x128 cells on 1 ohm lines), so one sweep per Newton step suffices, and
+the outer iteration stays quadratic: 2 Newton steps (2 cell evaluations; the start's is
+tabled) per pattern at 1 ohm from the ideal start u = 0, b = 0 (whose error is the
+relative IR drop).  Every pattern of a call is iterated together (arrays (B, R, C));
+converged patterns drop out.  A pattern whose D violates the sign condition, whose sweeps
+contract by less than 0.5, or that stalls, is finished by the reference method.
+
+Method ("fused", what "auto" runs for a cell with a ``fused_form``, i.e. the memtransistor
+array of a Compact read, on resistive lines): the same algorithm compiled with numba
+(:mod:`.fused`): one pattern at a time with all its arrays in cache, the device evaluation
+in the loop that forms the residual, the line factorisations written out (dpttrf's
+recurrence).  Same iterates as "lines" to rounding (tested to 1e-14 on the currents);
+every pattern it cannot finish is solved again from its start by "lines" (then "lu").
 
 Why this and not the alternatives (``benchmarks/bench_nonlinear.py``, 64x128 cells, 1 ohm,
-random binary patterns, one thread, CPU time on a shared 2-core machine: 4.8 ms/pattern
-for this method, 2.3x one fresh exact linear solve of the same array):
+64 random binary patterns, one thread, CPU time on a shared 2-core machine at load ~3:
+0.9-1.4 ms/pattern for the kernel, 0.5-0.9x one fresh exact linear solve of the same array;
+256x512 cells: 32-51 ms/pattern, 1.1-1.7x):
 
+* The same Newton in numpy ("lines"): 2.5-3.9 ms/pattern, 2-4x the kernel: the time goes
+  to passes over (B, R, C) temporaries (the device model alone makes ~15), not to
+  arithmetic; the kernel makes about 20 passes per Newton step over one pattern's arrays.
 * Newton with a fresh sparse LU per step ("lu", kept as the reference and the fallback):
   exact steps, but one SuperLU factorisation of the 2RC Jacobian per iteration and
-  pattern: 65 ms/pattern (13x).
+  pattern: 57-65 ms/pattern.
 * Chord iterations on the factorised linear-read operator (cells g k, one SuperLU
-  factorisation per array, 26 ms): the cell terms are a ~1e-3 perturbation of the line
+  factorisation per array, 24 ms): the cell terms are a ~1e-3 perturbation of the line
   Laplacians, so even this fixed Jacobian converges in 3 solves per pattern, but each
-  SuperLU solve of the whole array costs more than a line sweep: 9.1 ms/pattern (1.9x).
+  SuperLU solve of the whole array costs more than a line sweep: 6.5-9.1 ms/pattern.
 * Newton-GMRES preconditioned by that factorisation: 2 preconditioned solves per Newton
-  step, plus the Jacobian assembly: 29 ms/pattern (6.1x).
+  step, plus the Jacobian assembly: 20-29 ms/pattern.
 
 Convergence (cannot stop early): a pattern is done when its relative KCL residual, computed
 from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update s_k
@@ -414,9 +425,10 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     of shape (R, C) broadcast) and broadcast over leading batch axes: all patterns of a
     call are solved together (in chunks of about 2^16 cells, so memory stays bounded).
 
-    ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "lu"
-    (Newton with a sparse LU per step, the reference) or "auto" (lines, finishing any
-    pattern it cannot handle with lu).  ``initial`` (a NodalSolution or a pair
+    ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "fused"
+    (the same compiled with numba, for a cell with a ``fused_form`` on resistive lines),
+    "lu" (Newton with a sparse LU per step, the reference) or "auto" (fused where it
+    applies, else lines; any pattern either cannot finish is finished by lines, then lu).  ``initial`` (a NodalSolution or a pair
     (word_voltages, bit_voltages)) replaces the default start w = V_i, b = 0.  With
     ``voltages=False`` only the currents and the per-pattern residuals and iterations are
     kept (node-voltage fields None): B x R x C node voltages need not fit in memory.
