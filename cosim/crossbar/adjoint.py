@@ -261,7 +261,7 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
         grad_di = np.zeros(w.shape)
         ok = np.zeros(B, dtype=bool)
         if fused.available(cell, gw, gb):
-            prepared = fused.Prepared(cell.fused_form, w.shape[1:])
+            prepared = fused.prepare(cell, w.shape[1:])
             grad_V, grad_di, _, ok = fused.adjoint_batch(prepared, V, V[:, :, None] - w, b,
                                                          gw, gb, c)
         for k in np.flatnonzero(~ok):

@@ -198,6 +198,7 @@ class Compact(CompactGradients, Crossbar):
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
+        self._terminal_cell = None
         self._voltages = {}                # pattern -> converged (drops, bit voltages)
         self._voltage_calls = deque()      # (bytes, patterns, drops) of each solve, oldest first
         self._voltage_bytes = 0
@@ -334,8 +335,14 @@ class Compact(CompactGradients, Crossbar):
 
     def _cell(self):
         """The programmed cells at the read's gate voltage: cell(v_w, v_b) -> (i, di/dv_w,
-        di/dv_b), with the fused form the compiled nonlinear solver runs."""
-        return self._array_device.terminal_cell(self.v_gate, self._states)
+        di/dv_b), with the fused form the compiled nonlinear solver runs (one per
+        programming: the solver keeps what it prepares for a cell with it)."""
+        cell = self._terminal_cell
+        if cell is None or cell.state is not self._states or cell.device is not \
+                self._array_device or cell.v_g != self.v_gate:
+            cell = self._terminal_cell = self._array_device.terminal_cell(self.v_gate,
+                                                                         self._states)
+        return cell
 
     def _transfer_matrix(self):
         """Linear read: A (R, 2C) with sense currents = V @ A (amperes per volt)."""
@@ -500,41 +507,50 @@ class Compact(CompactGradients, Crossbar):
                                         r_sense=self.r_sense)
             self.stats["solves"] += V.shape[0]
             return sol.currents
-        return self._solve_and_keep(V)[0]
+        return self._solve_and_keep(V)
 
-    def _solve_and_keep(self, V):
-        """Nonlinear solve of distinct patterns V (K, R) in chunks: (currents (K, 2C), word
-        drops, bit voltages (K, R, 2C)); the node voltages are kept (up to
-        VOLTAGES_KEPT_BYTES, the oldest call's first out) for the adjoint of the same reads
-        (:meth:`_node_voltages`), so training does not solve a read twice."""
+    def _solve_and_keep(self, V, voltages=False):
+        """Nonlinear solve of distinct patterns V (K, R) in chunks: currents (K, 2C), and
+        with ``voltages`` also the word drops and bit voltages (K, R, 2C).  The node
+        voltages are kept (up to VOLTAGES_KEPT_BYTES, the oldest chunk's first out) for the
+        adjoint of the same reads (:meth:`_node_voltages`), so training does not solve a
+        read twice."""
         rows, cols2 = self._states.shape
         cur = np.empty((V.shape[0], cols2))
-        drops = np.empty((V.shape[0], rows, cols2))
-        bits = np.empty((V.shape[0], rows, cols2))
+        chunks = []
         chunk = max(1, 2 ** 21 // (rows * cols2))
         cell = self._cell()
         for k0 in range(0, V.shape[0], chunk):
             part = slice(k0, min(V.shape[0], k0 + chunk))
             sol = nodal.solve_nonlinear(cell, V[part], self.r_word, self.r_bit, (rows, cols2))
-            cur[part], drops[part], bits[part] = sol.currents, sol.word_drops, sol.bit_voltages
+            cur[part] = sol.currents
+            self._keep_voltages(V[part], sol.word_drops, sol.bit_voltages)
+            chunks.append((sol.word_drops, sol.bit_voltages))
         self.stats["solves"] += V.shape[0]
-        # kept as views of these arrays (no copies), forgotten a whole call at a time: the
-        # bytes counted are the bytes held
+        if not voltages:
+            return cur
+        return (cur, np.concatenate([c[0] for c in chunks]),
+                np.concatenate([c[1] for c in chunks]))
+
+    def _keep_voltages(self, V, drops, bits):
+        """Keep the solutions (drops, bits) (K, R, 2C) of the patterns V (K, R) as views of
+        those arrays (no copies), forgotten a whole array at a time: the bytes counted are
+        the bytes held."""
         held = drops.nbytes + bits.nbytes
-        if 0 < held <= VOLTAGES_KEPT_BYTES:
-            keys = [V[k].tobytes() for k in range(V.shape[0])]
-            for k, key in enumerate(keys):
-                self._voltages[key] = (drops[k], bits[k])
-            self._voltage_calls.append((held, keys, drops))
-            self._voltage_bytes += held
-            while self._voltage_bytes > VOLTAGES_KEPT_BYTES:
-                gone, old_keys, old_drops = self._voltage_calls.popleft()
-                self._voltage_bytes -= gone
-                for key in old_keys:
-                    kept = self._voltages.get(key)
-                    if kept is not None and kept[0].base is old_drops:  # not a newer solve's
-                        del self._voltages[key]
-        return cur, drops, bits
+        if not 0 < held <= VOLTAGES_KEPT_BYTES:
+            return
+        keys = [V[k].tobytes() for k in range(V.shape[0])]
+        for k, key in enumerate(keys):
+            self._voltages[key] = (drops[k], bits[k])
+        self._voltage_calls.append((held, keys, drops))
+        self._voltage_bytes += held
+        while self._voltage_bytes > VOLTAGES_KEPT_BYTES:
+            gone, old_keys, old_drops = self._voltage_calls.popleft()
+            self._voltage_bytes -= gone
+            for key in old_keys:
+                kept = self._voltages.get(key)
+                if kept is not None and kept[0].base is old_drops:      # not a newer solve's
+                    del self._voltages[key]
 
     def _node_voltages(self, V):
         """Converged (word drops, bit voltages) (K, R, 2C) of the nonlinear reads of distinct
@@ -550,7 +566,7 @@ class Compact(CompactGradients, Crossbar):
             else:
                 drops[k], bits[k] = kept
         if missing:
-            _, drops[missing], bits[missing] = self._solve_and_keep(V[missing])
+            _, drops[missing], bits[missing] = self._solve_and_keep(V[missing], voltages=True)
         return drops, bits
 
     def forward(self, x):

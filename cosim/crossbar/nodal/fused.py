@@ -33,6 +33,7 @@ from the order of floating-point sums and from the libm behind exp / log1p / tan
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -41,7 +42,8 @@ try:                                        # the compiled path is optional at i
 except ImportError:                         # pragma: no cover - numba is a dependency
     numba = None
 
-__all__ = ["available", "Prepared", "solve_batch", "adjoint_batch", "device_currents"]
+__all__ = ["available", "Prepared", "prepare", "solve_batch", "adjoint_batch",
+           "device_currents"]
 
 _SWEEP_ETA = 1e-6          # the constants of .nonlinear (kept equal: same algorithm)
 _MAX_SWEEPS = 30
@@ -619,6 +621,23 @@ class Prepared:
         self.table = np.zeros((0 if levels is None else self.levels.size, 3, R, C))
         if levels is not None:
             _ideal_table(self.levels, self.amp, self.off, self.s_g, self.v_sat, self.table)
+
+
+_PREPARED = weakref.WeakKeyDictionary()      # cell -> {levels: Prepared}
+
+
+def prepare(cell, shape, levels=None) -> Prepared:
+    """:class:`Prepared` for ``cell`` (kept with the cell: a cell's fused form is fixed)."""
+    key = (tuple(shape), None if levels is None else np.asarray(levels, dtype=float).tobytes())
+    try:
+        kept = _PREPARED.setdefault(cell, {})
+    except TypeError:                          # not weak-referenceable: prepare every time
+        return Prepared(cell.fused_form, shape, levels)
+    if key not in kept:
+        if len(kept) >= 8:
+            kept.clear()
+        kept[key] = Prepared(cell.fused_form, shape, levels)
+    return kept[key]
 
 
 def solve_batch(prepared, V, u, b, gw, gw_end, gb, gb_end, tol, max_iter):

@@ -470,7 +470,7 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
         levels = None
     prepared = ideal = None
     if use_fused:
-        prepared = fused.Prepared(cell.fused_form, (R, C), levels)
+        prepared = fused.prepare(cell, (R, C), levels)
     elif levels is not None:
         ideal = _ideal_point_table(cell, levels, R, C)
     for k0 in range(0, Bn, chunk):
@@ -518,6 +518,6 @@ def device_currents(cell, V, word_drops, bit_voltages) -> np.ndarray:
     kernel for a cell with a fused form (the same equations)."""
     V = np.asarray(V, dtype=float)
     if fused.available(cell, 1.0, 1.0):
-        return fused.device_currents(fused.Prepared(cell.fused_form, np.shape(word_drops)[1:]),
-                                     V, word_drops, bit_voltages)
+        return fused.device_currents(fused.prepare(cell, np.shape(word_drops)[1:]), V,
+                                     word_drops, bit_voltages)
     return np.asarray(cell(V[:, :, None] - word_drops, bit_voltages)[0], dtype=float)
