@@ -66,6 +66,22 @@ def _jit(fn):
 
 
 @_jit
+def _device(vw, vb, a, c, inv_sg, inv_vsat, gate_k, v_sat):
+    """One cell: (i, di/dv_w, di/dv_b) at v_w, v_b (module docstring; the arithmetic of
+    Memtransistor.current_terminals, operation for operation); inv_sg = 1/s_g,
+    inv_vsat = 1/v_sat, gate_k = -v_sat / (2 s_g)."""
+    x = ((vw + vb) * -0.5 + c) * inv_sg
+    e = math.exp(-abs(x))
+    sp = math.log1p(e) + max(x, 0.0)           # softplus(x); sigmoid(x) below
+    sig = (1.0 if x >= 0 else e) / (1.0 + e)
+    t = math.tanh((vw - vb) * inv_vsat)
+    af = sp * a
+    gate = sig * (gate_k * a) * t              # -F'/2 A v_sat tanh
+    chan = (1.0 - t * t) * af                  # A F sech^2
+    return t * af * v_sat, gate + chan, gate - chan
+
+
+@_jit
 def _bit_kcl(r, b, gb, gb_end, Fb):
     """F_b = s_b(r) - i - s_b(r-1) on row r (Fb[r] holds the device currents on entry);
     returns (max|F_b|, sum F_b^2, max|s_b(r)|) of the row."""
@@ -108,20 +124,8 @@ def _evaluate(Vk, u, b, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, Db, Fw
                 u[i, j] = u0[i, j] + alpha * du[i, j]
                 b[i, j] = b0[i, j] + alpha * db[i, j]
         for j in range(C):
-            vw = vi - u[i, j]
-            vb = b[i, j]
-            x = ((vw + vb) * -0.5 + off[i, j]) * inv_sg
-            e = math.exp(-abs(x))
-            sp = math.log1p(e) + max(x, 0.0)
-            sig = (1.0 if x >= 0 else e) / (1.0 + e)
-            t = math.tanh((vw - vb) * inv_vsat)
-            a = amp[i, j]
-            af = sp * a
-            cell = t * af * v_sat
-            gate = sig * (gate_k * a) * t
-            chan = (1.0 - t * t) * af
-            Dw[i, j] = gate + chan
-            Db[i, j] = gate - chan
+            cell, Dw[i, j], Db[i, j] = _device(vi - u[i, j], b[i, j], amp[i, j], off[i, j],
+                                               inv_sg, inv_vsat, gate_k, v_sat)
             Fb[i, j] = cell                     # the device current, until the bit KCL
             dev = max(dev, abs(cell))
             s_left = gw_end * u[i, 0] if j == 0 else gw * (u[i, j] - u[i, j - 1])
@@ -183,25 +187,19 @@ _TILE = 16                 # transposes go tile by tile: power-of-two strides al
 
 
 @_jit
-def _word_rhs(P, Q, S, xt):
-    """xt[j, i] = P[i, j] Q[i, j] + S[i, j]: a right-hand side in word-line layout."""
+def _rhs(P, Q, S, out, word_layout):
+    """A right-hand side, tile by tile over the (R, C) arrays P, S: in word-line layout
+    (``word_layout``) out[j, i] = P[i, j] Q[i, j] + S[i, j]; in bit-line layout
+    out[i, j] = -(P[i, j] Q[j, i] + S[i, j]) (Q in word-line layout)."""
     R, C = P.shape
     for i0 in range(0, R, _TILE):
         for j0 in range(0, C, _TILE):
             for i in range(i0, min(R, i0 + _TILE)):
                 for j in range(j0, min(C, j0 + _TILE)):
-                    xt[j, i] = P[i, j] * Q[i, j] + S[i, j]
-
-
-@_jit
-def _bit_rhs(P, xt, S, out):
-    """out[i, j] = -(P[i, j] xt[j, i] + S[i, j]): a right-hand side in bit-line layout."""
-    R, C = P.shape
-    for i0 in range(0, R, _TILE):
-        for j0 in range(0, C, _TILE):
-            for i in range(i0, min(R, i0 + _TILE)):
-                for j in range(j0, min(C, j0 + _TILE)):
-                    out[i, j] = -(P[i, j] * xt[j, i] + S[i, j])
+                    if word_layout:
+                        out[j, i] = P[i, j] * Q[i, j] + S[i, j]
+                    else:
+                        out[i, j] = -(P[i, j] * Q[j, i] + S[i, j])
 
 
 @_jit
@@ -235,16 +233,7 @@ def _factor_words(Dw, gw, gw_end, d, e):
                     if j == C - 1:
                         g -= gw
                     d[j, i] = g + Dw[i, j]
-    for j in range(C - 1):
-        for i in range(R):
-            if not d[j, i] > 0:
-                return False
-            e[j, i] = -gw / d[j, i]
-            d[j + 1, i] -= e[j, i] * -gw
-    for i in range(R):
-        if not d[C - 1, i] > 0:
-            return False
-    return True
+    return _factor_lines(d, e, -gw)
 
 
 @_jit
@@ -263,14 +252,23 @@ def _factor_bits(Db, gb, gb_end, d, e):
             if Db[i, j] > 0:
                 return False
             d[i, j] = g - Db[i, j]
-    for i in range(R - 1):
-        for j in range(C):
-            if not d[i, j] > 0:
+    return _factor_lines(d, e, -gb)
+
+
+@_jit
+def _factor_lines(d, e, off):
+    """L D L^T in place of tridiagonal lines (dpttrf's recurrence): diagonals d (L, M), one
+    line per column, the coupling ``off`` between neighbours; pivots left in d, multipliers
+    in e.  False if a pivot is not positive (the line is not SPD)."""
+    L, M = d.shape
+    for k in range(L - 1):
+        for m in range(M):
+            if not d[k, m] > 0:
                 return False
-            e[i, j] = -gb / d[i, j]
-            d[i + 1, j] -= e[i, j] * -gb
-    for j in range(C):
-        if not d[R - 1, j] > 0:
+            e[k, m] = off / d[k, m]
+            d[k + 1, m] -= e[k, m] * off
+    for m in range(M):
+        if not d[L - 1, m] > 0:
             return False
     return True
 
@@ -303,15 +301,15 @@ def _lines_step(Fw, Fb, Dw, Db, gw, gw_end, gb, gb_end, target, du, db, nb, dW, 
     if not _factor_bits(Db, gb, gb_end, dB, eB):
         return False
     db[:, :] = 0.0
-    _word_rhs(Db, db, Fw, xt)                 # = F_w exactly
+    _rhs(Db, db, Fw, xt, True)                # = F_w exactly
     _solve_lines(dW, eW, xt)
-    _bit_rhs(Dw, xt, Fb, db)
+    _rhs(Dw, xt, Fb, db, False)
     _solve_lines(dB, eB, db)
     last = -1.0
     for _ in range(_MAX_SWEEPS):
-        _word_rhs(Db, db, Fw, xt)
+        _rhs(Db, db, Fw, xt, True)
         _solve_lines(dW, eW, xt)
-        _bit_rhs(Dw, xt, Fb, nb)
+        _rhs(Dw, xt, Fb, nb, False)
         _solve_lines(dB, eB, nb)
         res = 0.0                       # word-equation residual: |D_b (db_k - db_{k-1})|
         for i in range(R):
@@ -518,9 +516,9 @@ def _adjoint_all(V, u, b, amp, off, s_g, v_sat, gw, gb, c, grad_V, grad_di, i_de
         for j in range(C):
             minus_r[R - 1, j] = -gb * c[k, j]
         for _ in range(_MAX_SWEEPS):
-            _word_rhs(Dw, lb, zero, xt)         # D_w lam_b
+            _rhs(Dw, lb, zero, xt, True)        # D_w lam_b
             _solve_lines(dW, eW, xt)
-            _bit_rhs(Db, xt, minus_r, nb)       # r_b - D_b lam_w
+            _rhs(Db, xt, minus_r, nb, False)    # r_b - D_b lam_w
             _solve_lines(dB, eB, nb)
             change = 0.0
             size = 0.0
@@ -547,27 +545,16 @@ def _adjoint_all(V, u, b, amp, off, s_g, v_sat, gw, gb, c, grad_V, grad_di, i_de
 
 @_jit
 def _cells(Vk, u, b, amp, off, s_g, v_sat, i_dev, Dw, Db):
-    """Device currents and their partials at (u, b) (the arithmetic of :func:`_evaluate`)."""
+    """Device currents and their partials at (u, b) (no KCL)."""
     R, C = u.shape
     inv_sg = 1.0 / s_g
     inv_vsat = 1.0 / v_sat
     gate_k = -0.5 * v_sat / s_g
     for i in range(R):
         for j in range(C):
-            vw = Vk[i] - u[i, j]
-            vb = b[i, j]
-            x = ((vw + vb) * -0.5 + off[i, j]) * inv_sg
-            e = math.exp(-abs(x))
-            sp = math.log1p(e) + max(x, 0.0)
-            sig = (1.0 if x >= 0 else e) / (1.0 + e)
-            t = math.tanh((vw - vb) * inv_vsat)
-            a = amp[i, j]
-            af = sp * a
-            i_dev[i, j] = t * af * v_sat
-            gate = sig * (gate_k * a) * t
-            chan = (1.0 - t * t) * af
-            Dw[i, j] = gate + chan
-            Db[i, j] = gate - chan
+            i_dev[i, j], Dw[i, j], Db[i, j] = _device(Vk[i] - u[i, j], b[i, j], amp[i, j],
+                                                      off[i, j], inv_sg, inv_vsat, gate_k,
+                                                      v_sat)
 
 
 @_jit
