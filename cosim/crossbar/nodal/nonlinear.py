@@ -40,22 +40,24 @@ recurrence).  Same iterates as "lines" to rounding (tested to 1e-14 on the curre
 every pattern it cannot finish is solved again from its start by "lines" (then "lu").
 
 Why this and not the alternatives (``benchmarks/bench_nonlinear.py``, 64x128 cells, 1 ohm,
-64 random binary patterns, one thread, CPU time on a shared 2-core machine at load ~3:
-0.9-1.4 ms/pattern for the kernel, 0.5-0.9x one fresh exact linear solve of the same array;
-256x512 cells: 32-51 ms/pattern, 1.1-1.7x):
+64 random binary patterns in one call, one thread, CPU time on a shared 2-core machine at
+load 0.3-3: 0.94-1.2 ms/pattern for the kernel path (~0.8 ms of it in the kernel, the rest
+allocating the returned node voltages), 0.5-0.65x one fresh exact linear solve of the same
+array; 256x512 cells: 35-39 ms/pattern, 1.1-1.2x; per cell and pattern ~100 ns, about 45
+of them the two device evaluations (exp, log1p, tanh), ~40 the line sweeps):
 
-* The same Newton in numpy ("lines"): 2.5-3.9 ms/pattern, 2-4x the kernel: the time goes
+* The same Newton in numpy ("lines"): 2.5-2.8 ms/pattern, 2-2.7x the kernel: the time goes
   to passes over (B, R, C) temporaries (the device model alone makes ~15), not to
   arithmetic; the kernel makes about 20 passes per Newton step over one pattern's arrays.
 * Newton with a fresh sparse LU per step ("lu", kept as the reference and the fallback):
   exact steps, but one SuperLU factorisation of the 2RC Jacobian per iteration and
-  pattern: 57-65 ms/pattern.
+  pattern: 57-66 ms/pattern.
 * Chord iterations on the factorised linear-read operator (cells g k, one SuperLU
-  factorisation per array, 24 ms): the cell terms are a ~1e-3 perturbation of the line
+  factorisation per array, 24-26 ms): the cell terms are a ~1e-3 perturbation of the line
   Laplacians, so even this fixed Jacobian converges in 3 solves per pattern, but each
-  SuperLU solve of the whole array costs more than a line sweep: 6.5-9.1 ms/pattern.
+  SuperLU solve of the whole array costs more than a line sweep: 6.4-7.3 ms/pattern.
 * Newton-GMRES preconditioned by that factorisation: 2 preconditioned solves per Newton
-  step, plus the Jacobian assembly: 20-29 ms/pattern.
+  step, plus the Jacobian assembly: 21-23 ms/pattern.
 
 Convergence (cannot stop early): a pattern is done when its relative KCL residual, computed
 from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update s_k
