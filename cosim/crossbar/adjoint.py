@@ -237,8 +237,8 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
 
     Batched: ``V`` (B, R), voltages (B, R, N) and ``grad_currents`` (B, N), one loss gradient
     per read, return ``(∂L/∂V (B, R), ∂L/∂δi (B, R, N))``.  A cell with a fused form
-    (``cosim.devices.TerminalCell``) on resistive word and bit lines is solved by the
-    compiled kernel (``nodal.fused.adjoint_batch``: Jᵀ λ = r by the same block Gauss-Seidel
+    (``cosim.devices.memtransistor.TerminalCell``) on resistive word and bit lines is solved
+    by the compiled kernel (``nodal.fused.adjoint_batch``: Jᵀ λ = r by the same block Gauss-Seidel
     between the line families as the forward solve, swept until the error bound on λ is
     1e-15 of its size); any read it cannot take, and every other cell, by the sparse LU
     below, one read at a time.

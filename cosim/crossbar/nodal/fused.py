@@ -364,8 +364,9 @@ def _solve_one(Vk, u_out, b_out, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, t
                max_iter, cur_out, scal_out, w, level, table):
     """Damped Newton of one pattern from (u_out, b_out) (overwritten with the result);
     returns (status, iterations).  scal_out[:6] the final (max|F|, I_scale, ||F||_2,
-    max|i_dev|, max|u|, max|b|).  With a non-empty ``table`` the start is the ideal point, evaluated from
-    the table.  The current point and the trial live in two buffers that swap roles."""
+    max|i_dev|, max|u|, max|b|).  With a non-empty ``table`` the start is the ideal point,
+    evaluated from the table.  The current point and the trial live in two buffers that
+    swap roles."""
     u, b, Dw, Db, Fw, Fb, tu, tb, tDw, tDb, tFw, tFb, du, db, nb, dB, eB = w[0]
     dW, eW, xt = w[1]
     cur, tcur, scal, tscal = w[2]

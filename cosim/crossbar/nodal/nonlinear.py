@@ -430,8 +430,9 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "fused"
     (the same compiled with numba, for a cell with a ``fused_form`` on resistive lines),
     "lu" (Newton with a sparse LU per step, the reference) or "auto" (fused where it
-    applies, else lines; any pattern either cannot finish is finished by lines, then lu).  ``initial`` (a NodalSolution or a pair
-    (word_voltages, bit_voltages)) replaces the default start w = V_i, b = 0.  With
+    applies, else lines; any pattern either cannot finish is finished by lines, then lu).
+    ``initial`` (a NodalSolution or a pair (word_voltages, bit_voltages)) replaces the
+    default start w = V_i, b = 0.  With
     ``voltages=False`` only the currents and the per-pattern residuals and iterations are
     kept (node-voltage fields None): B x R x C node voltages need not fit in memory.
     ``r_driver`` / ``r_sense`` (ohm) are in series with the first word segment and the last
@@ -464,7 +465,8 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     if use_fused and not fused.available(cell, gw, gb):
         raise ValueError("method='fused' needs numba, resistive word and bit lines "
                          "(r_word > 0, r_bit > 0) and a cell with a fused_form "
-                         "(cosim.devices.TerminalCell); use method='lines' or 'auto'")
+                         "(cosim.devices.memtransistor.TerminalCell); use method='lines' "
+                         "or 'auto'")
     used = "lu" if method == "lu" else "fused" if use_fused else "lines"
     chunk = max(1, (_FUSED_CHUNK_CELLS if use_fused else _CHUNK_CELLS) // (R * C))
     levels = np.unique(Vb) if start is None else None     # a start at the ideal point:
