@@ -554,7 +554,7 @@ def memtransistor_cell(shape, seed, g_max=10e-6, v_gate=3.0):
     from cosim.devices import Memtransistor
     device = Memtransistor.default().replace(g_max=g_max)
     states = np.random.default_rng(seed).random(shape)
-    return lambda vw, vb: device.current_terminals(vw, v_gate, vb, states)
+    return device.terminal_cell(v_gate, states)
 
 
 def dense_newton(cell, V, r_word, r_bit, shape, iters=12):
@@ -609,7 +609,8 @@ def test_nonlinear_equals_dense_newton_reference(R, C, r_word, r_bit):
     for V in 0.1 * binary_patterns(rng, 3, R, 0.5):
         ref, ref_w, ref_b = dense_newton(cell, V, r_word, r_bit, (R, C))
         sol = nodal.solve_nonlinear(cell, V, r_word, r_bit, (R, C))
-        assert sol.method == "newton-lines"
+        # the compiled kernel where both line families are resistive, else numpy's lines
+        assert sol.method == ("newton-fused" if r_word and r_bit else "newton-lines")
         assert rel_err(sol.currents, ref) <= 1e-10
         assert np.abs(sol.bit_voltages - ref_b).max() <= 1e-10 * 0.1
         assert sol.residual <= 1e-12 and sol.pattern_residuals[0] == sol.residual
@@ -680,3 +681,114 @@ def test_nonlinear_falls_back_to_lu_when_lines_cannot_step():
     assert np.abs(F).max() <= 1e-12
     with pytest.raises(SolverError, match="residual"):
         nodal.solve_nonlinear(cell, V, 1.0, 1.0, G.shape, method="lines")
+
+
+# ----------------------------------------------------------------------------- compiled kernel
+
+def memtransistor_array_cell(shape, seed, v_sat=2.0):
+    """A memtransistor array with device-to-device spread of g_max and v_th (per-cell
+    parameters) at random states, as the cell of a read."""
+    from cosim.devices import Memtransistor
+    rng = np.random.default_rng(seed)
+    device = Memtransistor.default().replace(
+        g_max=1e-5 * np.exp(0.3 * rng.standard_normal(shape)),
+        v_th=0.5 + 0.05 * rng.standard_normal(shape), v_sat=v_sat)
+    return device.terminal_cell(3.0, rng.random(shape))
+
+
+@pytest.mark.parametrize("R,C,r_word,r_bit,p,r_driver,r_sense", [
+    (23, 37, 0.5, 0.7, 0.1, 0.0, 0.0), (31, 12, 2.0, 0.3, 0.9, 0.0, 0.0),
+    (16, 40, 0.7, 0.5, 0.5, 3.0, 0.0), (9, 9, 10.0, 1.0, 0.3, 0.0, 5.0), (1, 6, 1.0, 1.0, 1.0,
+                                                                          0.0, 0.0)])
+def test_fused_kernel_equals_numpy_lines(R, C, r_word, r_bit, p, r_driver, r_sense):
+    """The compiled kernel runs the numpy line method's algorithm: the same currents and
+    node voltages to 1e-14 relative, on non-square arrays with asymmetric wires, periphery
+    resistors, per-cell device parameters, sparse and dense patterns; KCL <= 1e-12."""
+    cell = memtransistor_array_cell((R, C), R + 7 * C)
+    V = 0.1 * binary_patterns(np.random.default_rng(R * C), 7, R, p)
+    kw = dict(r_driver=r_driver, r_sense=r_sense)
+    fast = nodal.solve_nonlinear(cell, V, r_word, r_bit, (R, C), method="fused", **kw)
+    ref = nodal.solve_nonlinear(cell, V, r_word, r_bit, (R, C), method="lines", **kw)
+    assert fast.method == "newton-fused" and ref.method == "newton-lines"
+    assert rel_err(fast.currents, ref.currents) <= 1e-14
+    # node voltages to the accuracy the two solutions carry: numpy's exp / tanh differ from
+    # libm's by an ulp or so, and its residual can be ~1e-14 where the kernel's is ~1e-16
+    volts = 1e-14 + 10 * (fast.residual + ref.residual)
+    assert rel_err(fast.word_drops, ref.word_drops) <= volts
+    assert rel_err(fast.bit_voltages, ref.bit_voltages) <= volts
+    F = nodal.kcl_residual(cell, V, r_word, r_bit, None, fast.bit_voltages, relative=True,
+                           word_drops=fast.word_drops, **kw)
+    assert np.abs(F).max() <= 1e-12 and fast.residual <= 1e-12
+    assert np.all(fast.pattern_iterations >= 1)
+    warm = nodal.solve_nonlinear(cell, V, r_word, r_bit, (R, C), method="fused",
+                                 initial=fast, **kw)        # a start away from the ideal point
+    assert rel_err(warm.currents, ref.currents) <= 1e-14
+
+
+def test_fused_kernel_hands_what_it_cannot_step_to_the_reference():
+    """Saturated devices (V_DS >> v_sat) have di/dv_w < 0: the line factorisation cannot
+    take them, the kernel marks those patterns failed and the numpy path (lines, then the
+    sparse LU) solves them; the result is the reference's."""
+    R, C = 6, 8
+    cell = memtransistor_array_cell((R, C), 3, v_sat=0.02)
+    V = 0.1 * binary_patterns(np.random.default_rng(4), 3, R, 0.5)
+    assert np.any(cell(V[:, :, None] + np.zeros((R, C)), np.zeros((3, R, C)))[1] < 0)
+    sol = nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C))
+    assert sol.method == "newton-fused+lines+lu"
+    ref = nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C), method="lu")
+    assert rel_err(sol.currents, ref.currents) <= 1e-12 and sol.residual <= 1e-12
+    with pytest.raises(SolverError, match="residual"):
+        nodal.solve_nonlinear(cell, V, 1.0, 1.0, (R, C), method="fused", max_iter=1)
+
+
+def test_fused_method_needs_a_cell_with_a_fused_form():
+    G = np.full((3, 4), 1e-5)
+
+    def cell(vw, vb):
+        return G * (vw - vb), np.broadcast_to(G, vw.shape), np.broadcast_to(-G, vw.shape)
+    with pytest.raises(ValueError, match="fused_form"):
+        nodal.solve_nonlinear(cell, np.full(3, 0.1), 1.0, 1.0, G.shape, method="fused")
+    with pytest.raises(ValueError, match="fused_form"):
+        nodal.solve_nonlinear(memtransistor_cell((3, 4), 1), np.full(3, 0.1), 0.0, 1.0,
+                              (3, 4), method="fused")
+    assert nodal.solve_nonlinear(cell, np.full(3, 0.1), 1.0, 1.0, G.shape).method == \
+        "newton-lines"
+
+
+def test_terminal_cell_is_the_device_and_its_fused_form_the_same_iv():
+    """TerminalCell returns current_terminals exactly; its fused form, written out with
+    numpy, is the same I-V (closed form of the module docstring)."""
+    cell = memtransistor_array_cell((4, 5), 11)
+    rng = np.random.default_rng(12)
+    vw, vb = rng.uniform(-0.2, 0.2, (4, 5)), rng.uniform(-0.05, 0.05, (4, 5))
+    i, dw, db = cell(vw, vb)
+    ref = cell.device.current_terminals(vw, 3.0, vb, cell.state)
+    for a, r in zip((i, dw, db), ref):
+        assert np.array_equal(a, r)
+    a, c, s_g, v_sat = cell.fused_form
+    closed = a * np.logaddexp(0.0, (c - 0.5 * (vw + vb)) / s_g) * v_sat * np.tanh(
+        (vw - vb) / v_sat)
+    assert rel_err(closed, i) <= 1e-14
+    # and the device's own source-referenced current (an independent code path)
+    direct = cell.device.current(vw - vb, 3.0 - vb, cell.state)
+    assert rel_err(direct, i) <= 1e-14
+
+
+def test_nonlinear_vjp_batched_equals_one_read_at_a_time():
+    """The batched adjoint (compiled line sweeps on J^T) equals the sparse-LU adjoint of
+    each read on its own."""
+    from cosim.crossbar.adjoint import nonlinear_vjp
+    R, C = 14, 22
+    cell = memtransistor_array_cell((R, C), 5)
+    rng = np.random.default_rng(6)
+    V = 0.1 * binary_patterns(rng, 5, R, 0.4)
+    V[2] = 0.0                                   # an undriven read: adjoint at 0 V
+    sol = nodal.solve_nonlinear(cell, V, 0.8, 1.3, (R, C))
+    c = rng.standard_normal((5, C))
+    grad_V, grad_di = nonlinear_vjp(cell, V, sol.word_voltages, sol.bit_voltages, 0.8, 1.3, c)
+    assert grad_V.shape == (5, R) and grad_di.shape == (5, R, C)
+    for k in range(5):
+        one_V, one_di = nonlinear_vjp(cell, V[k], sol.word_voltages[k], sol.bit_voltages[k],
+                                      0.8, 1.3, c[k])
+        assert rel_err(grad_V[k], one_V) <= 1e-12
+        assert rel_err(grad_di[k], one_di) <= 1e-12

@@ -210,7 +210,39 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
     Returns ``(∂L/∂V (R,) [1/V], ∂L/∂δi (R, N) [1/A])`` (with leading m for (m, N)), δi_kl a
     current injected in parallel with cell kl (see the module docstring). Exact at the
     converged solution.
+
+    Batched: ``V`` (B, R), voltages (B, R, N) and ``grad_currents`` (B, N), one loss gradient
+    per read, return ``(∂L/∂V (B, R), ∂L/∂δi (B, R, N))``.  A cell with a fused form
+    (``cosim.devices.memtransistor.TerminalCell``) on resistive word and bit lines is solved
+    by the compiled kernel (``nodal.fused.adjoint_batch``: Jᵀ λ = r by the same block Gauss-Seidel
+    between the line families as the forward solve, swept until the error bound on λ is
+    1e-15 of its size); any read it cannot take, and every other cell, by the sparse LU
+    below, one read at a time.
     """
+    if np.ndim(V) == 2:
+        from .nodal import fused
+        V = np.asarray(V, dtype=float)
+        w = np.asarray(word_voltages, dtype=float)
+        b = np.asarray(bit_voltages, dtype=float)
+        c = np.asarray(grad_currents, dtype=float)
+        B, R = V.shape
+        if w.shape[:2] != (B, R) or w.ndim != 3 or b.shape != w.shape or \
+                c.shape != (B, w.shape[2]):
+            raise ValueError(f"batched nonlinear_vjp needs V (B, R), word/bit voltages "
+                             f"(B, R, N) and grad_currents (B, N); got {V.shape}, {w.shape}, "
+                             f"{b.shape}, {c.shape}")
+        gw = 1.0 / r_word if r_word > 0 else 0.0
+        gb = 1.0 / r_bit if r_bit > 0 else 0.0
+        grad_V = np.zeros((B, R))
+        grad_di = np.zeros(w.shape)
+        ok = np.zeros(B, dtype=bool)
+        if fused.available(cell, gw, gb):
+            prepared = fused.prepare(cell, w.shape[1:])
+            grad_V, grad_di, _, ok = fused.adjoint_batch(prepared, V, V[:, :, None] - w, b,
+                                                         gw, gb, c)
+        for k in np.flatnonzero(~ok):
+            grad_V[k], grad_di[k] = nonlinear_vjp(cell, V[k], w[k], b[k], r_word, r_bit, c[k])
+        return grad_V, grad_di
     w = np.asarray(word_voltages, dtype=float)
     b = np.asarray(bit_voltages, dtype=float)
     V = np.asarray(V, dtype=float)

@@ -48,7 +48,7 @@ module is the construction, programming, read and power of the array.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -70,6 +70,7 @@ SIGMA_MAX = Mapping.SIGMA_MAX          # lognormal spreads beyond e^3 per sigma:
 V_GATE_MAX = 100.0                     # V
 R_WIRE = (1e-9, 1e12)                  # ohm per segment (0 = ideal wire)
 POWER_KCL_TOL = 1e-13                  # relative KCL residual of the solves behind power()
+VOLTAGES_KEPT_BYTES = 2 ** 30          # converged node voltages kept for the adjoint (bytes)
 
 
 def _bounded(name, value, lo, hi, what, closed=False):
@@ -200,6 +201,10 @@ class Compact(CompactGradients, Crossbar):
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
+        self._terminal_cell = None
+        self._voltages = {}                # pattern -> converged (drops, bit voltages)
+        self._voltage_calls = deque()      # (bytes, patterns, drops) of each solve, oldest first
+        self._voltage_bytes = 0
         self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
 
     # -- programming -------------------------------------------------------------------------
@@ -236,6 +241,9 @@ class Compact(CompactGradients, Crossbar):
             self._power_forms = None
             self._adc = None
             self._cache.clear()
+            self._voltages.clear()
+            self._voltage_calls.clear()
+            self._voltage_bytes = 0
 
     @property
     def states(self) -> np.ndarray:
@@ -331,10 +339,14 @@ class Compact(CompactGradients, Crossbar):
         return self.v_read * _periphery.dac(x, self.dac_bits, self.x_max)
 
     def _cell(self):
-        device, states, v_gate = self._array_device, self._states, self.v_gate
-
-        def cell(v_w, v_b):
-            return device.current_terminals(v_w, v_gate, v_b, states)
+        """The programmed cells at the read's gate voltage: cell(v_w, v_b) -> (i, di/dv_w,
+        di/dv_b), with the fused form the compiled nonlinear solver runs (one per
+        programming: the solver keeps what it prepares for a cell with it)."""
+        cell = self._terminal_cell
+        if cell is None or cell.state is not self._states or cell.device is not \
+                self._array_device or cell.v_g != self.v_gate:
+            cell = self._terminal_cell = self._array_device.terminal_cell(self.v_gate,
+                                                                         self._states)
         return cell
 
     def _transfer_matrix(self):
@@ -519,11 +531,73 @@ class Compact(CompactGradients, Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit, (rows, cols2),
-                                    voltages=False, r_driver=self.r_driver,
-                                    r_sense=self.r_sense)
+        if self.r_driver or self.r_sense:     # no gradients through these: nothing to keep
+            sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
+                                        (rows, cols2), voltages=False, r_driver=self.r_driver,
+                                        r_sense=self.r_sense)
+            self.stats["solves"] += V.shape[0]
+            return sol.currents
+        return self._solve_and_keep(V)
+
+    def _solve_and_keep(self, V, voltages=False):
+        """Nonlinear solve of distinct patterns V (K, R) in chunks: currents (K, 2C), and
+        with ``voltages`` also the word drops and bit voltages (K, R, 2C).  The node
+        voltages are kept (up to VOLTAGES_KEPT_BYTES, the oldest chunk's first out) for the
+        adjoint of the same reads (:meth:`_node_voltages`), so training does not solve a
+        read twice."""
+        rows, cols2 = self._states.shape
+        cur = np.empty((V.shape[0], cols2))
+        chunks = []
+        chunk = max(1, 2 ** 21 // (rows * cols2))
+        cell = self._cell()
+        for k0 in range(0, V.shape[0], chunk):
+            part = slice(k0, min(V.shape[0], k0 + chunk))
+            sol = nodal.solve_nonlinear(cell, V[part], self.r_word, self.r_bit, (rows, cols2))
+            cur[part] = sol.currents
+            self._keep_voltages(V[part], sol.word_drops, sol.bit_voltages)
+            chunks.append((sol.word_drops, sol.bit_voltages))
         self.stats["solves"] += V.shape[0]
-        return sol.currents
+        if not voltages:
+            return cur
+        return (cur, np.concatenate([c[0] for c in chunks]),
+                np.concatenate([c[1] for c in chunks]))
+
+    def _keep_voltages(self, V, drops, bits):
+        """Keep the solutions (drops, bits) (K, R, 2C) of the patterns V (K, R) as views of
+        those arrays (no copies), forgotten a whole array at a time: the bytes counted are
+        the bytes held."""
+        held = drops.nbytes + bits.nbytes
+        if not 0 < held <= VOLTAGES_KEPT_BYTES:
+            return
+        keys = [V[k].tobytes() for k in range(V.shape[0])]
+        for k, key in enumerate(keys):
+            self._voltages[key] = (drops[k], bits[k])
+        self._voltage_calls.append((held, keys, drops))
+        self._voltage_bytes += held
+        while self._voltage_bytes > VOLTAGES_KEPT_BYTES:
+            gone, old_keys, old_drops = self._voltage_calls.popleft()
+            self._voltage_bytes -= gone
+            for key in old_keys:
+                kept = self._voltages.get(key)
+                if kept is not None and kept[0].base is old_drops:      # not a newer solve's
+                    del self._voltages[key]
+
+    def _node_voltages(self, V):
+        """Converged (word drops, bit voltages) (K, R, 2C) of the nonlinear reads of distinct
+        driven patterns V (K, R): kept ones from the reads, the rest solved now."""
+        rows, cols2 = self._states.shape
+        drops = np.empty((V.shape[0], rows, cols2))
+        bits = np.empty((V.shape[0], rows, cols2))
+        missing = []
+        for k in range(V.shape[0]):
+            kept = self._voltages.get(V[k].tobytes())
+            if kept is None:
+                missing.append(k)
+            else:
+                drops[k], bits[k] = kept
+        if missing:
+            _, drops[missing], bits[missing] = self._solve_and_keep(V[missing], voltages=True)
+        return drops, bits
 
     def forward(self, x):
         if self._plain_linear():

@@ -17,16 +17,19 @@ Everything is chained through the mapping with quantisation, variability and fau
 straight through (``adjoint.mapping_gradient``); read noise and converters are not
 differentiated. The math lives in :mod:`cosim.crossbar.adjoint`; this module only reads the
 programmed array's state (``_weights``, ``_states``, ``_g``, ``_scale``, ``mapping``,
-``read_factor``, ``solution``, ``weight_map``, ``_cell``), which ``Compact`` owns.
+``read_factor``, ``solution``, ``weight_map``, ``_cell``, ``_node_voltages``), which
+``Compact`` owns.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import adjoint
+from . import adjoint, nodal
 
 __all__ = ["CompactGradients"]
+
+_VJP_CHUNK_CELLS = 2 ** 21     # reads x cells whose node voltages a nonlinear vjp holds at once
 
 
 class CompactGradients:
@@ -92,8 +95,9 @@ class CompactGradients:
     def vjp(self, x, grad_out, weights=True):
         """(∂L/∂x, ∂L/∂W) of reads of x (N, R); exact for both reads (read noise aside).
 
-        Nonlinear read: each distinct input pattern is solved again (warm Newton) and its
-        adjoint taken at the converged node voltages (``adjoint.nonlinear_vjp``); the state
+        Nonlinear read: the converged node voltages of the distinct driven input patterns
+        (kept from the forward reads, or solved again in one batched call) and each read's
+        adjoint there (``adjoint.nonlinear_vjp``, batched); the state
         enters the cell current as the factor g(w), so ∂i/∂g = i/g.
         """
         if self.read == "linear":
@@ -107,32 +111,33 @@ class CompactGradients:
         cot = np.empty((x.shape[0], cols2))
         cot[:, 0::2] = grad_out * to_amps
         cot[:, 1::2] = -grad_out * to_amps
+        V = self.v_read * x
         grad_x = np.empty(x.shape)
         grad_g = np.zeros((rows, cols2))
         grad_scale = 0.0
         cell = self._cell()
-        patterns = {}
-        for k in range(x.shape[0]):
-            patterns.setdefault(x[k].tobytes(), []).append(k)
-        for idx in patterns.values():
-            xk = x[idx[0]]
-            V = self.v_read * xk
-            if not np.any(V):                        # no drive: every node sits at 0 V
-                w, b = np.zeros((rows, cols2)), np.zeros((rows, cols2))
-            elif self.r_word == 0 and self.r_bit == 0:
-                w, b = np.broadcast_to(V[:, None], (rows, cols2)), np.zeros((rows, cols2))
-            else:
-                sol = self.solution(xk)
-                w, b = sol.word_voltages, sol.bit_voltages
-            grad_V, grad_di = adjoint.nonlinear_vjp(cell, V, w, b, self.r_word, self.r_bit,
-                                                    cot[idx])
-            grad_x[idx] = self.v_read * grad_V
+        chunk = max(1, _VJP_CHUNK_CELLS // (rows * cols2))     # bounds the node voltages held
+        for k0 in range(0, x.shape[0], chunk):
+            part = slice(k0, min(x.shape[0], k0 + chunk))
+            Vc = V[part]
+            u = np.zeros((Vc.shape[0], rows, cols2))           # word-line drops V - w
+            b = np.zeros((Vc.shape[0], rows, cols2))
+            driven = np.flatnonzero(np.any(Vc != 0, axis=1))   # undriven: every node at 0 V
+            if driven.size and (self.r_word or self.r_bit):    # no wires: w = V, b = 0
+                # each distinct pattern solved once, all of them in one batched call
+                patterns, where = np.unique(Vc[driven], axis=0, return_inverse=True)
+                drops, bits = self._node_voltages(patterns)
+                u[driven] = drops[where.ravel()]
+                b[driven] = bits[where.ravel()]
+            grad_V, grad_di = adjoint.nonlinear_vjp(cell, Vc, Vc[:, :, None] - u, b,
+                                                    self.r_word, self.r_bit, cot[part])
+            grad_x[part] = self.v_read * grad_V
             if weights:
-                i = cell(w, b)[0]
-                grad_g += grad_di.sum(axis=0) * (i / self._g)
+                i = nodal.device_currents(cell, Vc, u, b)
+                grad_g += np.einsum("kij,kij->ij", grad_di, i) / self._g
                 # the sense currents: column sums of the cells (equal to the solver's own
                 # currents by KCL; also right where no solve was needed)
-                currents = i.sum(axis=0)
-                out = (currents[0::2] - currents[1::2]) * to_amps
-                grad_scale -= float(np.sum(grad_out[idx] @ out)) / self._scale
+                currents = i.sum(axis=1)
+                out = (currents[:, 0::2] - currents[:, 1::2]) * to_amps
+                grad_scale -= float(np.sum(grad_out[part] * out)) / self._scale
         return grad_x, (self._weight_gradient(grad_g, grad_scale) if weights else None)

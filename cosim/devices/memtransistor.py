@@ -72,7 +72,7 @@ from scipy.integrate import solve_ivp
 from .. import _validate, device_models
 from ..errors import DeviceCardError
 
-__all__ = ["Memtransistor", "DEFAULT_CARD", "DEFAULT_PARAMS", "STATE_MAPS"]
+__all__ = ["Memtransistor", "TerminalCell", "DEFAULT_CARD", "DEFAULT_PARAMS", "STATE_MAPS"]
 
 #: The default MoS2 parameter card shipped inside the package (cosim/device_models/).
 DEFAULT_CARD = device_models.DEFAULT_CARD
@@ -392,6 +392,12 @@ class Memtransistor:
         chan = chan * af                              # A F sech^2(x)
         return i, gate + chan, np.subtract(gate, chan, out=gate)
 
+    def terminal_cell(self, v_g, state) -> "TerminalCell":
+        """The devices of ``state`` with their gates at ``v_g`` as a nodal cell
+        ``cell(v_d, v_s) -> current_terminals(v_d, v_g, v_s, state)`` (see
+        :class:`TerminalCell`, which also carries the parameters of its fused form)."""
+        return TerminalCell(self, v_g, state)
+
     def read_conductance(self, state, v_read: float = 0.1, v_gate=None):
         """Chord conductance ``I_D(v_read, v_gate) / v_read`` [S] at the read point.
 
@@ -580,3 +586,33 @@ class Memtransistor:
         if not sol.success:  # pragma: no cover - DOP853 on a smooth scalar ODE
             raise RuntimeError(f"state integration failed: {sol.message}")
         return np.clip(sol.y[:, -1], 0.0, 1.0)
+
+
+class TerminalCell:
+    r"""An array of devices at a fixed gate voltage as a two-terminal nodal cell.
+
+    ``cell(v_d, v_s)`` returns :meth:`Memtransistor.current_terminals` ``(i, di/dv_d,
+    di/dv_s)`` (A, S, S) at the gate voltage ``v_g`` (V) for the device states ``state``.
+    ``fused_form`` is the same I-V as parameters, for compiled solvers
+    (:mod:`cosim.crossbar.nodal.fused`):
+
+    .. math::
+
+        i = a \, \mathrm{softplus}\big((c - (v_d + v_s)/2)/s_g\big) \, v_{sat}
+            \tanh\big((v_d - v_s)/v_{sat}\big)
+
+    with ``a = g_max g(w) s_g / F(v_gref)`` (A/V) and ``c = v_g - v_th`` (V) per device
+    (arrays of the state's shape) and the scalars ``s_g``, ``v_sat`` (V): the equations of
+    the module docstring, F(V_GM) = s_g softplus((V_GM - v_th)/s_g).
+    """
+
+    def __init__(self, device: Memtransistor, v_g, state):
+        self.device, self.v_g, self.state = device, float(v_g), state
+        shape = np.shape(state)
+        self.fused_form = (
+            np.broadcast_to(device._amp * device.s_g * device._g_of_w(state), shape),
+            np.broadcast_to(self.v_g - device.v_th, shape), float(device.s_g),
+            float(device.v_sat))
+
+    def __call__(self, v_d, v_s):
+        return self.device.current_terminals(v_d, self.v_g, v_s, self.state)

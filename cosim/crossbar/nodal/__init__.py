@@ -42,12 +42,15 @@ Modules (one algorithm each)
 * :mod:`.transfer`: the transfer matrix M (``currents = V @ M``) by column marching.
 * :mod:`.nonlinear`: :func:`solve_nonlinear` for arbitrary two-terminal cells
   ``cell(v_w, v_b) -> (i, di/dv_w, di/dv_b)``, all patterns batched.
+* :mod:`.fused`: the compiled kernel (numba) of that solve and of its adjoint for cells with
+  a fused form (the memtransistor at a fixed gate), the numpy path's algorithm.
 """
 
 from .kcl import NodalSolution, kcl_residual
 from .linear import LinearArray, solve
-from .nonlinear import solve_nonlinear
+from .nonlinear import device_currents, solve_nonlinear
 from .sparse import nested_dissection_order
 
-__all__ = ["NodalSolution", "LinearArray", "solve", "solve_nonlinear", "kcl_residual",
+__all__ = ["NodalSolution", "LinearArray", "solve", "solve_nonlinear", "device_currents",
+           "kcl_residual",
            "nested_dissection_order"]

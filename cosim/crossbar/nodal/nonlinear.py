@@ -18,33 +18,46 @@ siemens, grounded at the source (at the sense node).  Newton's step (du, db) sol
 with D_w = diag(di/dv_w), D_b = diag(di/dv_b) (S; not symmetric: the gate of a
 memtransistor is referred to the channel midpoint).
 
-Method ("lines", the default): the Newton step is solved by block Gauss-Seidel between the
+Method ("lines"): the Newton step is solved by block Gauss-Seidel between the
 two line families: du from the word lines (L_w + D_w, tridiagonal per word line), then db
 from the bit lines (L_b - D_b, tridiagonal per bit line), both SPD whenever
 di/dv_w >= 0 >= di/dv_b, factorised with LAPACK dpttrf for all lines of all patterns in one
 call.  After a sweep the bit equations hold exactly and the word equations are off by
 D_b (db_k - db_{k-1}), so the inner residual costs nothing; sweeps stop at 1e-6 of the
-outer residual.  Each sweep contracts by about g_cell x (line resistance to the source),
-~1e-3 for uS devices on 1 ohm lines, so one or two sweeps per Newton step suffice, and the
-outer iteration stays quadratic: 2 Newton steps (3 cell evaluations) per pattern at 1 ohm
-from the ideal start u = 0, b = 0 (whose error is the relative IR drop).  Every pattern of a call is iterated
-together (arrays (B, R, C)); converged patterns drop out.  A pattern whose D violates the
-sign condition, whose sweeps contract by less than 0.5, or that stalls, is finished by the
-reference method.
+outer residual.  Each sweep contracts by about g_cell x (line resistance to the source)
+(~3e-8 measured at 64x128 cells on 1 ohm lines), so one sweep per Newton step suffices, and
+the outer iteration stays quadratic: 2 Newton steps (2 cell evaluations; the start's is
+tabled) per pattern at 1 ohm from the ideal start u = 0, b = 0 (whose error is the
+relative IR drop).  Every pattern of a call is iterated together (arrays (B, R, C));
+converged patterns drop out.  A pattern whose D violates the sign condition, whose sweeps
+contract by less than 0.5, or that stalls, is finished by the reference method.
+
+Method ("fused", what "auto" runs for a cell with a ``fused_form``, i.e. the memtransistor
+array of a Compact read, on resistive lines): the same algorithm compiled with numba
+(:mod:`.fused`): one pattern at a time with all its arrays in cache, the device evaluation
+in the loop that forms the residual, the line factorisations written out (dpttrf's
+recurrence).  Same iterates as "lines" to rounding (tested to 1e-14 on the currents);
+every pattern it cannot finish is solved again from its start by "lines" (then "lu").
 
 Why this and not the alternatives (``benchmarks/bench_nonlinear.py``, 64x128 cells, 1 ohm,
-random binary patterns, one thread, CPU time on a shared 2-core machine: 4.8 ms/pattern
-for this method, 2.3x one fresh exact linear solve of the same array):
+64 random binary patterns in one call, one thread, CPU time on a shared 2-core machine at
+load 0.3-3: 0.94-1.2 ms/pattern for the kernel path (~0.8 ms of it in the kernel, the rest
+allocating the returned node voltages), 0.5-0.65x one fresh exact linear solve of the same
+array; 256x512 cells: 35-39 ms/pattern, 1.1-1.2x; per cell and pattern ~100 ns, about 45
+of them the two device evaluations (exp, log1p, tanh), ~40 the line sweeps):
 
+* The same Newton in numpy ("lines"): 2.5-2.8 ms/pattern, 2-2.7x the kernel: the time goes
+  to passes over (B, R, C) temporaries (the device model alone makes ~15), not to
+  arithmetic; the kernel makes about 20 passes per Newton step over one pattern's arrays.
 * Newton with a fresh sparse LU per step ("lu", kept as the reference and the fallback):
   exact steps, but one SuperLU factorisation of the 2RC Jacobian per iteration and
-  pattern: 65 ms/pattern (13x).
+  pattern: 57-66 ms/pattern.
 * Chord iterations on the factorised linear-read operator (cells g k, one SuperLU
-  factorisation per array, 26 ms): the cell terms are a ~1e-3 perturbation of the line
+  factorisation per array, 24-26 ms): the cell terms are a ~1e-3 perturbation of the line
   Laplacians, so even this fixed Jacobian converges in 3 solves per pattern, but each
-  SuperLU solve of the whole array costs more than a line sweep: 9.1 ms/pattern (1.9x).
+  SuperLU solve of the whole array costs more than a line sweep: 6.4-7.3 ms/pattern.
 * Newton-GMRES preconditioned by that factorisation: 2 preconditioned solves per Newton
-  step, plus the Jacobian assembly: 29 ms/pattern (6.1x).
+  step, plus the Jacobian assembly: 21-23 ms/pattern.
 
 Convergence (cannot stop early): a pattern is done when its relative KCL residual, computed
 from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update s_k
@@ -62,18 +75,21 @@ import numpy as np
 
 from ... import _validate
 from ...errors import SolverError
+from . import fused
 from .kcl import (NodalSolution, batch_max, bit_lines, branch_balance, check_shape, check_V,
-                  drops_floor, relative, segment_conductance, word_lines)
+                  drops_floor, end_conductance, relative, rounding_floor, segment_conductance,
+                  word_lines)
 from .sparse import factorise, nodal_matrix, ordering
 
-__all__ = ["solve_nonlinear"]
+__all__ = ["solve_nonlinear", "device_currents"]
 
-METHODS = ("auto", "lines", "lu")
+METHODS = ("auto", "fused", "lines", "lu")
 _SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer residual
 _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
 _CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
+_FUSED_CHUNK_CELLS = 2 ** 20   # the kernel works one pattern at a time: chunks bound memory
 _VOLTAGES_MAX_BYTES = 2 ** 31   # node voltages (w, b, drops) returned for a whole batch
 _TABLE_LEVELS = 8          # input levels up to which the ideal-point cell values are tabled
 
@@ -306,16 +322,13 @@ def _accept(trial, f0, alpha, tol):
                            | (trial.relative() <= tol))
 
 
-def _ideal_point_table(cell, V, R, C):
-    """Cell values at the ideal point (v_w = V_i, v_b = 0) for every level of V, or None.
+def _ideal_point_table(cell, levels, R, C):
+    """Cell values at the ideal point (v_w = V_i, v_b = 0) for the input levels (sorted).
 
     Each device sees only its own two node voltages, so at the ideal point a device of row
     i depends on V_i alone: with few distinct input levels (binary spikes: 2) one
     evaluation of (levels, R, C) replaces a full one per pattern.  Returns (levels, table).
     """
-    levels = np.unique(V)
-    if levels.size > _TABLE_LEVELS:
-        return None
     shape = (levels.size, R, C)
     table = _call_cell(cell, np.broadcast_to(levels[:, None, None], shape).copy(),
                        np.zeros(shape))
@@ -346,6 +359,61 @@ def _initial_arrays(initial, Bn, R, C):
     return np.broadcast_to(w, (Bn, R, C)), np.broadcast_to(b, (Bn, R, C))
 
 
+def _numpy_chunk(cell, V, u, b, gw, gb, tol, max_iter, ideal, method, index):
+    """Solve the patterns V (n, R) from (u, b) (n, R, C; overwritten with the solution) by
+    the numpy path ("lines" with "lu" for what it cannot handle, or "lu").  Returns
+    (currents, relative residuals, iterations, rounding floors, whether lu was needed);
+    raises SolverError if a pattern does not converge (``index``: the patterns' numbers in
+    the caller's batch)."""
+    values = None
+    if ideal is not None:
+        level = np.searchsorted(ideal[0], V)            # (n, R) index of each V_i
+        values = tuple(t[level, np.arange(V.shape[1])[None, :]] for t in ideal[1])
+    pt = _Point(cell, V, gw, gb, u, b, values)
+    if not pt.ok.all():
+        raise SolverError("nonlinear solve: the cell returned non-finite values at the "
+                          "starting point (KCL residual = nan)")
+    pt, it, failed = _newton(cell, V, gw, gb, pt, tol, max_iter,
+                             _lu_step if method == "lu" else _lines_step)
+    more_lu = failed.any() and method == "auto"
+    if more_lu:
+        bad = np.flatnonzero(failed)
+        sub, more, failed_lu = _newton(cell, V[bad], gw, gb, pt.take(bad), tol, max_iter,
+                                       _lu_step)
+        pt.put(bad, sub)
+        it[bad] += more
+        failed[bad] = failed_lu
+    if failed.any():
+        k = int(np.flatnonzero(failed)[0])
+        raise SolverError(f"nonlinear solve ({method}) did not converge for input "
+                          f"{int(index[k])} in {int(it[k])} iterations: relative KCL residual "
+                          f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
+    u[:], b[:] = pt.u, pt.b
+    floor = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
+    return pt.cur, pt.relative(), it, floor, more_lu
+
+
+def _fused_chunk(cell, V, u, b, gw, gb, tol, max_iter, prepared, index):
+    """:func:`_numpy_chunk` by the compiled kernel (:mod:`.fused`); the patterns it marks
+    failed are solved again from their start by the numpy path.  The last value returned
+    names the methods used when that happened (else None)."""
+    # the start: the ideal point (0, 0) when the kernel was given its table, else a copy
+    start = None if prepared.levels is not None else (u.copy(), b.copy())
+    cur, rel, it, failed, dev, scale, umax, bmax = fused.solve_batch(
+        prepared, V, u, b, gw, end_conductance(gw), gb, end_conductance(gb), tol, max_iter)
+    floor = relative(rounding_floor(gw, umax, gb, bmax, dev)[:, None], scale)
+    if failed.any():
+        bad = np.flatnonzero(failed)
+        ub, bb = ((np.zeros((bad.size,) + u.shape[1:]), np.zeros((bad.size,) + u.shape[1:]))
+                  if start is None else (start[0][bad], start[1][bad]))
+        sub = _numpy_chunk(cell, V[bad], ub, bb, gw, gb, tol, max_iter, None, "auto",
+                           index[bad])
+        cur[bad], rel[bad], it[bad], floor[bad] = sub[:4]
+        u[bad], b[bad] = ub, bb
+        return cur, rel, it, floor, "fused+lines+lu" if sub[4] else "fused+lines"
+    return cur, rel, it, floor, None
+
+
 def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e-12,
                     max_iter: int = 100, method: str = "auto",
                     voltages: bool = True, r_driver: float = 0.0,
@@ -359,10 +427,12 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
     of shape (R, C) broadcast) and broadcast over leading batch axes: all patterns of a
     call are solved together (in chunks of about 2^16 cells, so memory stays bounded).
 
-    ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "lu"
-    (Newton with a sparse LU per step, the reference) or "auto" (lines, finishing any
-    pattern it cannot handle with lu).  ``initial`` (a NodalSolution or a pair
-    (word_voltages, bit_voltages)) replaces the default start w = V_i, b = 0.  With
+    ``method``: "lines" (Newton with line Gauss-Seidel steps, module docstring), "fused"
+    (the same compiled with numba, for a cell with a ``fused_form`` on resistive lines),
+    "lu" (Newton with a sparse LU per step, the reference) or "auto" (fused where it
+    applies, else lines; any pattern either cannot finish is finished by lines, then lu).
+    ``initial`` (a NodalSolution or a pair (word_voltages, bit_voltages)) replaces the
+    default start w = V_i, b = 0.  With
     ``voltages=False`` only the currents and the per-pattern residuals and iterations are
     kept (node-voltage fields None): B x R x C node voltages need not fit in memory.
     ``r_driver`` / ``r_sense`` (ohm) are in series with the first word segment and the last
@@ -385,54 +455,56 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
                          f"{_VOLTAGES_MAX_BYTES / 2**30:.0f} GiB): pass voltages=False for "
                          f"the currents only, or fewer inputs per call")
     start = _initial_arrays(initial, Bn, R, C)
-    ideal = _ideal_point_table(cell, Vb, R, C) if start is None else None
-    rows = np.arange(R)[None, :]
     cur = np.empty((Bn, C))
     rel = np.empty(Bn)
     floor = np.empty(Bn)
     iters = np.zeros(Bn, dtype=int)
     u_all = np.empty((Bn, R, C)) if voltages else None
     b_all = np.empty((Bn, R, C)) if voltages else None
-    used = "lu" if method == "lu" else "lines"
-    chunk = max(1, _CHUNK_CELLS // (R * C))
+    use_fused = method == "fused" or (method == "auto" and fused.available(cell, gw, gb))
+    if use_fused and not fused.available(cell, gw, gb):
+        raise ValueError("method='fused' needs numba, resistive word and bit lines "
+                         "(r_word > 0, r_bit > 0) and a cell with a fused_form "
+                         "(cosim.devices.memtransistor.TerminalCell); use method='lines' "
+                         "or 'auto'")
+    used = "lu" if method == "lu" else "fused" if use_fused else "lines"
+    chunk = max(1, (_FUSED_CHUNK_CELLS if use_fused else _CHUNK_CELLS) // (R * C))
+    levels = np.unique(Vb) if start is None else None     # a start at the ideal point:
+    if levels is not None and levels.size > _TABLE_LEVELS:   # its cell values tabled
+        levels = None
+    prepared = ideal = None
+    if use_fused:
+        prepared = fused.prepare(cell, (R, C), levels)
+    elif levels is not None:
+        ideal = _ideal_point_table(cell, levels, R, C)
     for k0 in range(0, Bn, chunk):
         sl = slice(k0, min(Bn, k0 + chunk))
         Vc = Vb[sl]
+        # the chunk's iterates live where the result goes (no copy when voltages are kept)
+        u = u_all[sl] if voltages else np.empty((Vc.shape[0], R, C))
+        b = b_all[sl] if voltages else np.empty((Vc.shape[0], R, C))
         if start is None:
-            u, b = np.zeros((Vc.shape[0], R, C)), np.zeros((Vc.shape[0], R, C))
+            u[:], b[:] = 0.0, 0.0
         else:
-            u, b = Vc[:, :, None] - start[0][sl], np.array(start[1][sl])
+            np.subtract(Vc[:, :, None], start[0][sl], out=u)
+            b[:] = start[1][sl]
         if gw == 0:
             u[:] = 0.0
         if gb == 0:
             b[:] = 0.0
-        values = None
-        if ideal is not None:
-            level = np.searchsorted(ideal[0], Vc)            # (n, R) index of each V_i
-            values = tuple(t[level, rows] for t in ideal[1])
-        pt = _Point(cell, Vc, gw, gb, u, b, values)
-        if not pt.ok.all():
-            raise SolverError("nonlinear solve: the cell returned non-finite values at the "
-                              "starting point (KCL residual = nan)")
-        pt, it, failed = _newton(cell, Vc, gw, gb, pt, tol, max_iter,
-                                 _lu_step if method == "lu" else _lines_step)
-        if failed.any() and method == "auto":
-            used = "lines+lu"
-            bad = np.flatnonzero(failed)
-            sub, more, failed_lu = _newton(cell, Vc[bad], gw, gb, pt.take(bad), tol, max_iter,
-                                           _lu_step)
-            pt.put(bad, sub)
-            it[bad] += more
-            failed[bad] = failed_lu
-        if failed.any():
-            k = int(np.flatnonzero(failed)[0])
-            raise SolverError(f"nonlinear solve ({method}) did not converge for input "
-                              f"{k0 + k} in {int(it[k])} iterations: relative KCL residual "
-                              f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
-        cur[sl], rel[sl], iters[sl] = pt.cur, pt.relative(), it
-        floor[sl] = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
-        if voltages:
-            u_all[sl], b_all[sl] = pt.u, pt.b
+        if use_fused:
+            c_cur, c_rel, c_it, c_floor, fell_back = _fused_chunk(
+                cell, Vc, u, b, gw, gb, tol, max_iter, prepared,
+                np.arange(sl.start, sl.stop))
+            if fell_back and used != "fused+lines+lu":
+                used = fell_back
+        else:
+            c_cur, c_rel, c_it, c_floor, more_lu = _numpy_chunk(
+                cell, Vc, u, b, gw, gb, tol, max_iter, ideal, method,
+                np.arange(sl.start, sl.stop))
+            if more_lu:
+                used = "lines+lu"
+        cur[sl], rel[sl], iters[sl], floor[sl] = c_cur, c_rel, c_it, c_floor
     w_all = Vb[:, :, None] - u_all if voltages else None
     info = dict(residual=float(rel.max()), iterations=int(iters.sum()), method=f"newton-{used}",
                 residual_floor=float(floor.max()), pattern_residuals=rel,
@@ -442,3 +514,14 @@ def solve_nonlinear(cell, V, r_word, r_bit, shape, initial=None, tol: float = 1e
         return NodalSolution(cur[0], first(w_all), first(b_all), word_drops=first(u_all),
                              **info)
     return NodalSolution(cur, w_all, b_all, word_drops=u_all, **info)
+
+
+def device_currents(cell, V, word_drops, bit_voltages) -> np.ndarray:
+    """Device currents (B, R, C) (A) of the reads V (B, R) (V) at the word-line drops and
+    bit voltages (B, R, C) (V) of their solutions: ``cell(V - u, b)[0]``, by the compiled
+    kernel for a cell with a fused form (the same equations)."""
+    V = np.asarray(V, dtype=float)
+    if fused.available(cell, 1.0, 1.0):
+        return fused.device_currents(fused.prepare(cell, np.shape(word_drops)[1:]), V,
+                                     word_drops, bit_voltages)
+    return np.asarray(cell(V[:, :, None] - word_drops, bit_voltages)[0], dtype=float)
