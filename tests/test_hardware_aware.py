@@ -179,9 +179,10 @@ def test_compact_vjp_matches_finite_differences(read, r_word, r_bit, w_max):
 
 
 def test_nonlinear_vjp_reuses_the_node_voltages_of_the_reads():
-    """After a nonlinear read, the vjp of the same inputs solves nothing again (the read
-    kept its converged node voltages) and gives the gradients of an array that solves
-    them afresh; reprogramming forgets them."""
+    """Once an array has been asked for a gradient (training), the vjp after a nonlinear
+    read of the same inputs solves nothing again (the read kept its converged node voltages)
+    and gives the gradients of an array that solves them afresh; reprogramming forgets them.
+    Before any gradient (inference) reads keep nothing."""
     rng = np.random.default_rng(3)
     W = rng.normal(size=(12, 7))
     x = (rng.random((9, 12)) < 0.4).astype(float)
@@ -191,8 +192,16 @@ def test_nonlinear_vjp_reuses_the_node_voltages_of_the_reads():
     array = Compact(read="nonlinear", r_word=2.0, r_bit=1.5, cache_size=0)
     array.program(W)
     array(x)
+    assert array.stats["solves"] == 7                # distinct driven patterns
+    array.vjp(x, g)                                  # inference kept nothing: solved again
+    assert array.stats["solves"] == 14
+    array.program(W - 0.5)
+    array(x)                                         # training: this read keeps them
     solved = array.stats["solves"]
-    assert solved == 7                               # distinct driven patterns
+    assert solved == 21
+    array.program(W)
+    array(x)
+    solved = array.stats["solves"]
     grad_x, grad_W = array.vjp(x, g)
     assert array.stats["solves"] == solved
     fresh = Compact(read="nonlinear", r_word=2.0, r_bit=1.5, cache_size=0)

@@ -194,7 +194,9 @@ class Compact(CompactGradients, Crossbar):
         self._g = None
         self._effective = None
         self._solver = None
-        self._keep_marching = False        # set by the first weight gradient
+        # set by the first gradient (training): from then on keep what the adjoint reuses,
+        # the linear read's column marching and the nonlinear reads' node voltages
+        self._for_gradients = False
         self._map = None
         self._power_forms = None
         self._source_form_cache = None     # SourceForm of the current source admittance
@@ -290,7 +292,7 @@ class Compact(CompactGradients, Crossbar):
             # training keeps the marching's blocks for the adjoint (gradients.map_gradient)
             self._solver = nodal.LinearArray(self._cell_conductance(), self.r_word, self.r_bit,
                                              r_driver=self.r_driver, r_sense=self.r_sense,
-                                             keep_marching=self._keep_marching)
+                                             keep_marching=self._for_gradients)
             self.stats["factorisations"] += 1
         return self._solver
 
@@ -537,6 +539,11 @@ class Compact(CompactGradients, Crossbar):
                                         r_sense=self.r_sense)
             self.stats["solves"] += V.shape[0]
             return sol.currents
+        if not self._for_gradients:          # inference: nothing will ask for the voltages
+            sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
+                                        (rows, cols2), voltages=False)
+            self.stats["solves"] += V.shape[0]
+            return sol.currents
         return self._solve_and_keep(V)
 
     def _solve_and_keep(self, V, voltages=False):
@@ -544,7 +551,7 @@ class Compact(CompactGradients, Crossbar):
         with ``voltages`` also the word drops and bit voltages (K, R, 2C).  The node
         voltages are kept (up to VOLTAGES_KEPT_BYTES, the oldest chunk's first out) for the
         adjoint of the same reads (:meth:`_node_voltages`), so training does not solve a
-        read twice."""
+        read twice (once a gradient has been asked: inference keeps nothing)."""
         rows, cols2 = self._states.shape
         cur = np.empty((V.shape[0], cols2))
         chunks = []

@@ -85,7 +85,7 @@ class CompactGradients:
         grad_A[:, 1::2] = -per_volt
         # the programmed array's column marching (from its forward pass) is reused; from now
         # on every programming keeps it (training: a gradient after every forward pass)
-        self._keep_marching = True
+        self._for_gradients = True
         grad_g = self.read_factor * adjoint.transfer_gradient(
             self._cell_conductance(), self.r_word, self.r_bit, grad_A, r_driver=self.r_driver,
             r_sense=self.r_sense, marching=self._linear_solver().marching)
@@ -104,6 +104,7 @@ class CompactGradients:
             return super().vjp(x, grad_out, weights)
         self._require_programmed()
         self._require_ideal_periphery_for_gradients()
+        self._for_gradients = True        # later reads keep their node voltages for this
         x = np.asarray(x, dtype=np.float64)
         grad_out = np.asarray(grad_out, dtype=np.float64)
         rows, cols2 = self._states.shape
