@@ -3,7 +3,9 @@
 0. The first solve of the process: the numba kernel is compiled, or loaded from its cache.
 1. ``nodal.solve_nonlinear`` on Compact arrays of 64x64 and 256x256 weights (64x128 and
    256x512 memtransistor cells), 1 ohm segments, 64 distinct random binary patterns in
-   one call (the compiled kernel, ``method="auto"``; median of three identical calls):
+   one call (the compiled kernel, ``method="auto"``; currents only, as an inference read
+   returns them: median of five identical calls; and one call returning every node
+   voltage too):
    time per pattern against one fresh exact linear solve of the same array
    (``LinearArray(G·k, r, r).solve(v)``, measured in the same run), iterations, worst
    relative KCL residual (recomputed independently with ``kcl_residual`` from the drops).
@@ -74,19 +76,23 @@ def speed(n):
     xb, V = _array(n)
     cell, shape = xb._cell(), xb.states.shape
     lin = _fresh_linear_solve(xb, V)
-    runs = []                           # the same call three times: a read in a time loop
-    for _ in range(3):
+    runs = []                           # the same call five times: a read in a time loop
+    for _ in range(5):                  # a read returns currents (Compact's inference reads)
         t0 = clock()
-        sol = nodal.solve_nonlinear(cell, V, 1.0, 1.0, shape)
+        nodal.solve_nonlinear(cell, V, 1.0, 1.0, shape, voltages=False)
         runs.append((clock() - t0) / V.shape[0])
     per = float(np.median(runs))
+    t0 = clock()                        # once more with every node voltage returned (the
+    sol = nodal.solve_nonlinear(cell, V, 1.0, 1.0, shape)   # adjoint's reads), for KCL
+    with_voltages = (clock() - t0) / V.shape[0]
     lin_after = _fresh_linear_solve(xb, V)          # the machine is shared: bracket it
     lin = 0.5 * (lin + lin_after)
     F = nodal.kcl_residual(cell, V, 1.0, 1.0, None, sol.bit_voltages, relative=True,
                            word_drops=sol.word_drops)
     print(f"{n}x{n} weights ({shape[0]}x{shape[1]} cells), 64 patterns in one call: "
-          f"{per * 1e3:.3f} ms/pattern (median of 3 calls: "
-          f"{', '.join(f'{r * 1e3:.3f}' for r in runs)}); one fresh exact linear solve "
+          f"{per * 1e3:.3f} ms/pattern (currents; median of 5 calls: "
+          f"{', '.join(f'{r * 1e3:.3f}' for r in runs)}; {with_voltages * 1e3:.3f} ms with "
+          f"every node voltage returned); one fresh exact linear solve "
           f"{lin * 1e3:.3f} ms (CPU); "
           f"ratio {per / lin:.2f} (goal <= 3){'; goal <= 1 ms' if n == 64 else ''}")
     print(f"    iterations per pattern {np.bincount(sol.pattern_iterations).tolist()} "
