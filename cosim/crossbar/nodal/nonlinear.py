@@ -63,9 +63,11 @@ Convergence (cannot stop early): a pattern is done when its relative KCL residua
 from the stored (u, b) with a fresh cell evaluation, is <= ``tol`` AND the last update s_k
 (the largest change of a branch current it made, relative to the largest branch current)
 is small: s_k <= sqrt(tol), or Newton's error estimate C s_k^2 <= tol with the constant
-C = s_k / s_{k-1}^2 measured from the last two full steps.  There is no rounding-floor
-shortcut: in drop variables the floor (~4 eps of the largest branch current) is far below
-tol.  Each step is damped
+C = s_k / s_{k-1}^2 measured from the last two full steps.  The residual test uses
+max(tol, floor), the rounding floor of the stored drops (4 eps of the largest line term):
+in drop variables it is far below tol except on very stiff lines (milliohm segments behind
+a driver resistor of tens of ohms, where u carries the driver's drop), and the update test
+keeps it from stopping while iterations can still reduce the residual.  Each step is damped
 (alpha = 1, 1/2, ...) until ||F(x + alpha d)||_2 <= (1 - 1e-4 alpha) ||F(x)||_2.
 """
 
@@ -88,6 +90,7 @@ _SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer res
 _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
+_UPDATE_FLOOR_ULPS = 16     # a step within this many residual floors is rounding noise
 _CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
 _FUSED_CHUNK_CELLS = 2 ** 20   # the kernel works one pattern at a time: chunks bound memory
 _VOLTAGES_MAX_BYTES = 2 ** 31   # node voltages (w, b, drops) returned for a whole batch
@@ -141,6 +144,10 @@ class _Point:
 
     def relative(self):
         return relative(self.fmax[:, None], self.scale)
+
+    def floor(self, gw, gb):
+        """Relative rounding floor of the residual at the stored (u, b) (n,)."""
+        return relative(drops_floor(self.u, self.b, self.dev, gw, gb)[:, None], self.scale)
 
 
 def _lines_step(F, Dw, Db, gw, gb):
@@ -256,10 +263,17 @@ def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
     step_i = np.full(n, np.inf)             # branch-current change of the last step (A)
     step_prev = np.full(n, np.inf)          # ... and of the one before
     stall = np.zeros(n, dtype=int)
+    at_floor = np.zeros(n, dtype=bool)      # no step can lower a residual at its floor
     for it in range(max_iter + 1):
         rel = pt.relative()
-        done = (rel <= tol) & (_update_small(step_i[act], step_prev[act], pt.scale, tol)
-                               | (pt.fmax == 0))
+        # the residual cannot go below its rounding floor: ~4 eps of the largest line term
+        # g_w |u|, which exceeds tol only for very stiff lines (milliohm wires behind a
+        # driver resistor, where u holds the driver's drop); there the update test alone
+        # says whether iterations can still reduce it
+        floor = pt.floor(gw, gb)
+        limit = np.maximum(tol, floor)
+        done = (rel <= limit) & (_update_small(step_i[act], step_prev[act], pt.scale, tol,
+                                               floor) | (pt.fmax == 0) | at_floor[act])
         stop = done | failed[act] | (it == max_iter)
         if stop.any():
             final.put(act[stop], pt.take(np.flatnonzero(stop)))
@@ -281,7 +295,10 @@ def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
             bad = np.flatnonzero(~good)
             alpha[bad] *= 0.5
             lost = bad[alpha[bad] < 1e-10]
-            failed[act[lost]] = True
+            # damped to nothing: converged if the residual already sits at its floor
+            floored = rel[lost] <= limit[lost]
+            at_floor[act[lost[floored]]] = True
+            failed[act[lost[~floored]]] = True
             good[lost] = True
             bad = bad[alpha[bad] >= 1e-10]
             if bad.size == 0:
@@ -299,20 +316,23 @@ def _newton(cell, V, gw, gb, pt: _Point, tol, max_iter, step):
         iters[act] += moved
         new_rel = trial.relative()
         stall[act] = np.where(new_rel > 0.5 * rel, stall[act] + 1, 0)
-        failed[act[(stall[act] >= _STALL_LIMIT) & ~(new_rel <= tol)]] = True
+        failed[act[(stall[act] >= _STALL_LIMIT)
+                   & ~(new_rel <= np.maximum(tol, trial.floor(gw, gb)))]] = True
         pt = trial
     return final, iters, failed
 
 
-def _update_small(step, prev, scale, tol):
+def _update_small(step, prev, scale, tol, floor=0.0):
     """The update test: the last step s_k (relative to the largest branch current) is
     <= sqrt(tol), or Newton's error estimate C s_k^2 <= tol with C = s_k / s_{k-1}^2 measured
-    from the last two full steps (quadratic convergence observed, not assumed)."""
+    from the last two full steps (quadratic convergence observed, not assumed), or s_k is
+    within a few times the residual's relative rounding ``floor`` (a step measured in line
+    currents g |du| has that floor too: rounding noise, nothing left to converge)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         s_k = np.where(scale > 0, step / np.where(scale > 0, scale, 1.0), np.inf)
         s_prev = np.where(scale > 0, prev / np.where(scale > 0, scale, 1.0), np.inf)
         estimate = np.where(np.isfinite(s_prev) & (s_prev > 0), s_k ** 3 / s_prev ** 2, np.inf)
-    return (s_k <= np.sqrt(tol)) | (estimate <= tol)
+    return (s_k <= np.maximum(np.sqrt(tol), _UPDATE_FLOOR_ULPS * floor)) | (estimate <= tol)
 
 
 def _accept(trial, f0, alpha, tol):
@@ -389,8 +409,7 @@ def _numpy_chunk(cell, V, u, b, gw, gb, tol, max_iter, ideal, method, index):
                           f"{int(index[k])} in {int(it[k])} iterations: relative KCL residual "
                           f"{float(pt.relative()[k]):.3e} > tol {tol:.1e}")
     u[:], b[:] = pt.u, pt.b
-    floor = relative(drops_floor(pt.u, pt.b, pt.dev, gw, gb)[:, None], pt.scale)
-    return pt.cur, pt.relative(), it, floor, more_lu
+    return pt.cur, pt.relative(), it, pt.floor(gw, gb), more_lu
 
 
 def _fused_chunk(cell, V, u, b, gw, gb, tol, max_iter, prepared, index):
