@@ -110,6 +110,18 @@ def per_step_cost(cache_dir):
           f"ngspice calls made: {ngspice.ngspice_calls() - calls}")
 
 
+def _cpu(children=False):
+    """CPU seconds (user + system) of this process (all threads), and of its finished
+    children if asked."""
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    out = own.ru_utime + own.ru_stime
+    if children:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out += kids.ru_utime + kids.ru_stime
+    return out
+
+
 def pool(cache_dir, workers=2, samples=4, steps=20, naive_steps=3):
     """Independent samples of a Spice-backed SRNN over worker processes (one ngspice each).
 
@@ -135,28 +147,31 @@ def pool(cache_dir, workers=2, samples=4, steps=20, naive_steps=3):
           f"load average {os.getloadavg()[0]:.2f}")
 
     def naive_step(k):
-        """Every array of one step as a fresh deck in `ngspice -b` (the naive way), seconds."""
+        """Every array of one step as a fresh deck in `ngspice -b` (the naive way):
+        (wall seconds, CPU seconds of this process and its children)."""
         pick = np.random.default_rng(100 + k)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu(children=True)
         for name, matrix, delay, rows, cols, backend in arrays:
             n = rows.stop - rows.start
             spikes = x[0, k % steps, :n] if matrix == "in" else (pick.random(n) < 0.3)
             deck = array_deck(backend, v_word=backend.v_read * spikes.astype(float))
             ngspice.run_op(deck, sense_vectors(backend.states.shape[1]), engine="subprocess")
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _cpu(children=True) - c0
 
     before = [naive_step(k) for k in range(naive_steps)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu(children=True)
     for k in range(samples):
         net.run(x[k:k + 1])
     here = (time.perf_counter() - t0) / (samples * steps)
+    here_cpu = (_cpu(children=True) - c0) / (samples * steps)
     after = [naive_step(naive_steps + k) for k in range(naive_steps)]
-    naive = float(np.median(before + after))
+    naive, naive_cpu = (float(np.median([b[i] for b in before + after])) for i in (0, 1))
     print(f"   fresh decks of the {len(arrays)} arrays in `ngspice -b`: {naive * 1e3:8.1f} ms per "
-          f"step (median of {2 * naive_steps}; before {np.median(before) * 1e3:.0f}, after "
-          f"{np.median(after) * 1e3:.0f} ms)")
+          f"step (median of {2 * naive_steps}; before {np.median([b[0] for b in before]) * 1e3:.0f}"
+          f", after {np.median([b[0] for b in after]) * 1e3:.0f} ms); CPU {naive_cpu * 1e3:.1f} ms")
     print(f"   in this process:        {here * 1e3:8.1f} ms per step ({naive / here:5.1f}x faster "
-          f"than fresh decks)")
+          f"than fresh decks); CPU {here_cpu * 1e3:.1f} ms ({naive_cpu / here_cpu:5.1f}x less "
+          f"CPU: the ratio a busy machine disturbs least)")
     # a fresh copy of the arrays: no pattern seen above is in its in-memory cache
     fresh = net.with_crossbar(Spice(read="nonlinear", cache=False))
     t0 = time.perf_counter()

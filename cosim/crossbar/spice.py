@@ -45,7 +45,7 @@ from ..spice import netlist
 from ..errors import SolverError
 from ..executors import map_in_processes   # independent reads in worker processes; its home
 from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
-from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
+from ..spice.ngspice import ENGINE, NgspiceSession, find_ngspice, shared_available
 from ..spice.results import positive_timeout
 from . import nodal
 from .compact import Compact
@@ -56,8 +56,11 @@ __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processe
 TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 #: largest relative difference of the source power between the nodal solve and ngspice
 POWER_RTOL = 1e-9
-#: calls with at most this many new patterns use the loaded-circuit session
-SESSION_MAX_PATTERNS = 8
+#: calls with at most this many new patterns use the loaded-circuit session. Measured on a
+#: 32x64-cell array: an ``op`` on the loaded circuit ~0.1 s (ngspice re-does its set-up for
+#: every analysis), a ``.dc`` batch ~0.25 s to parse plus ~0.03 s per pattern, so the
+#: session wins below ~4 patterns (on 64x128 cells below ~3).
+SESSION_MAX_PATTERNS = 3
 
 
 class Spice(Compact):
@@ -139,9 +142,14 @@ class Spice(Compact):
     def _solve_patterns(self, V):
         self.stats["solves"] += V.shape[0]
         if V.shape[0] <= SESSION_MAX_PATTERNS and self.engine != "subprocess" \
-                and shared_available():
+                and shared_available() and (self._session_open() or ENGINE.shared_free()):
             return np.stack([self._session_op(v) for v in V])
+        # another array's session holds the library (e.g. a recurrent layer being stepped):
+        # a batch (in a subprocess) costs less than unloading it and reloading it next step
         return self._run_batch(V)
+
+    def _session_open(self) -> bool:
+        return self._session is not None and not self._session.closed
 
     def _session_op(self, v_word):
         """Sense currents of one pattern on the loaded circuit (disk cache first)."""
