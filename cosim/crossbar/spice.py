@@ -12,21 +12,22 @@ docs/device.md). The cheapest exact way is used for each kind of read, and measu
   solver's precision, which the tests check against per-pattern ``.op`` runs.
 * ``read="nonlinear"``: memtransistor cells (the read-only subcircuit: state as a
   parameter). Many distinct input patterns in one call (all timesteps of a feed-forward
-  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with few
-  patterns (a recurrent layer, step by step) reuses one circuit loaded in ngspice's shared
-  library: the word-line sources are altered and ``op`` rerun, so the deck is parsed once
-  per programmed array rather than once per step (one such session per process; the array
-  that last needed one holds it, and a one-shot ``.dc`` of another array runs in a
-  subprocess meanwhile rather than unloading it). Repeated patterns come from an in-memory
-  LRU cache.
+  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with at most
+  ``SESSION_MAX_PATTERNS`` new patterns (a recurrent layer, step by step) reuses one circuit
+  loaded in ngspice's shared library: the word-line sources are altered and ``op`` rerun,
+  so the deck is parsed once per programmed array rather than once per step (one such
+  session per process: the first array that needs one while the library is free holds it;
+  other arrays' reads meanwhile run as ``.dc`` batches in a subprocess rather than
+  unloading it). Repeated patterns come from an in-memory LRU cache.
 
 Where a read's time goes (ngspice 46 + KLU, ``rusage``; 32x64 cells, one ``op``, 2-core
 machine): parsing and subcircuit expansion ~0.25 s (once per session), then per ``op``
 ~40 % device evaluation (5 Newton iterations of the B-source cells, ~4 us per cell and
 iteration), ~40 % ngspice's own per-analysis set-up (every ``op``/``run`` re-does the
 circuit set-up and a KLU re-ordering), the rest factor and solve; reading the 64 currents
-and the ``alter`` commands take < 1 ms. In a ``.dc`` batch a point costs only its Newton
-iterations (4). The read cell takes the gate voltage as a parameter (``memtransistor_read_on``):
+and the ``alter`` commands take < 1 ms (with the last op's plot destroyed first). In a
+``.dc`` batch a point costs only its Newton iterations (4); the ~0.7 s parse of a 64x64-cell
+batch deck is paid per call. The read cell takes the gate voltage as a parameter (``memtransistor_read_on``):
 read through V(g), every gate line couples the 2C cells of its row in the Jacobian, which
 doubled KLU's fill-in and factor time.
 
