@@ -110,8 +110,25 @@ def per_step_cost(cache_dir):
           f"ngspice calls made: {ngspice.ngspice_calls() - calls}")
 
 
-def pool(cache_dir, workers=2, samples=4, steps=20):
-    """Independent samples of a Spice-backed SRNN over worker processes (one ngspice each)."""
+def _cpu(children=False):
+    """CPU seconds (user + system) of this process (all threads), and of its finished
+    children if asked."""
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    out = own.ru_utime + own.ru_stime
+    if children:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out += kids.ru_utime + kids.ru_stime
+    return out
+
+
+def pool(cache_dir, workers=2, samples=4, steps=20, naive_steps=3):
+    """Independent samples of a Spice-backed SRNN over worker processes (one ngspice each).
+
+    The naive cost is measured in the same run, on ``naive_steps`` steps before and as many
+    after the in-process run (median), so a change of the machine's load during the run
+    shows in the spread printed beside it.
+    """
     from cosim.crossbar import Spice
     from cosim.crossbar.spice import array_deck
     from cosim.executors import map_in_processes
@@ -124,23 +141,37 @@ def pool(cache_dir, workers=2, samples=4, steps=20):
     x = (rng.random((samples, steps, 64)) < 0.3).astype(float)
     net = SRNN(64, 32, 10, neuron="alif", n_adaptive=16, seed=0,
                crossbar=Spice(read="nonlinear", cache=False))
+    arrays = physical_arrays(net)
     print(f"4. SRNN(64, 32, 10) on Spice arrays, nonlinear read, no cache: {samples} samples x "
-          f"{steps} steps, in this process and over {workers} worker processes")
-    # the naive way: every array of one step as a fresh deck in `ngspice -b`
-    t0 = time.perf_counter()
-    for name, matrix, delay, rows, cols, backend in physical_arrays(net):
-        deck = array_deck(backend, v_word=backend.v_read * x[0, 0, :rows.stop - rows.start]
-                          if matrix == "in" else np.full(rows.stop - rows.start, backend.v_read))
-        ngspice.run_op(deck, sense_vectors(backend.states.shape[1]), engine="subprocess")
-    naive = time.perf_counter() - t0
-    print(f"   fresh decks of the {len(physical_arrays(net))} arrays in `ngspice -b`: "
-          f"{naive * 1e3:8.1f} ms per step")
-    t0 = time.perf_counter()
+          f"{steps} steps, in this process and over {workers} worker processes; "
+          f"load average {os.getloadavg()[0]:.2f}")
+
+    def naive_step(k):
+        """Every array of one step as a fresh deck in `ngspice -b` (the naive way):
+        (wall seconds, CPU seconds of this process and its children)."""
+        pick = np.random.default_rng(100 + k)
+        t0, c0 = time.perf_counter(), _cpu(children=True)
+        for name, matrix, delay, rows, cols, backend in arrays:
+            n = rows.stop - rows.start
+            spikes = x[0, k % steps, :n] if matrix == "in" else (pick.random(n) < 0.3)
+            deck = array_deck(backend, v_word=backend.v_read * spikes.astype(float))
+            ngspice.run_op(deck, sense_vectors(backend.states.shape[1]), engine="subprocess")
+        return time.perf_counter() - t0, _cpu(children=True) - c0
+
+    before = [naive_step(k) for k in range(naive_steps)]
+    t0, c0 = time.perf_counter(), _cpu(children=True)
     for k in range(samples):
         net.run(x[k:k + 1])
     here = (time.perf_counter() - t0) / (samples * steps)
+    here_cpu = (_cpu(children=True) - c0) / (samples * steps)
+    after = [naive_step(naive_steps + k) for k in range(naive_steps)]
+    naive, naive_cpu = (float(np.median([b[i] for b in before + after])) for i in (0, 1))
+    print(f"   fresh decks of the {len(arrays)} arrays in `ngspice -b`: {naive * 1e3:8.1f} ms per "
+          f"step (median of {2 * naive_steps}; before {np.median([b[0] for b in before]) * 1e3:.0f}"
+          f", after {np.median([b[0] for b in after]) * 1e3:.0f} ms); CPU {naive_cpu * 1e3:.1f} ms")
     print(f"   in this process:        {here * 1e3:8.1f} ms per step ({naive / here:5.1f}x faster "
-          f"than fresh decks)")
+          f"than fresh decks); CPU {here_cpu * 1e3:.1f} ms ({naive_cpu / here_cpu:5.1f}x less "
+          f"CPU: the ratio a busy machine disturbs least)")
     # a fresh copy of the arrays: no pattern seen above is in its in-memory cache
     fresh = net.with_crossbar(Spice(read="nonlinear", cache=False))
     t0 = time.perf_counter()
@@ -148,6 +179,7 @@ def pool(cache_dir, workers=2, samples=4, steps=20):
     there = (time.perf_counter() - t0) / (samples * steps)
     print(f"   {workers} worker processes:     {there * 1e3:8.1f} ms per step ({naive / there:5.1f}x "
           f"faster than fresh decks; {here / there:.2f}x the single process, start-up included)")
+    print(f"   load average at the end {os.getloadavg()[0]:.2f}")
 
 
 def raster(cache):

@@ -279,10 +279,17 @@ def test_memtransistor_deck_structure():
     assert "\n.options klu\n" in deck
     # gates on (3 V): the cheap gate-on read cell
     assert re.search(r"^X1_0 w1_0 g1 b1_0 cell w0=0.25$", deck, re.M)
-    assert re.search(r"^X1 d g s memtransistor_read_on .*w0=\{w0\}$", deck, re.M)
+    # ... which takes the DC gate voltage as a parameter, the same one its gate line holds
+    assert re.search(r"^X1 d g s memtransistor_read_on .*w0=\{w0\} v_g=\{vgate\}$", deck, re.M)
+    assert re.search(r"^\.param vgate = 3.0\b", deck, re.M)  # default gate = v_gref
+    assert re.search(r"^Vg1 g1 0 DC \{vgate\}$", deck, re.M)
     off = crossbar_deck(states=W, v_word=[0.1, 0.0], v_gate=[3.0, -2.0])
     assert re.search(r"^X1 d g s memtransistor_read .*w0=\{w0\}$", off, re.M)
-    assert re.search(r"^Vg1 g1 0 DC 3.0$", deck, re.M)  # default gate = v_gref
+    assert re.search(r"^Vg1 g1 0 DC -2.0$", off, re.M)
+    rows = crossbar_deck(states=W, v_word=[0.1, 0.0], v_gate=[3.0, 2.5])
+    assert re.search(r"^X1_0 w1_0 g1 b1_0 cell w0=0.25 vg=\{vgate1\}$", rows, re.M)
+    assert re.search(r"^\.param vgate1 = 2.5$", rows, re.M)
+    assert re.search(r"^Vg1 g1 0 DC \{vgate1\}$", rows, re.M)
     assert "* weights: W_in" in deck and "* scale: 2.5" in deck
     full = crossbar_deck(states=W, v_word=[0.1, 0.0], read_only=False, klu=False,
                          v_gate=[3.0, -2.0])
@@ -393,15 +400,20 @@ def test_check_deck_safe_flags_command_lines():
 
 
 @needs_spice
-@pytest.mark.parametrize("r", [0.0, 5.0])
-def test_gate_on_read_cell_equals_the_exact_read_cell(r):
+@pytest.mark.parametrize("r, v_gate", [(0.0, None), (5.0, None),
+                                       (5.0, [3.0, 2.5, 3.0, 1.5, 3.0, 2.0])])
+def test_gate_on_read_cell_equals_the_exact_read_cell(r, v_gate):
+    """memtransistor_read_on (gate voltage a parameter, folded constants) against
+    memtransistor_read (gate read as V(g) of the gate line), both solved by ngspice."""
     rng = np.random.default_rng(3)
     W = rng.random((6, 5))
     batch = 0.1 * (rng.random((4, 6)) < 0.6)
-    fast = crossbar_deck(states=W, batch=batch, r_word=r, r_bit=r,
+    fast = crossbar_deck(states=W, batch=batch, r_word=r, r_bit=r, v_gate=v_gate,
                          options={"reltol": 1e-12, "abstol": 1e-20, "vntol": 1e-12})
     assert " memtransistor_read_on " in fast
-    exact = fast.replace(" memtransistor_read_on ", " memtransistor_read ")
+    exact = re.sub(r" v_g=\{\w+\}", "", fast.replace(" memtransistor_read_on ",
+                                                     " memtransistor_read "))
+    assert "v_g=" not in exact
     names = sense_vectors(5)
     a, b = run_dc(fast, names), run_dc(exact, names)
     got = np.stack([a[n] for n in names], 1)

@@ -345,7 +345,12 @@ def test_session_owns_the_library_until_closed_or_yielded():
         np.testing.assert_allclose(held.op()["i(vsense0)"], auto["i(vsense0)"], rtol=1e-12)
     assert held.closed
     yielding = NgspiceSession(deck, yields=True)
-    run_op(deck, sense_vectors(3), engine="shared")   # takes the library from it
+    kept = yielding.op()["i(vsense0)"]
+    auto = run_op(deck, sense_vectors(3))        # a one-shot run leaves it loaded ...
+    assert not yielding.closed
+    np.testing.assert_allclose(yielding.op()["i(vsense0)"], kept, rtol=0)
+    np.testing.assert_allclose(auto["i(vsense0)"], kept, rtol=1e-12)
+    run_op(deck, sense_vectors(3), engine="shared")   # ... one that asks for it takes it
     assert yielding.closed
     with pytest.raises(RuntimeError, match="closed"):
         yielding.op()

@@ -12,11 +12,24 @@ docs/device.md). The cheapest exact way is used for each kind of read, and measu
   solver's precision, which the tests check against per-pattern ``.op`` runs.
 * ``read="nonlinear"``: memtransistor cells (the read-only subcircuit: state as a
   parameter). Many distinct input patterns in one call (all timesteps of a feed-forward
-  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with few
-  patterns (a recurrent layer, step by step) reuses one circuit loaded in ngspice's shared
-  library: the word-line sources are altered and ``op`` rerun, so the deck is parsed once
-  per programmed array rather than once per step (one such session per process; the array
-  that last needed one holds it). Repeated patterns come from an in-memory LRU cache.
+  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with at most
+  ``SESSION_MAX_PATTERNS`` new patterns (a recurrent layer, step by step) reuses one circuit
+  loaded in ngspice's shared library: the word-line sources are altered and ``op`` rerun,
+  so the deck is parsed once per programmed array rather than once per step (one such
+  session per process: the first array that needs one while the library is free holds it;
+  other arrays' reads meanwhile run as ``.dc`` batches in a subprocess rather than
+  unloading it). Repeated patterns come from an in-memory LRU cache.
+
+Where a read's time goes (ngspice 46 + KLU, ``rusage``; 32x64 cells, one ``op``, 2-core
+machine): parsing and subcircuit expansion ~0.25 s (once per session), then per ``op``
+~40 % device evaluation (5 Newton iterations of the B-source cells, ~4 us per cell and
+iteration), ~40 % ngspice's own per-analysis set-up (every ``op``/``run`` re-does the
+circuit set-up and a KLU re-ordering), the rest factor and solve; reading the 64 currents
+and the ``alter`` commands take < 1 ms (with the last op's plot destroyed first). In a
+``.dc`` batch a point costs only its Newton iterations (4); the ~0.7 s parse of a 64x64-cell
+batch deck is paid per call. The read cell takes the gate voltage as a parameter (``memtransistor_read_on``):
+read through V(g), every gate line couples the 2C cells of its row in the Jacobian, which
+doubled KLU's fill-in and factor time.
 
 Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
 model library, ngspice version), so re-running the same comparison costs no ngspice call.
@@ -33,7 +46,7 @@ from ..spice import netlist
 from ..errors import SolverError
 from ..executors import map_in_processes   # independent reads in worker processes; its home
 from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
-from ..spice.ngspice import NgspiceSession, find_ngspice, shared_available
+from ..spice.ngspice import ENGINE, NgspiceSession, find_ngspice, shared_available
 from ..spice.results import positive_timeout
 from . import nodal
 from .compact import Compact
@@ -44,7 +57,14 @@ __all__ = ["Spice", "TOLERANCES", "array_deck", "array_header", "map_in_processe
 TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 #: largest relative difference of the source power between the nodal solve and ngspice
 POWER_RTOL = 1e-9
-#: calls with at most this many new patterns use the loaded-circuit session
+#: calls with at most this many new patterns use the loaded-circuit session (if it does not
+#: displace another array's). Measured on a 32x64-cell array: an ``op`` on the loaded
+#: circuit ~0.1 s (ngspice re-does its set-up for every analysis), a ``.dc`` batch ~0.25 s
+#: to parse plus ~0.03 s per pattern, so on time alone the session wins below ~4 patterns;
+#: but a ``.dc`` point starts from the previous point's solution and stops within ngspice's
+#: tolerance of it (measured 2.3e-11 relative on a bit line carrying 1.6 % of the largest
+#: current), where every ``op`` starts afresh and stays within the 1e-11 limit of
+#: tests/test_compact.py::test_nonlinear_read_equals_ngspice
 SESSION_MAX_PATTERNS = 8
 
 
@@ -127,9 +147,14 @@ class Spice(Compact):
     def _solve_patterns(self, V):
         self.stats["solves"] += V.shape[0]
         if V.shape[0] <= SESSION_MAX_PATTERNS and self.engine != "subprocess" \
-                and shared_available():
+                and shared_available() and (self._session_open() or ENGINE.shared_free()):
             return np.stack([self._session_op(v) for v in V])
+        # another array's session holds the library (e.g. a recurrent layer being stepped):
+        # a batch (in a subprocess) costs less than unloading it and reloading it next step
         return self._run_batch(V)
+
+    def _session_open(self) -> bool:
+        return self._session is not None and not self._session.closed
 
     def _session_op(self, v_word):
         """Sense currents of one pattern on the loaded circuit (disk cache first)."""

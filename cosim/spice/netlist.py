@@ -122,6 +122,11 @@ class MemtransistorCells:
     ``per_cell``: parameters that vary from cell to cell, name -> (R, C) (written on each
     instance); ``subckt``: ``memtransistor`` (state node), ``memtransistor_read`` or
     ``memtransistor_read_on`` (state fixed); ``v_gate``: (R,) or (T, R) volts.
+
+    ``memtransistor_read_on`` takes its gate voltage as the parameter ``v_g`` (it does not
+    read V(g)); the deck writes each row's DC gate voltage once, as ``.param vgate`` (all
+    rows equal) or ``.param vgate<i>``, and both the gate-line source and the cells of the
+    row use it, so the two cannot disagree.
     """
     W: np.ndarray
     card: dict
@@ -141,28 +146,60 @@ class MemtransistorCells:
             out.append(f".param {name} = {fmt(value, name)}"
                        + ("" if name in self.per_cell else f"  $ [{_UNITS.get(name, '-')}]"))
         out.append(f".param state_map = {self.state_map}  $ 0: linear g(w), 1: exponential")
-        varying = "".join(f" {n}={{{n}}}" for n in self.per_cell)
-        out.append(f"* cell: one memtransistor; instances give its state w0{' and' + varying if varying else ''}")
-        out.append(f".subckt cell d g s params: w0=0.5{varying}")
+        own = list(self.per_cell)          # parameters each instance gives
+        gate = ""
+        if self.gate_parameter:
+            if self.uniform_gate:
+                out.append(f".param vgate = {fmt(self.v_gate[0])}  $ DC gate voltage of "
+                           f"every row [V] (gate lines and cells)")
+                gate = " v_g={vgate}"
+            else:
+                out.append("* DC gate voltage of row i [V] (its gate line and its cells)")
+                out += [f".param vgate{i} = {fmt(v)}" for i, v in enumerate(self.v_gate)]
+                gate = " v_g={vg}"
+                own.append("vg")
+        out.append(f"* cell: one memtransistor; instances give its state w0"
+                   f"{''.join(' and ' + n for n in own)}")
+        defaults = "".join(f" {n}={{{n}}}" for n in self.per_cell)
+        out.append(f".subckt cell d g s params: w0=0.5{defaults}"
+                   f"{' vg=0' if 'vg' in own else ''}")
         args = " ".join(f"{n}={{{n}}}" for n in self.card)
-        out.append(f"X1 d g s {self.subckt} {args} state_map={{state_map}} w0={{w0}}")
+        out.append(f"X1 d g s {self.subckt} {args} state_map={{state_map}} w0={{w0}}{gate}")
         out.append(".ends cell")
         return out
 
+    @property
+    def gate_parameter(self) -> bool:
+        """True when the cells take the DC gate voltage as a parameter (not V(g))."""
+        return self.subckt == "memtransistor_read_on"
+
+    @property
+    def uniform_gate(self) -> bool:
+        return self.v_gate.ndim == 1 and bool(np.all(self.v_gate == self.v_gate[0]))
+
+    def _gate_name(self, i) -> str:
+        return "vgate" if self.uniform_gate else f"vgate{i}"
+
     def gate_lines(self, stimulus) -> list[str]:
         R = self.W.shape[0]
+        out = ["* gate lines (no IR drop: gates draw no DC current)"]
+        if self.gate_parameter:
+            return out + [f"Vg{i} g{i} 0 DC {{{self._gate_name(i)}}}" for i in range(R)]
         series = self.v_gate.ndim == 2
-        return ["* gate lines (no IR drop: gates draw no DC current)"] + [
+        return out + [
             stimulus.source(f"Vg{i}", f"g{i}", self.v_gate[:, i] if series else self.v_gate[i])
             for i in range(R)]
 
     def instances(self) -> list[str]:
         R, C = self.W.shape
+        row_gate = self.gate_parameter and not self.uniform_gate
         out = []
         for i in range(R):
+            gate = f" vg={{vgate{i}}}" if row_gate else ""
             for j in range(C):
                 extra = "".join(f" {n}={fmt(v[i, j])}" for n, v in self.per_cell.items())
-                out.append(f"X{i}_{j} w{i}_{j} g{i} b{i}_{j} cell w0={fmt(self.W[i, j])}{extra}")
+                out.append(f"X{i}_{j} w{i}_{j} g{i} b{i}_{j} cell w0={fmt(self.W[i, j])}"
+                           f"{extra}{gate}")
         return out
 
 
@@ -289,8 +326,9 @@ def _memtransistor_cells(states, device_params, state_map, read_only, v_gate, st
             raise ValueError(f"v_gate must have shape ({R},), got {vg.shape}")
     sub = "memtransistor"
     if read_only:
-        sub = "memtransistor_read_on" if _gate_on(card, per_cell, vg, stim.extremes) \
-            else "memtransistor_read"
+        # the gate-on cell reads its gate as a DC parameter: only for DC gate lines
+        sub = "memtransistor_read_on" if vg.ndim == 1 and _gate_on(
+            card, per_cell, vg, stim.extremes) else "memtransistor_read"
     return MemtransistorCells(W, card, per_cell, STATE_MAPS[state_map.lower()], sub, vg)
 
 
