@@ -302,7 +302,8 @@ def _backend_from_args(args, name=None, current=None):
         return from_spec(spec, where="the model's crossbar with the command-line options")
     from .config import DEFAULTS, build_crossbar, load_config
 
-    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ, **given)
+    section = dict(DEFAULTS["crossbar"], backend=name, read=DEFAULT_READ)
+    section.update(given)                       # the options given win (--read among them)
     return build_crossbar(load_config({"crossbar": section})["crossbar"])
 
 

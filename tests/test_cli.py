@@ -384,3 +384,28 @@ def test_compare_runs_a_physical_model_on_its_own_arrays(tmp_path):
     x, _ = _test_data(args, net.n_in)
     library = net.run(x, energy=True).extras["energy"].summary()["energy_per_inference_J"]
     assert own["energy"]["compact"]["energy_per_inference_J"] == pytest.approx(library, rel=1e-12)
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    """The demo's four stages on a small network: train, compare (ideal, compact), decks,
+    report; the decks of an ideal-trained model come from compact arrays built from the
+    demo's own options (--read among them)."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--samples", "12", "--hidden", "6",
+                 "--steps", "8", "--no-spice", "--quiet"]) == 0
+    assert (out / "model.npz").is_file() and (out / "compare" / "report.md").is_file()
+    decks = sorted(p.name for p in (out / "netlists").glob("*.cir"))
+    assert decks and all("r_word = 1.0 Ohm" in (out / "netlists" / d).read_text()
+                         for d in decks)
+
+
+def test_read_option_builds_arrays_for_an_ideal_model(tmp_path, capsys):
+    """`predict --backend compact --read nonlinear` on an ideal model: compact arrays with
+    the nonlinear read (the option and the default read used to collide)."""
+    from cosim.model import Model
+    from cosim.network import SRNN
+
+    path = Model(SRNN(64, 6, 10, seed=0, neuron="lif")).save(tmp_path / "ideal.npz")
+    assert main(["predict", str(path), "--backend", "compact", "--read", "nonlinear",
+                 "--samples", "2", "--steps", "4", "--quiet"]) == 0
+    assert "on the compact crossbar" in capsys.readouterr().out
