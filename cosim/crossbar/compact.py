@@ -199,7 +199,7 @@ class Compact(CompactGradients, Crossbar):
         self._for_gradients = False
         self._map = None
         self._power_forms = None
-        self._source_form_cache = None     # SourceForm of the current source admittance
+        self._source_form_cache = None     # (SourceForm or None,) once per programming
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
@@ -241,6 +241,8 @@ class Compact(CompactGradients, Crossbar):
             self._solver = None
             self._map = None
             self._power_forms = None
+            self._source_form_cache = None
+            self._terminal_cell = None
             self._adc = None
             self._cache.clear()
             self._voltages.clear()
@@ -436,12 +438,11 @@ class Compact(CompactGradients, Crossbar):
 
     def _source_form(self):
         """:class:`.nodal.power.SourceForm` of the programmed array's source admittance Y, or
-        None without one (a shorted line, or too large): built once per nodal array (a new
-        one at every reprogramming).  Y by the cheaper exact march: for R <= C the by-product
-        of the transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
-        array = self._linear_solver()
-        cached = self._source_form_cache
-        if cached is None or cached[0] is not array:
+        None without one (a shorted line, or too large): once per programming, like the
+        power forms.  Y by the cheaper exact march: for R <= C the by-product of the
+        transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
+        if self._source_form_cache is None:
+            array = self._linear_solver()
             R, C = array.shape
             if R > C and array.gw > 0 and array.gb > 0:
                 Y = _power.source_admittance_by_rows(array.G, array.gw, array.gb)
@@ -449,9 +450,8 @@ class Compact(CompactGradients, Crossbar):
                     Y = array.source_admittance()
             else:
                 Y = array.source_admittance()
-            cached = self._source_form_cache = (array, None if Y is None
-                                                else _power.SourceForm(Y))
-        return cached[1]
+            self._source_form_cache = (None if Y is None else _power.SourceForm(Y),)
+        return self._source_form_cache[0]
 
     def _linear_power_forms(self):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming
