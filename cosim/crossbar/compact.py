@@ -533,15 +533,12 @@ class Compact(CompactGradients, Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        if self.r_driver or self.r_sense:     # no gradients through these: nothing to keep
+        # nothing to keep for inference (nothing will ask for the voltages) nor through
+        # r_driver / r_sense (no gradients through these)
+        if self.r_driver or self.r_sense or not self._for_gradients:
             sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
                                         (rows, cols2), voltages=False, r_driver=self.r_driver,
                                         r_sense=self.r_sense)
-            self.stats["solves"] += V.shape[0]
-            return sol.currents
-        if not self._for_gradients:          # inference: nothing will ask for the voltages
-            sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
-                                        (rows, cols2), voltages=False)
             self.stats["solves"] += V.shape[0]
             return sol.currents
         return self._solve_and_keep(V)
