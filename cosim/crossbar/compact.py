@@ -559,7 +559,8 @@ class Compact(CompactGradients, Crossbar):
             sol = nodal.solve_nonlinear(cell, V[part], self.r_word, self.r_bit, (rows, cols2))
             cur[part] = sol.currents
             self._keep_voltages(V[part], sol.word_drops, sol.bit_voltages)
-            chunks.append((sol.word_drops, sol.bit_voltages))
+            if voltages:                     # else the kept ones are bounded by _keep_voltages
+                chunks.append((sol.word_drops, sol.bit_voltages))
         self.stats["solves"] += V.shape[0]
         if not voltages:
             return cur
