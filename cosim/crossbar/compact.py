@@ -199,7 +199,7 @@ class Compact(CompactGradients, Crossbar):
         self._for_gradients = False
         self._map = None
         self._power_forms = None
-        self._source_form_cache = None     # SourceForm of the current source admittance
+        self._source_form_cache = None     # (SourceForm or None,) once per programming
         self._adc = None
         self._adc_errors = None
         self._cache = OrderedDict()
@@ -241,6 +241,8 @@ class Compact(CompactGradients, Crossbar):
             self._solver = None
             self._map = None
             self._power_forms = None
+            self._source_form_cache = None
+            self._terminal_cell = None
             self._adc = None
             self._cache.clear()
             self._voltages.clear()
@@ -436,12 +438,11 @@ class Compact(CompactGradients, Crossbar):
 
     def _source_form(self):
         """:class:`.nodal.power.SourceForm` of the programmed array's source admittance Y, or
-        None without one (a shorted line, or too large): built once per nodal array (a new
-        one at every reprogramming).  Y by the cheaper exact march: for R <= C the by-product
-        of the transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
-        array = self._linear_solver()
-        cached = self._source_form_cache
-        if cached is None or cached[0] is not array:
+        None without one (a shorted line, or too large): once per programming, like the
+        power forms.  Y by the cheaper exact march: for R <= C the by-product of the
+        transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
+        if self._source_form_cache is None:
+            array = self._linear_solver()
             R, C = array.shape
             if R > C and array.gw > 0 and array.gb > 0:
                 Y = _power.source_admittance_by_rows(array.G, array.gw, array.gb)
@@ -449,9 +450,8 @@ class Compact(CompactGradients, Crossbar):
                     Y = array.source_admittance()
             else:
                 Y = array.source_admittance()
-            cached = self._source_form_cache = (array, None if Y is None
-                                                else _power.SourceForm(Y))
-        return cached[1]
+            self._source_form_cache = (None if Y is None else _power.SourceForm(Y),)
+        return self._source_form_cache[0]
 
     def _linear_power_forms(self):
         """(nodal LinearArray, QuadraticForms or False when too large), once per programming
@@ -533,15 +533,12 @@ class Compact(CompactGradients, Crossbar):
                                                          self._states)[0]
                 out[k] = i.sum(axis=0)
             return out
-        if self.r_driver or self.r_sense:     # no gradients through these: nothing to keep
+        # nothing to keep for inference (nothing will ask for the voltages) nor through
+        # r_driver / r_sense (no gradients through these)
+        if self.r_driver or self.r_sense or not self._for_gradients:
             sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
                                         (rows, cols2), voltages=False, r_driver=self.r_driver,
                                         r_sense=self.r_sense)
-            self.stats["solves"] += V.shape[0]
-            return sol.currents
-        if not self._for_gradients:          # inference: nothing will ask for the voltages
-            sol = nodal.solve_nonlinear(self._cell(), V, self.r_word, self.r_bit,
-                                        (rows, cols2), voltages=False)
             self.stats["solves"] += V.shape[0]
             return sol.currents
         return self._solve_and_keep(V)
@@ -562,7 +559,8 @@ class Compact(CompactGradients, Crossbar):
             sol = nodal.solve_nonlinear(cell, V[part], self.r_word, self.r_bit, (rows, cols2))
             cur[part] = sol.currents
             self._keep_voltages(V[part], sol.word_drops, sol.bit_voltages)
-            chunks.append((sol.word_drops, sol.bit_voltages))
+            if voltages:                     # else the kept ones are bounded by _keep_voltages
+                chunks.append((sol.word_drops, sol.bit_voltages))
         self.stats["solves"] += V.shape[0]
         if not voltages:
             return cur
