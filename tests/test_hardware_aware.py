@@ -347,3 +347,27 @@ def test_transfer_gradient_rejects_bad_input():
     array.program(np.ones((2, 3)))
     with pytest.raises(ValueError, match="grad_map"):
         array.map_gradient(np.ones((3, 2)))
+
+
+def test_nonlinear_vjp_with_a_dac_reuses_the_reads_and_linearises_at_their_levels():
+    """With a DAC the reads solve the quantised source voltages; the vjp linearises there
+    (the quantiser passing gradients straight through): it reuses the reads' node voltages
+    and equals the vjp of the same array fed the quantised inputs."""
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(8, 5))
+    x = rng.random((6, 8))                           # off the 3-bit grid
+    g = rng.normal(size=(6, 5))
+    kw = dict(read="nonlinear", r_word=2.0, r_bit=1.5, cache_size=0, dac_bits=3)
+    array = Compact(**kw)
+    array.program(W)
+    array.vjp(x[:1], g[:1])                          # training from now on
+    array(x)
+    solved = array.stats["solves"]
+    grad_x, grad_W = array.vjp(x, g)
+    assert array.stats["solves"] == solved           # the reads' voltages were reused
+    levels = Compact(**kw)
+    levels.program(W)
+    on_grid = np.round(x * 7) / 7                    # the DAC's levels over [0, x_max = 1]
+    want_x, want_W = levels.vjp(on_grid, g)
+    assert relative_error(grad_x, want_x) <= 1e-12
+    assert relative_error(grad_W, want_W) <= 1e-12

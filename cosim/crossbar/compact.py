@@ -62,6 +62,7 @@ from .base import Crossbar
 from .gradients import CompactGradients
 from .nodal import power as _power
 from .nodal.power import TERMS as POWER_TERMS
+from .nodal.transfer import BLOCK_MEM
 
 __all__ = ["Compact"]
 
@@ -444,7 +445,10 @@ class Compact(CompactGradients, Crossbar):
         if self._source_form_cache is None:
             array = self._linear_solver()
             R, C = array.shape
-            if R > C and array.gw > 0 and array.gb > 0:
+            # the row march holds (R x R x C) + 3 (R x C x C) doubles: within the bound of the
+            # column march's blocks, else the bounded general path
+            by_rows_bytes = 8 * R * C * (R + 3 * C)
+            if R > C and array.gw > 0 and array.gb > 0 and by_rows_bytes <= BLOCK_MEM:
                 Y = _power.source_admittance_by_rows(array.G, array.gw, array.gb)
                 if Y is None:
                     Y = array.source_admittance()

@@ -112,7 +112,9 @@ class CompactGradients:
         cot = np.empty((x.shape[0], cols2))
         cot[:, 0::2] = grad_out * to_amps
         cot[:, 1::2] = -grad_out * to_amps
-        V = self.v_read * x
+        # the reads' own source voltages (DAC levels; the DAC passes gradients straight
+        # through): the operating points the forward reads solved, and their cache keys
+        V = self._word_voltages(x)
         grad_x = np.empty(x.shape)
         grad_g = np.zeros((rows, cols2))
         grad_scale = 0.0
