@@ -233,10 +233,16 @@ def _close_on_carrying_lines(i_test, i_ref, rtol):
 @pytest.mark.parametrize("rows,cols,r_word,r_bit,p", [
     (24, 10, 0.5, 0.7, 0.1), (24, 10, 0.5, 0.7, 0.9), (9, 31, 2.0, 0.3, 0.5),
     (40, 7, 0.7, 5.0, 0.2)])
-def test_nonlinear_read_equals_ngspice(tmp_path, rows, cols, r_word, r_bit, p):
+@pytest.mark.parametrize("path", ["any", "batch"])
+def test_nonlinear_read_equals_ngspice(tmp_path, monkeypatch, rows, cols, r_word, r_bit, p,
+                                       path):
     """Random non-square arrays, asymmetric wires, sparse and dense patterns: the compact
-    nonlinear read equals ngspice's operating point of the same deck."""
+    nonlinear read equals ngspice's operating point of the same deck, whichever way Spice
+    solves the patterns ("any": a loaded-circuit session when the library is free, else a
+    .dc batch; "batch": always the .dc batch, whose points start from the previous one)."""
     from cosim.crossbar import Spice
+    if path == "batch":
+        monkeypatch.setattr("cosim.crossbar.spice.SESSION_MAX_PATTERNS", 0)
     rng = np.random.default_rng(rows * cols)
     W = rng.normal(size=(rows, cols))
     x = binary(rng, (6, rows), p)
