@@ -45,10 +45,12 @@ except ImportError:                         # pragma: no cover - numba is a depe
 __all__ = ["available", "Prepared", "prepare", "solve_batch", "adjoint_batch",
            "device_currents"]
 
-_SWEEP_ETA = 1e-6          # the constants of .nonlinear (kept equal: same algorithm)
+# the constants of the line Gauss-Seidel Newton method, here and in .nonlinear (which
+# imports them: one home; numba freezes module globals when it compiles)
+_SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer residual
 _MAX_SWEEPS = 30
-_MIN_CONTRACTION = 0.5
-_STALL_LIMIT = 6
+_MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
+_STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
 _ADJOINT_TOL = 1e-15       # adjoint sweeps: bound on the error left, relative to max|lam_b|
 
 # status codes of a pattern
