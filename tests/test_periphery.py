@@ -345,6 +345,7 @@ def test_stiff_lines_behind_a_driver_converge_and_agree_with_ngspice():
     for sample in x:
         sol = compact.solution(sample)
         assert 1e-12 < sol.residual <= sol.residual_floor
+        assert sol.method == "newton-fused"          # the compiled kernel stops there too
     ic, isp = compact.bitline_currents(x), spice.bitline_currents(x)
     assert np.abs(ic - isp).max() <= 1e-9 * np.abs(ic).max()
 

@@ -37,6 +37,8 @@ import weakref
 
 import numpy as np
 
+from .kcl import EPS, FLOOR_ULPS
+
 try:                                        # the compiled path is optional at import time
     import numba
 except ImportError:                         # pragma: no cover - numba is a dependency
@@ -51,6 +53,7 @@ _SWEEP_ETA = 1e-6          # inner sweeps stop at this fraction of the outer res
 _MAX_SWEEPS = 30
 _MIN_CONTRACTION = 0.5     # a sweep must shrink the inner residual at least this much
 _STALL_LIMIT = 6           # consecutive Newton steps that fail to halve the residual
+_UPDATE_FLOOR_ULPS = 16    # a step within this many residual floors is rounding noise
 _ADJOINT_TOL = 1e-15       # adjoint sweeps: bound on the error left, relative to max|lam_b|
 
 # status codes of a pattern
@@ -353,12 +356,29 @@ def _relative(fmax, scale):
 
 
 @_jit
-def _update_small(step, prev, scale, tol):
+def _update_small(step, prev, scale, tol, floor):
     """.nonlinear._update_small for one pattern."""
     s_k = step / scale if scale > 0 else np.inf
     s_prev = prev / scale if scale > 0 else np.inf
     estimate = s_k ** 3 / s_prev ** 2 if (np.isfinite(s_prev) and s_prev > 0) else np.inf
-    return s_k <= math.sqrt(tol) or estimate <= tol
+    return s_k <= max(math.sqrt(tol), _UPDATE_FLOOR_ULPS * floor) or estimate <= tol
+
+
+@_jit
+def _floor(u, b, dev, gw, gb, scale):
+    """Relative rounding floor of the residual at (u, b) (.kcl.drops_floor / scale)."""
+    umax = 0.0
+    bmax = 0.0
+    R, C = u.shape
+    for i in range(R):
+        for j in range(C):
+            umax = max(umax, abs(u[i, j]))
+            bmax = max(bmax, abs(b[i, j]))
+    if gw == 0:
+        umax = 0.0
+    if gb == 0:
+        bmax = 0.0
+    return _relative(FLOOR_ULPS * EPS * (2.0 * gw * umax + 2.0 * gb * bmax + dev), scale)
 
 
 @_jit
@@ -404,7 +424,10 @@ def _newton(Vk, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol, max_iter, P, 
     for it in range(max_iter + 1):
         u, b, Dw, Db, Fw, Fb, cur, scal = P
         rel = _relative(scal[0], scal[1])
-        if rel <= tol and (_update_small(step_i, step_prev, scal[1], tol) or scal[0] == 0):
+        floor = _floor(u, b, scal[3], gw, gb, scal[1])
+        limit = max(tol, floor)          # .nonlinear._newton: the residual's rounding floor
+        if rel <= limit and (_update_small(step_i, step_prev, scal[1], tol, floor)
+                             or scal[0] == 0):
             status = CONVERGED
             break
         if it == max_iter:
@@ -427,6 +450,8 @@ def _newton(Vk, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol, max_iter, P, 
                 break
             alpha *= 0.5
         if alpha < 1e-10:
+            if rel <= limit:             # damped to nothing at the floor: converged
+                status = CONVERGED
             break
         P, T = T, P                     # accept the trial
         step_prev = step_i if alpha == 1.0 else np.inf
@@ -434,7 +459,8 @@ def _newton(Vk, amp, off, s_g, v_sat, gw, gw_end, gb, gb_end, tol, max_iter, P, 
         iters += 1
         new_rel = _relative(tscal[0], tscal[1])
         stall = stall + 1 if new_rel > 0.5 * rel else 0
-        if stall >= _STALL_LIMIT and not new_rel <= tol:
+        if stall >= _STALL_LIMIT and not new_rel <= max(
+                tol, _floor(tu, tb, tscal[3], gw, gb, tscal[1])):
             break
     u, b, Dw, Db, Fw, Fb, cur, scal = P
     umax = 0.0

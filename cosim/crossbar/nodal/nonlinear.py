@@ -78,7 +78,7 @@ import numpy as np
 from ... import _validate
 from ...errors import SolverError
 from . import fused
-from .fused import _MAX_SWEEPS, _MIN_CONTRACTION, _STALL_LIMIT, _SWEEP_ETA
+from .fused import _MAX_SWEEPS, _MIN_CONTRACTION, _STALL_LIMIT, _SWEEP_ETA, _UPDATE_FLOOR_ULPS
 from .kcl import (NodalSolution, batch_max, bit_lines, branch_balance, check_shape, check_V,
                   drops_floor, end_conductance, relative, rounding_floor, segment_conductance,
                   word_lines)
@@ -87,8 +87,8 @@ from .sparse import factorise, nodal_matrix, ordering
 __all__ = ["solve_nonlinear", "device_currents"]
 
 METHODS = ("auto", "fused", "lines", "lu")
-# _SWEEP_ETA, _MAX_SWEEPS, _MIN_CONTRACTION, _STALL_LIMIT: imported from .fused (one home)
-_UPDATE_FLOOR_ULPS = 16     # a step within this many residual floors is rounding noise
+# _SWEEP_ETA, _MAX_SWEEPS, _MIN_CONTRACTION, _STALL_LIMIT, _UPDATE_FLOOR_ULPS: imported
+# from .fused (one home)
 _CHUNK_CELLS = 2 ** 16     # patterns x cells iterated together: arrays of 512 kB stay in cache
 _FUSED_CHUNK_CELLS = 2 ** 20   # the kernel works one pattern at a time: chunks bound memory
 _VOLTAGES_MAX_BYTES = 2 ** 31   # node voltages (w, b, drops) returned for a whole batch
