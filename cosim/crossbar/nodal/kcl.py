@@ -123,7 +123,8 @@ def segment_conductance(name: str, r, end_name: str | None = None,
         if r_end > 0:
             raise ValueError(f"{end_name} = {r_end!r} ohm needs {name} > 0: a shorted line "
                              f"({name} = 0) with a periphery resistor is not supported; use "
-                             f"{end_name} = 0 or a wire resistance {name} > 0")
+                             f"{end_name} = 0 or a wire resistance {name} > 0 (a nearly "
+                             f"ideal line: {name} = 1e-3 ohm per segment)")
         return LineConductance(0.0, 0.0)
     return LineConductance(1.0 / r, 1.0 / (r + r_end))
 
