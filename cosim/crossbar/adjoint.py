@@ -98,7 +98,7 @@ from ..errors import SolverError
 from .nodal import kcl
 from .nodal import transfer as _transfer
 
-__all__ = ["transfer_gradient", "nonlinear_vjp", "mapping_gradient"]
+__all__ = ["transfer_gradient", "nonlinear_vjp", "nonlinear_vjp_batch", "mapping_gradient"]
 
 
 # ----------------------------------------------------------------------------- linear cells
@@ -212,36 +212,16 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
     converged solution.
 
     Batched: ``V`` (B, R), voltages (B, R, N) and ``grad_currents`` (B, N), one loss gradient
-    per read, return ``(∂L/∂V (B, R), ∂L/∂δi (B, R, N))``.  A cell with a fused form
-    (``cosim.devices.memtransistor.TerminalCell``) on resistive word and bit lines is solved
-    by the compiled kernel (``nodal.fused.adjoint_batch``: Jᵀ λ = r by the same block Gauss-Seidel
-    between the line families as the forward solve, swept until the error bound on λ is
-    1e-15 of its size); any read it cannot take, and every other cell, by the sparse LU
-    below, one read at a time.
+    per read, return ``(∂L/∂V (B, R), ∂L/∂δi (B, R, N))`` (:func:`nonlinear_vjp_batch`).
     """
     if np.ndim(V) == 2:
-        from .nodal import fused
         V = np.asarray(V, dtype=float)
         w = np.asarray(word_voltages, dtype=float)
-        b = np.asarray(bit_voltages, dtype=float)
-        c = np.asarray(grad_currents, dtype=float)
-        B, R = V.shape
-        if w.shape[:2] != (B, R) or w.ndim != 3 or b.shape != w.shape or \
-                c.shape != (B, w.shape[2]):
-            raise ValueError(f"batched nonlinear_vjp needs V (B, R), word/bit voltages "
-                             f"(B, R, N) and grad_currents (B, N); got {V.shape}, {w.shape}, "
-                             f"{b.shape}, {c.shape}")
-        gw = 1.0 / r_word if r_word > 0 else 0.0
-        gb = 1.0 / r_bit if r_bit > 0 else 0.0
-        grad_V = np.zeros((B, R))
-        grad_di = np.zeros(w.shape)
-        ok = np.zeros(B, dtype=bool)
-        if fused.available(cell, gw, gb):
-            prepared = fused.prepare(cell, w.shape[1:])
-            grad_V, grad_di, _, ok = fused.adjoint_batch(prepared, V, V[:, :, None] - w, b,
-                                                         gw, gb, c)
-        for k in np.flatnonzero(~ok):
-            grad_V[k], grad_di[k] = nonlinear_vjp(cell, V[k], w[k], b[k], r_word, r_bit, c[k])
+        if w.ndim != 3 or w.shape[:2] != V.shape:
+            raise ValueError(f"batched nonlinear_vjp needs V (B, R) and word/bit voltages "
+                             f"(B, R, N); got {V.shape}, {w.shape}")
+        grad_V, grad_di, _ = nonlinear_vjp_batch(cell, V, V[:, :, None] - w, bit_voltages,
+                                                 r_word, r_bit, grad_currents)
         return grad_V, grad_di
     w = np.asarray(word_voltages, dtype=float)
     b = np.asarray(bit_voltages, dtype=float)
@@ -254,8 +234,8 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
         raise ValueError(f"nonlinear_vjp needs word/bit voltages of one shape (R, N), V (R,) and "
                          f"grad_currents (..., N); got {w.shape}, {b.shape}, {V.shape}, "
                          f"{np.shape(grad_currents)}")
-    gw = 1.0 / r_word if r_word > 0 else 0.0
-    gb = 1.0 / r_bit if r_bit > 0 else 0.0
+    gw = float(kcl.segment_conductance("r_word", r_word))
+    gb = float(kcl.segment_conductance("r_bit", r_bit))
     if gw == 0:
         w = np.broadcast_to(V[:, None], (R, N))
     if gb == 0:
@@ -325,6 +305,49 @@ def nonlinear_vjp(cell, V, word_voltages, bit_voltages, r_word, r_bit, grad_curr
         if not has_w:                                      # w = V: ∂F_b/∂V_k = -∂i/∂v_w
             grad_V += (di_w[None] * lam[:, b_of]).sum(axis=2)
     return result()
+
+
+def nonlinear_vjp_batch(cell, V, word_drops, bit_voltages, r_word, r_bit, grad_currents):
+    """:func:`nonlinear_vjp` of B converged reads in the solver's own variables, with the
+    device currents the adjoint evaluates along the way.
+
+    ``V`` (B, R) source voltages [V]; ``word_drops`` u = V - w and ``bit_voltages`` b
+    (B, R, N) [V] of the solutions; ``grad_currents`` (B, N) = ∂L/∂I [1/A].  Returns
+    ``(∂L/∂V (B, R) [1/V], ∂L/∂δi (B, R, N) [1/A], device currents (B, R, N) [A])``.  A cell
+    with a fused form (``cosim.devices.memtransistor.TerminalCell``) on resistive word and
+    bit lines is solved by the compiled kernel (``nodal.fused.adjoint_batch``: Jᵀ λ = r by the
+    same block Gauss-Seidel between the line families as the forward solve, swept until the
+    error bound on λ is 1e-15 of its size); any read it cannot take, and every other cell,
+    by the sparse LU of :func:`nonlinear_vjp`, one read at a time.
+    """
+    from .nodal import device_currents, fused
+
+    V = np.asarray(V, dtype=float)
+    u = np.asarray(word_drops, dtype=float)
+    b = np.asarray(bit_voltages, dtype=float)
+    c = np.asarray(grad_currents, dtype=float)
+    B, R = V.shape
+    if u.shape[:2] != (B, R) or u.ndim != 3 or b.shape != u.shape or \
+            c.shape != (B, u.shape[2]):
+        raise ValueError(f"batched nonlinear_vjp needs V (B, R), word drops and bit voltages "
+                         f"(B, R, N) and grad_currents (B, N); got {V.shape}, {u.shape}, "
+                         f"{b.shape}, {c.shape}")
+    gw = float(kcl.segment_conductance("r_word", r_word))
+    gb = float(kcl.segment_conductance("r_bit", r_bit))
+    grad_V = np.zeros((B, R))
+    grad_di = np.zeros(u.shape)
+    i_dev = np.zeros(u.shape)
+    ok = np.zeros(B, dtype=bool)
+    if fused.available(cell, gw, gb):
+        prepared = fused.prepare(cell, u.shape[1:])
+        grad_V, grad_di, i_dev, ok = fused.adjoint_batch(prepared, V, u, b, gw, gb, c)
+    rest = np.flatnonzero(~ok)
+    if rest.size:
+        i_dev[rest] = device_currents(cell, V[rest], u[rest], b[rest])
+        for k in rest:
+            grad_V[k], grad_di[k] = nonlinear_vjp(cell, V[k], V[k][:, None] - u[k], b[k],
+                                                  r_word, r_bit, c[k])
+    return grad_V, grad_di, i_dev
 
 
 # ----------------------------------------------------------------------------- the mapping

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import adjoint, nodal
+from . import adjoint
 
 __all__ = ["CompactGradients"]
 
@@ -132,11 +132,10 @@ class CompactGradients:
                 drops, bits = self._node_voltages(patterns)
                 u[driven] = drops[where.ravel()]
                 b[driven] = bits[where.ravel()]
-            grad_V, grad_di = adjoint.nonlinear_vjp(cell, Vc, Vc[:, :, None] - u, b,
-                                                    self.r_word, self.r_bit, cot[part])
+            grad_V, grad_di, i = adjoint.nonlinear_vjp_batch(cell, Vc, u, b, self.r_word,
+                                                             self.r_bit, cot[part])
             grad_x[part] = self.v_read * grad_V
             if weights:
-                i = nodal.device_currents(cell, Vc, u, b)
                 grad_g += np.einsum("kij,kij->ij", grad_di, i) / self._g
                 # the sense currents: column sums of the cells (equal to the solver's own
                 # currents by KCL; also right where no solve was needed)
