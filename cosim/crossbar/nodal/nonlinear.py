@@ -41,10 +41,10 @@ every pattern it cannot finish is solved again from its start by "lines" (then "
 
 Why this and not the alternatives (``benchmarks/bench_nonlinear.py``, 64x128 cells, 1 ohm,
 64 random binary patterns in one call, one thread, CPU time on a shared 2-core machine at
-load 0.3-3: 0.94-1.2 ms/pattern for the kernel path (~0.8 ms of it in the kernel, the rest
-allocating the returned node voltages), 0.5-0.65x one fresh exact linear solve of the same
-array; 256x512 cells: 35-39 ms/pattern, 1.1-1.2x; per cell and pattern ~100 ns, about 45
-of them the two device evaluations (exp, log1p, tanh), ~40 the line sweeps):
+load 0.5-1.8: 0.80-0.86 ms/pattern for the kernel path returning currents (0.83-0.92 ms
+with every node voltage), 0.41-0.55x one fresh exact linear solve of the same array;
+256x512 cells: 25-29 ms/pattern, 0.88-0.97x; per cell and pattern ~100 ns, about 45 of
+them the two device evaluations (exp, log1p, tanh), ~40 the line sweeps):
 
 * The same Newton in numpy ("lines"): 2.5-2.8 ms/pattern, 2-2.7x the kernel: the time goes
   to passes over (B, R, C) temporaries (the device model alone makes ~15), not to
