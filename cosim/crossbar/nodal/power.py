@@ -30,6 +30,7 @@ from scipy.linalg import blas, lapack
 
 from .kcl import end_conductance
 from .nonlinear import solve_nonlinear
+from .transfer import _bit_line_green
 
 __all__ = ["TERMS", "dissipation", "quadratic_form", "QuadraticForms", "SourceForm",
            "source_admittance_by_rows"]
@@ -181,36 +182,21 @@ def _word_line_green(G, gw):
     the source admittance alpha (R,) (S), the node voltages w (R, C) (V) and the inverse of
     the word-line matrix W_i = chain(gw) + diag(G_i) as the (R, C, C) array W_i^{-1}.
 
-    Loads looking toward the open end (y, node's own cell included) and toward the source
-    (l, excluded) are sums and series combinations of positive conductances, and the
-    off-diagonal entries W^{-1}[j, k] = W^{-1}[j, j] prod_{j<m<=k} rho_m (rho_m =
-    gw / (gw + y_m), the divider into the line beyond m) products of positive numbers: no
-    cancellation, as in the bit-line Green's function of :mod:`.transfer`.
+    A word line is a bit line read backwards (terminal segment at node 0 instead of the
+    last, open at the other end): :func:`.transfer._bit_line_green` of the reversed lines
+    gives W_i^{-1} in semiseparable form (sums and products of positive conductances, no
+    cancellation) and w = g_end W_i^{-1} e_0; the source current is what the cells draw,
+    alpha_i = sum_j G_ij w_ij (a sum of positive terms).
     """
-    R, C = G.shape
-    g_end = end_conductance(gw)
-    y = np.empty((R, C))
-    y[:, C - 1] = G[:, C - 1]
-    for j in range(C - 2, -1, -1):
-        y[:, j] = G[:, j] + gw * y[:, j + 1] / (gw + y[:, j + 1])
-    left = np.empty((R, C))
-    left[:, 0] = g_end
-    for j in range(1, C):
-        load = left[:, j - 1] + G[:, j - 1]
-        left[:, j] = gw * load / (gw + load)
-    diag = 1.0 / (left + y)                                     # W^{-1}[j, j]
-    rho = np.ones((R, C))
-    rho[:, 1:] = gw / (gw + y[:, 1:])
-    with np.errstate(under="ignore"):
-        cum = np.cumprod(rho, axis=1)                           # prod_{m<=k} rho_m
-    if not (np.all(np.isfinite(diag)) and cum.min() > 1e-150):
+    green = _bit_line_green(G[:, ::-1], gw)
+    if green is None:
         return None
-    ratio = cum[:, None, :] / cum[:, :, None]                   # prod_{j<m<=k}, k >= j
-    upper = np.triu(diag[:, :, None] * ratio)
-    inverse = upper + np.transpose(np.triu(upper, 1), (0, 2, 1))
-    alpha = g_end * y[:, 0] / (g_end + y[:, 0])
-    w = g_end * diag[:, :1] * cum                               # W^{-1} g_end e_0
-    return alpha, w, inverse
+    a, bv, t = green
+    node = np.arange(G.shape[1])
+    lo, hi = np.minimum.outer(node, node), np.maximum.outer(node, node)
+    inverse = (a[:, lo] * bv[:, hi])[:, ::-1, ::-1]
+    w = t[:, ::-1]
+    return (G * w).sum(axis=1), w, inverse
 
 
 def source_admittance_by_rows(G, gw, gb):
