@@ -87,8 +87,7 @@ def test_source_admittance_by_rows_against_the_column_march_and_a_nodal_solve(sh
     solve of unit inputs (I_i = g_end (V_i - w(i, 0)))."""
     from cosim.crossbar.nodal import LinearArray
     from cosim.crossbar.nodal.kcl import end_conductance, segment_conductance
-    from cosim.crossbar.nodal.power import source_admittance_by_rows
-    from cosim.crossbar.nodal.transfer import source_admittance
+    from cosim.crossbar.nodal.transfer import source_admittance, source_admittance_by_rows
 
     rng = np.random.default_rng(shape[0])
     G = rng.uniform(1e-6, 1e-4, shape)

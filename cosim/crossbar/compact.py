@@ -62,7 +62,6 @@ from .base import Crossbar
 from .gradients import CompactGradients
 from .nodal import power as _power
 from .nodal.power import TERMS as POWER_TERMS
-from .nodal.transfer import BLOCK_MEM
 
 __all__ = ["Compact"]
 
@@ -438,22 +437,11 @@ class Compact(CompactGradients, Crossbar):
         return self._nonlinear_power(V, terms)
 
     def _source_form(self):
-        """:class:`.nodal.power.SourceForm` of the programmed array's source admittance Y, or
-        None without one (a shorted line, or too large): once per programming, like the
-        power forms.  Y by the cheaper exact march: for R <= C the by-product of the
-        transfer matrix, for R > C (a readout) down the rows with C x C blocks."""
+        """:class:`.nodal.power.SourceForm` of the programmed array's source admittance Y
+        (``LinearArray.source_admittance``), or None without one (a shorted line, or too
+        large): once per programming, like the power forms."""
         if self._source_form_cache is None:
-            array = self._linear_solver()
-            R, C = array.shape
-            # the row march holds (R x R x C) + 3 (R x C x C) doubles: within the bound of the
-            # column march's blocks, else the bounded general path
-            by_rows_bytes = 8 * R * C * (R + 3 * C)
-            if R > C and array.gw > 0 and array.gb > 0 and by_rows_bytes <= BLOCK_MEM:
-                Y = _power.source_admittance_by_rows(array.G, array.gw, array.gb)
-                if Y is None:
-                    Y = array.source_admittance()
-            else:
-                Y = array.source_admittance()
+            Y = self._linear_solver().source_admittance()
             self._source_form_cache = (None if Y is None else _power.SourceForm(Y),)
         return self._source_form_cache[0]
 

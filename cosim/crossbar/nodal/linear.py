@@ -31,7 +31,8 @@ from .kcl import (NodalSolution, absolute_balance, batch_max, bit_lines, check_G
                   end_conductance, relative, rounding_floor, segment_conductance, within,
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
-from .transfer import BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, source_admittance, transfer_blocks
+from .transfer import (BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, source_admittance,
+                       source_admittance_by_rows, transfer_blocks)
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
@@ -283,20 +284,25 @@ class LinearArray:
 
     def source_admittance(self) -> np.ndarray | None:
         """Y (R, R) (S): the currents drawn from the word-line sources are I = Y V, so the
-        source power is V^T Y V (W).  Exact to a few ulps by column marching
-        (:func:`~cosim.crossbar.nodal.transfer.source_admittance`; for R <= C a by-product
-        of :meth:`transfer_matrix`); None when a line is shorted or the blocks would not
+        source power is V^T Y V (W).  Exact to a few ulps by the cheaper exact march: for
+        R <= C column marching (:func:`~cosim.crossbar.nodal.transfer.source_admittance`, a
+        by-product of :meth:`transfer_matrix`), for R > C (a readout) down the rows with
+        C x C blocks (:func:`~cosim.crossbar.nodal.transfer.source_admittance_by_rows`, then
+        the column march if that fails); None when a line is shorted or the blocks would not
         fit (``BLOCK_MAX``, ``BLOCK_MEM``): use :mod:`.power` then.  Cached, read-only."""
         if self._Y is None and self.gw > 0 and self.gb > 0:
             R, C = self.shape
-            if R <= BLOCK_MAX and 8 * R * R * C <= BLOCK_MEM:
+            # the row march holds (R x R x C) + 3 (R x C x C) doubles
+            if R > C and 8 * R * C * (R + 3 * C) <= BLOCK_MEM:
+                self._Y = source_admittance_by_rows(self.G, self.gw, self.gb)
+            if self._Y is None and R <= BLOCK_MAX and 8 * R * R * C <= BLOCK_MEM:
                 if R <= C and self._M is None:
                     self.transfer_matrix()
                 if self._Y is None:
                     self._Y = source_admittance(self.G, self.gw, self.gb)
-                if self._Y is not None:
-                    self._Y = np.ascontiguousarray(self._Y)
-                    self._Y.setflags(write=False)
+            if self._Y is not None:
+                self._Y = np.ascontiguousarray(self._Y)
+                self._Y.setflags(write=False)
         return self._Y
 
 
