@@ -261,8 +261,7 @@ def _data_name(args):
 
 def _physical_given(args) -> dict:
     """The options given that set a parameter of the physical arrays (dest -> value)."""
-    names = ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_OPTIONS,
-             "adc_bipolar")
+    names = ("r_word", "r_bit", "v_read", "read", "device_card", *PERIPHERY_DESTS)
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
@@ -525,19 +524,11 @@ def _compare_arrays(args, current) -> dict:
 
     A model saved on physical arrays is compared on its own arrays (wires, periphery,
     variability, tiles), changed only where an option is given, as ``predict`` does; an ideal
-    model gets arrays built from the options and the defaults.
+    model gets arrays built from the options and the defaults (:func:`_backend_from_args`).
     """
     from .crossbar import Compact
 
-    inner = getattr(current, "inner", current)
-    if inner.name == "ideal":
-        from .devices import Memtransistor
-        return {"r_word": DEFAULT_R if args.r_word is None else args.r_word,
-                "r_bit": DEFAULT_R if args.r_bit is None else args.r_bit,
-                "read": args.read or DEFAULT_READ,
-                "device": Memtransistor.from_card(args.device_card) if args.device_card else None,
-                "backend_params": _periphery_from_args(args) or None}
-    chosen = _backend_from_args(args, name="compact", current=current) or current
+    chosen = _backend_from_args(args, name="compact", current=current)
     arrays = getattr(chosen, "inner", chosen)
     params = {k: v for k, v in arrays.get_params().items() if k not in Compact.LOCAL_PARAMS}
     if arrays is not chosen:                                   # tiled: the same tiles
@@ -770,6 +761,8 @@ PERIPHERY_OPTIONS = {
     "adc_energy": ("J", "energy per ADC conversion (default 0)"),
     "dac_energy": ("J", "energy per DAC conversion (default 0)"),
 }
+#: every periphery option's dest: the valued ones and the flag --adc-bipolar
+PERIPHERY_DESTS = (*PERIPHERY_OPTIONS, "adc_bipolar")
 
 
 def _add_periphery(parser):
@@ -786,8 +779,7 @@ def _add_periphery(parser):
 
 def _periphery_from_args(args) -> dict:
     """The periphery constructor arguments given on the command line."""
-    return {k: getattr(args, k) for k in (*PERIPHERY_OPTIONS, "adc_bipolar")
-            if getattr(args, k, None) is not None}
+    return {k: getattr(args, k) for k in PERIPHERY_DESTS if getattr(args, k, None) is not None}
 
 
 def _print_energy(summary, indent=""):
