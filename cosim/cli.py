@@ -777,11 +777,6 @@ def _add_periphery(parser):
                                            "(for negative sense currents)")
 
 
-def _periphery_from_args(args) -> dict:
-    """The periphery constructor arguments given on the command line."""
-    return {k: getattr(args, k) for k in PERIPHERY_DESTS if getattr(args, k, None) is not None}
-
-
 def _print_energy(summary, indent=""):
     """One line: energy per inference, J/SOP, TOPS/W (cosim.energy.EnergyReport.summary)."""
     per_array = ", ".join(f"{k} {v:.3e} J" for k, v in summary["energy_per_array_J"].items())
