@@ -54,9 +54,10 @@ voltages -> cell voltages, ∂K_l/∂G_kl = P_l e_k e_kᵀ P_lᵀ and ∂c_l/∂
 the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling term = Δz. The
 periphery enters only through g_w,end and T_l, so (3) holds with r_driver, r_sense > 0. Δv
 does not depend on L: the forward sweep of a programmed array computes it once
-(``Marching.cells``, with the loads K_l) and every gradient of that programming reuses it;
-the adjoint then costs three R × R products per column (≈ 6 R³ flops) and 8 R² N bytes
-(ρ). Without kept blocks (arrays above ``transfer.MARCH_KEEP``) the marching is redone here.
+(``Marching.cells``) and every gradient of that programming reuses it; the adjoint then
+costs two R × R products per column (≈ 4 R³ flops), one batched tridiagonal solve of the bit
+lines for P_lᵀ Λ_l = Λ_l - T_l⁻¹ D_l Λ_l (O(R² N), :meth:`Marching.cell_voltages`) and
+8 R² N bytes (ρ, then Λ in its place). Without kept blocks (arrays above ``transfer.MARCH_KEEP``) the marching is redone here.
 Exact to rounding (no iteration, no truncation); the finite-difference tests in
 tests/test_hardware_aware.py check it against the nodal solver's transfer matrix.
 
@@ -138,19 +139,18 @@ def _marching_gradient(marching, grad: np.ndarray) -> np.ndarray:
     # sweep from the source end: Λ_0 = S_0⁻¹ ρ_0, Λ_l = S_l⁻¹ (g_w Λ_{l-1} + ρ_l), with
     # S_l⁻¹ = (I - Q_l) / g_w (g_w,end for l = 0: the first segment, with r_driver), i.e.
     # Λ_l = (I - Q_l) x_l, x_l = Λ_{l-1} + σ_l; the cell voltages P_lᵀ Λ_l = D_l⁻¹ K_l Λ_l
-    out = np.empty((N, R))
-    lam, x = np.empty((R, R)), sigma[0]
+    # Λ_l overwrites σ_l (x_l = σ_l + Λ_{l-1} is used once)
+    x = sigma[0]
     x *= gw / g_first
     for l in range(N):
         if l:
             x = sigma[l]
-            x += lam
+            x += sigma[l - 1]
         np.matmul(Q[l], x, out=product)
-        np.subtract(x, product, out=lam)
-        np.matmul(marching.load(l), lam, out=product)     # D_l P_lᵀ Λ_l
-        dv = cells[l]                                     # Δv = P_lᵀ W_l
-        out[l] = t[l] * (dv @ abar[l]) - np.einsum("ki,ki->k", dv, product) / G[:, l]
-    return out.T
+        x -= product
+    lam_cells = marching.cell_voltages(sigma)              # P_lᵀ Λ_l
+    return (t * np.einsum("lki,li->lk", cells, abar)
+            - np.einsum("lki,lki->lk", cells, lam_cells)).T
 
 
 def transfer_gradient(G, r_word, r_bit, grad_transfer, *, r_driver=0.0, r_sense=0.0,

