@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg import blas, lapack
 
-try:                                        # compiled line sums; numba is a dependency
+try:                                        # compiled loops; numba is a dependency
     import numba
 except ImportError:                         # pragma: no cover
     numba = None
@@ -313,6 +313,42 @@ def _word_line_green(G, gw):
     return (G * w).sum(axis=1), w, inverse
 
 
+def _march_rows(K, f, alpha, gb, g_last):
+    """The row march of :func:`source_admittance_by_rows` on the word-line loads K (R, C, C),
+    injections f (R, C) and source admittances alpha (R,): Y (R, R) before symmetrising.
+    Raises numpy.linalg.LinAlgError if a block is not positive definite."""
+    R, C = f.shape
+    eye = np.eye(C)
+    # explicit inverses of the (well-conditioned: gb I + small loads) SPD blocks: small
+    # products instead of many small triangular solves
+    inverses = np.empty((R, C, C))                              # (L_i + g_below I)^{-1}
+    J = np.zeros((R, C, R))                                     # reduced injections J_i
+    load = K[0].copy()
+    J[0, :, 0] = f[0]
+    for i in range(R):
+        below = gb if i < R - 1 else g_last
+        block = load + below * eye
+        np.linalg.cholesky(block)                               # positive definite, or raise
+        inverses[i] = np.linalg.inv(block)
+        if i < R - 1:
+            # Phi_i = gb (gb I + L_i)^{-1} L_i as a product: I - gb (gb I + L_i)^{-1} would
+            # cancel (L_i << gb)
+            load = K[i + 1] + gb * (inverses[i] @ load)
+            J[i + 1, :, :i + 1] = gb * (inverses[i] @ np.ascontiguousarray(J[i, :, :i + 1]))
+            J[i + 1, :, i + 1] = f[i + 1]
+    Y = np.diag(alpha)
+    b = inverses[R - 1] @ J[R - 1]                              # bit voltages per unit V
+    Y[R - 1] -= f[R - 1] @ b
+    for i in range(R - 2, -1, -1):
+        b = inverses[i] @ (J[i] + gb * b)
+        Y[i] -= f[i] @ b
+    return Y
+
+
+_march_rows_compiled = (None if numba is None
+                        else numba.njit(cache=True, nogil=True)(_march_rows))
+
+
 def source_admittance_by_rows(G, gw, gb):
     """Y (R, R) (S) with source currents I = Y V (both lines resistive), by marching down the
     rows with C x C blocks: ~R² C² + R C³ flops where the column march of
@@ -340,33 +376,10 @@ def source_admittance_by_rows(G, gw, gb):
     idx = np.arange(C)
     # K_jj = G_j - G_j² W^{-1}_jj = G_j (1 - G_j W^{-1}_jj): W^{-1}_jj < 1/G_j, no sign change
     K[:, idx, idx] = G * (1.0 - G * inverse[:, idx, idx])
-    g_last = end_conductance(gb)
-    eye = np.eye(C)
-    # explicit inverses of the (well-conditioned: gb I + small loads) SPD blocks, from their
-    # Cholesky factors: small products instead of many small triangular solves
-    inverses = [None] * R                                       # (L_i + g_below I)^{-1}
-    J = np.zeros((R, C, R))                                     # reduced injections J_i
-    load = K[0]
-    J[0, :, 0] = f[0]
-    for i in range(R):
-        below = gb if i < R - 1 else g_last
-        c, info = lapack.dpotrf(load + below * eye, lower=0, clean=0)
-        if info != 0:
-            return None
-        inverses[i], info = lapack.dpotrs(c, eye)
-        if info != 0:
-            return None
-        if i < R - 1:
-            # Phi_i = gb (gb I + L_i)^{-1} L_i as a product: I - gb (gb I + L_i)^{-1} would
-            # cancel (L_i << gb)
-            load = K[i + 1] + gb * (inverses[i] @ load)
-            J[i + 1, :, :i + 1] = gb * (inverses[i] @ J[i, :, :i + 1])
-            J[i + 1, :, i + 1] = f[i + 1]
-    Y = np.diag(alpha)
-    b = inverses[R - 1] @ J[R - 1]                              # bit voltages per unit V
-    Y[R - 1] -= f[R - 1] @ b
-    for i in range(R - 2, -1, -1):
-        b = inverses[i] @ (J[i] + gb * b)
-        Y[i] -= f[i] @ b
+    march_rows = _march_rows if numba is None else _march_rows_compiled
+    try:
+        Y = march_rows(K, f, alpha, float(gb), float(end_conductance(gb)))
+    except np.linalg.LinAlgError:                # a block is not positive definite
+        return None
     Y = 0.5 * (Y + Y.T)
     return Y if np.all(np.isfinite(Y)) else None
