@@ -133,21 +133,16 @@ def _marching_gradient(marching, grad: np.ndarray) -> np.ndarray:
     np.multiply.outer(c_scaled[N - 1], abar[N - 1], out=sigma[N - 1])
     for l in range(N - 1, 0, -1):
         np.matmul(Q[l], sigma[l], out=product)
-        np.multiply.outer(c_scaled[l - 1], abar[l - 1], out=sigma[l - 1])
-        sigma[l - 1] += sigma[l]
-        sigma[l - 1] -= product
+        _transfer.outer_plus(c_scaled[l - 1], abar[l - 1], sigma[l], product, sigma[l - 1])
     # sweep from the source end: Λ_0 = S_0⁻¹ ρ_0, Λ_l = S_l⁻¹ (g_w Λ_{l-1} + ρ_l), with
     # S_l⁻¹ = (I - Q_l) / g_w (g_w,end for l = 0: the first segment, with r_driver), i.e.
     # Λ_l = (I - Q_l) x_l, x_l = Λ_{l-1} + σ_l; the cell voltages P_lᵀ Λ_l = D_l⁻¹ K_l Λ_l
-    # Λ_l overwrites σ_l (x_l = σ_l + Λ_{l-1} is used once)
-    x = sigma[0]
-    x *= gw / g_first
+    # Λ_l overwrites σ_l (x_l = σ_l + Λ_{l-1} is used once, and formed with Λ_{l-1})
+    sigma[0] *= gw / g_first
     for l in range(N):
-        if l:
-            x = sigma[l]
-            x += sigma[l - 1]
-        np.matmul(Q[l], x, out=product)
-        x -= product
+        np.matmul(Q[l], sigma[l], out=product)
+        _transfer.subtract_and_carry(sigma[l], product, sigma[l + 1] if l + 1 < N else product,
+                                     l + 1 < N)
     lam_cells = marching.cell_voltages(sigma)              # P_lᵀ Λ_l
     return (t * np.einsum("lki,li->lk", cells, abar)
             - np.einsum("lki,lki->lk", cells, lam_cells)).T

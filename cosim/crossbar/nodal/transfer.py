@@ -107,6 +107,70 @@ if numba is not None:
     _semiseparable_cells = numba.njit(cache=True, nogil=True)(_semiseparable_cells)
 
 
+def _sweep_column(Q, previous, product, c, U, M_column, W, first, with_cells):
+    """One column of :func:`forward_sweep` in one pass: U = Q + previous - product
+    (product = Q previous; U_0 = Q_0 for the ``first`` column), M_column = c - U^T c, and
+    with ``with_cells`` W = I - U."""
+    R = c.shape[0]
+    for m in range(R):
+        M_column[m] = c[m]
+    for k in range(R):
+        ck = c[k]
+        for m in range(R):
+            value = Q[k, m] if first else Q[k, m] + previous[k, m] - product[k, m]
+            U[k, m] = value
+            M_column[m] -= ck * value
+            if with_cells:
+                W[k, m] = (1.0 if k == m else 0.0) - value
+
+
+def outer_plus(x, y, A, B, out):
+    """out = x y^T + A - B (R, R) in one pass (the adjoint's reduced sources)."""
+    R, N = A.shape
+    for k in range(R):
+        xk = x[k]
+        for m in range(N):
+            out[k, m] = xk * y[m] + A[k, m] - B[k, m]
+
+
+def subtract_and_carry(X, B, nxt, carry):
+    """X -= B, then (``carry``) nxt += X, in one pass (the adjoint's back substitution)."""
+    R, N = X.shape
+    for k in range(R):
+        for m in range(N):
+            value = X[k, m] - B[k, m]
+            X[k, m] = value
+            if carry:
+                nxt[k, m] += value
+
+
+def _loads(a, bv, g, Q_next, gw_next, g_diag, Z, S):
+    """Z = K + gw_next Q_next and S = Z + g_diag I in place (R, R), K = D - D T^{-1} D the
+    load of one column (:meth:`Marching.load`: K[k, l] = -g_k a_min g_l bv_max off the
+    diagonal, g_k (1 - g_k a_k bv_k) on it, written as g_k - g_k^2 a_k bv_k)."""
+    R = g.shape[0]
+    for k in range(R):
+        gk = g[k]
+        for m in range(R):
+            if m < k:
+                value = -gk * bv[k] * g[m] * a[m]
+            elif m > k:
+                value = -gk * a[k] * g[m] * bv[m]
+            else:
+                value = gk - gk * a[k] * gk * bv[k]
+            if gw_next != 0.0:                  # (Q_next is not read at the open end)
+                value += gw_next * Q_next[k, m]
+            Z[k, m] = value
+            S[k, m] = value + g_diag if m == k else value
+
+
+if numba is not None:
+    _loads = numba.njit(cache=True, nogil=True)(_loads)
+    _sweep_column = numba.njit(cache=True, nogil=True)(_sweep_column)
+    outer_plus = numba.njit(cache=True, nogil=True)(outer_plus)
+    subtract_and_carry = numba.njit(cache=True, nogil=True)(subtract_and_carry)
+
+
 @functools.lru_cache(maxsize=8)
 def _lower(n: int) -> np.ndarray:
     """Strictly lower triangle mask (n, n) (read-only, cached)."""
@@ -160,11 +224,12 @@ def march(G: np.ndarray, gw: float, gb: float) -> Marching | None:
     marching = Marching(G, gw, gb, np.empty((C, R, R)), GT * t, t, (a, bv))
     Q = marching.Q
     potrf, trsm = lapack.dpotrf, blas.dtrsm
-    diag = np.arange(R) * (R + 1)
-    Z = marching.load(C - 1)
+    Z, S = np.empty((R, R)), np.empty((R, R))
     for j in range(C - 1, -1, -1):
-        S = Z.copy()
-        S.flat[diag] += gw if j else end_conductance(gw)  # the first segment: with r_driver
+        # Z_j = K_j + g_w Q_{j+1} (K_{C-1} at the open end) and S_j = g_w I + Z_j (g_w,end for
+        # the first segment: with r_driver), built in one pass
+        _loads(a[j], bv[j], GT[j], Q[j + 1] if j < C - 1 else Q[j], float(gw) if j < C - 1
+               else 0.0, float(gw if j else end_conductance(gw)), Z, S)
         c, info = potrf(S, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return None
@@ -173,12 +238,9 @@ def march(G: np.ndarray, gw: float, gb: float) -> Marching | None:
         # left at these sizes); its transpose is Q_j in C order
         q = trsm(1.0, c, Z.T, side=1, lower=0)
         q = trsm(1.0, c, q, side=1, lower=0, trans_a=1, overwrite_b=1)
-        if not np.all(np.isfinite(q)):
+        if not np.isfinite(q.sum()):                     # a NaN or an infinity anywhere
             return None
         Q[j] = q.T
-        if j:
-            Z = marching.load(j - 1)
-            Z += gw * Q[j]
     return marching
 
 
@@ -219,16 +281,13 @@ def forward_sweep(marching: Marching, v=None, with_cells: bool = False):
             # small quantities only, one product instead of a triangular solve
             U, previous = previous, U
             np.matmul(Q[j], previous, out=product)
-            np.subtract(previous, product, out=U)
-            U += Q[j]
+            _sweep_column(Q[j], previous, product, cvec[j], U, M[:, j],
+                          cells[j] if with_cells else product, False, with_cells)
         else:
-            U[...] = Q[0]
-        M[:, j] = cvec[j] - cvec[j] @ U
+            _sweep_column(Q[0], Q[0], Q[0], cvec[0], U, M[:, 0],
+                          cells[0] if with_cells else product, True, with_cells)
         if u is not None:
             u[:, j] = U @ v
-        if with_cells:
-            np.negative(U, out=cells[j])                  # W_j = I - U_j
-            cells[j].flat[::R + 1] += 1.0
     if with_cells:
         marching.cell_voltages(cells)
     return M, u, cells
