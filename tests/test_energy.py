@@ -146,6 +146,22 @@ def test_energy_of_every_array_is_the_power_of_each_read(density, silent):
                                     | z.any(axis=2))] == 0)
 
 
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.03, 0.3, 1.0])
+def test_source_power_of_sparse_and_dense_spike_reads_equals_the_nodal_solution(density):
+    """The per-read source power (the energy hot path: few driven rows are summed one by one,
+    many go through one triangular product) against the power of the solved circuit
+    (R unit solutions, independent of the source admittance), on 100 rows."""
+    xb, rng = programmed(shape=(100, 30), seed=3, wires=dict(r_word=1.0, r_bit=2.0,
+                                                               r_driver=50.0, r_sense=20.0))
+    x = (rng.random((400, 100)) < density).astype(float)
+    x[:3] = 0.0
+    x[3, 99] = 1.0                              # one read driving only the last row
+    fast = xb.source_power(x)
+    solved = xb.power(x)["sources"]
+    np.testing.assert_allclose(fast, solved, rtol=1e-12, atol=0)
+    assert np.all(fast[:3] == 0) and fast[3] > 0
+
+
 def test_power_is_quadratic_and_follows_the_dac():
     xb, rng = programmed(dac_bits=2)
     x = rng.random((5, 6))
