@@ -269,7 +269,7 @@ def forward_sweep(marching: Marching, v=None, with_cells: bool = False):
     cells (C, R, R) the cell voltages per unit source P_j^T (I - U_j) [V/V] or None
     (``with_cells``: the adjoint's fields Δv, :meth:`Marching.cell_voltages`)).
     """
-    Q, cvec, G = marching.Q, marching.c, marching.G
+    Q, cvec = marching.Q, marching.c
     C, R = cvec.shape
     M = np.empty((R, C))
     u = None if v is None else np.empty((R, C))
