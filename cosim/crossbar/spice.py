@@ -40,13 +40,16 @@ settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..spice import netlist
 from ..errors import SolverError
 from ..executors import map_in_processes   # independent reads in worker processes; its home
 from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
-from ..spice.ngspice import ENGINE, NgspiceSession, find_ngspice, shared_available
+from ..spice.circuits import LibraryBusy, LoadedCircuit
+from ..spice.ngspice import find_ngspice, shared_available
 from ..spice.results import positive_timeout
 from . import nodal
 from .compact import Compact
@@ -62,12 +65,6 @@ TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 BATCH_TOLERANCES = dict(TOLERANCES, reltol=1e-11)
 #: largest relative difference of the source power between the nodal solve and ngspice
 POWER_RTOL = 1e-9
-#: calls with at most this many new patterns use the loaded-circuit session (if it does not
-#: displace another array's). Measured on a 32x64-cell array: an ``op`` on the loaded
-#: circuit ~0.1 s (ngspice re-does its set-up for every analysis), a ``.dc`` batch ~0.25 s
-#: to parse plus ~0.03 s per pattern, so on time alone the session wins below ~4 patterns;
-#: both stay within 1e-11 of the compact solve (a ``.dc`` batch with BATCH_TOLERANCES)
-SESSION_MAX_PATTERNS = 8
 
 
 class Spice(Compact):
@@ -87,8 +84,7 @@ class Spice(Compact):
                  adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
                  read_time=1e-8, adc_energy=0.0, dac_energy=0.0, adc_bipolar=False, cache=None,
                  engine="auto", timeout=600.0):
-        self._session = None         # the loaded circuit of the programmed array (or None)
-        self._session_deck = None    # its deck, written on first use
+        self._loaded = None          # the loaded circuit of the programmed array (or None)
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
                          g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
                          w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
@@ -112,19 +108,20 @@ class Spice(Compact):
         # a loaded circuit belongs to this process's ngspice: a copy (another process,
         # a pickle) loads its own when it first needs it
         state = self.__dict__.copy()
-        state["_session"] = None
+        state["_loaded"] = None
         return state
 
     # -- decks -------------------------------------------------------------------------------
     def header(self) -> dict:
         return array_header(self)
 
-    def deck(self, *, v_word=None, batch=None, stimulus=None, read_only=True, tstep=None,
-             tstop=None, header=None):
-        """The ngspice deck of this programmed array with the given stimulus."""
+    def deck(self, *, v_word=None, batch=None, stimulus=None, external=None, read_only=True,
+             tstep=None, tstop=None, header=None):
+        """The ngspice deck of this programmed array with the given stimulus (``external``:
+        (lowest, highest) V of EXTERNAL word-line sources, for a loaded circuit)."""
         return array_deck(self, v_word=v_word, batch=batch, stimulus=stimulus,
-                          read_only=read_only, tstep=tstep, tstop=tstop, header=header,
-                          klu=self.info.klu)
+                          external=external, read_only=read_only, tstep=tstep, tstop=tstop,
+                          header=header, klu=self.info.klu)
 
     def _run_batch(self, V):
         """Sense currents (K, 2C) for K word-line voltage vectors in one .dc analysis."""
@@ -148,43 +145,51 @@ class Spice(Compact):
 
     def _solve_patterns(self, V):
         self.stats["solves"] += V.shape[0]
-        if V.shape[0] <= SESSION_MAX_PATTERNS and self.engine != "subprocess" \
-                and shared_available() and (self._session_open() or ENGINE.shared_free()):
-            return np.stack([self._session_op(v) for v in V])
-        # another array's session holds the library (e.g. a recurrent layer being stepped):
-        # a batch (in a subprocess) costs less than unloading it and reloading it next step
+        if self.engine != "subprocess" and shared_available():
+            try:
+                return self._sweep_loaded(V)
+            except LibraryBusy:
+                pass      # another owner holds the library: a batch deck, in a subprocess
         return self._run_batch(V)
 
-    def _session_open(self) -> bool:
-        return self._session is not None and not self._session.closed
-
-    def _session_op(self, v_word):
-        """Sense currents of one pattern on the loaded circuit (disk cache first)."""
+    def _sweep_loaded(self, V):
+        """Sense currents (K, 2C) of K patterns: one ``dc`` sweep of this array's loaded
+        circuit (disk cache first).  The circuit is written for a range of word-line
+        voltages (it chooses the read cell, as a batch deck's extremes do) and rewritten
+        when a read leaves it."""
         cols2 = self._states.shape[1]
         names = netlist.sense_vectors(cols2)
-        if self._session_deck is None:
-            self._session_deck = self.deck(v_word=np.zeros(self._states.shape[0]))
+        low, high = min(0.0, float(V.min())), max(0.0, float(V.max()))
+        circuit = self._loaded
+        if circuit is None or not (circuit.low <= low and high <= circuit.high):
+            if circuit is not None:
+                low, high = min(low, circuit.low), max(high, circuit.high)
+                self._close_loaded()
+            circuit = LoadedCircuit(self.deck(external=(low, high)),
+                                    [f"vin{i}" for i in range(self._states.shape[0])], names,
+                                    timeout=self.timeout)
+            circuit.low, circuit.high = low, high
+            self._loaded = circuit
         cache = self._disk_cache
         key = None
         if cache:
-            pattern = " ".join(repr(float(u)) for u in v_word)
-            key = cache.key(self._session_deck + f"\n* word-line voltages: {pattern}\n", names,
-                            analysis="op-session")
+            # the analysis is the loaded deck swept through these patterns (full digits)
+            points = "\n".join("* " + " ".join(repr(float(u)) for u in v) for v in V)
+            key = cache.key(circuit.body + "* word-line voltages of the sweep points (V):\n"
+                            + points + "\n", names, analysis=f"dc-loaded:{V.shape[0]}")
             hit = cache.get(key)
-            if hit is not None:
-                return np.array([float(np.ravel(hit[n])[0]) for n in names])
-        session = self._session
-        if session is None or session.closed:
-            # one loaded circuit per process: ours yields to whoever needs ngspice next
-            session = NgspiceSession(self._session_deck, vectors=names, timeout=self.timeout,
-                                     yields=True)
-            self._session = session
-        session.set_sources({f"vin{i}": float(u) for i, u in enumerate(v_word)})
-        result = session.op()
+            if hit is not None and all(np.size(hit.get(n)) == V.shape[0] for n in names):
+                return np.stack([hit[n] for n in names], axis=1)
+        circuit.timeout = self.timeout
+        result = circuit.sweep(V)      # checked: finite, K points, every point fed
         self.stats["spice_analyses"] += 1
         if key is not None:
-            cache.put(key, result)
-        return np.array([float(np.ravel(result[n])[0]) for n in names])
+            try:
+                cache.put(key, result)
+            except OSError as exc:
+                warnings.warn(f"could not write the SPICE cache at {cache.directory}: {exc}",
+                              RuntimeWarning, stacklevel=2)
+        return np.stack([result[n] for n in names], axis=1)
 
     # -- power (EQUATIONS.md §7) -------------------------------------------------------------
     def _linear_solver(self):
@@ -233,17 +238,16 @@ class Spice(Compact):
                               f"{worst:.2e} relative (limit {POWER_RTOL:g})")
         return terms
 
-    def _close_session(self):
-        if self._session is not None:
-            self._session.close()
-        self._session = None
+    def _close_loaded(self):
+        if self._loaded is not None:
+            self._loaded.close()
+        self._loaded = None
 
     def _program(self, weights):
         old_key = self._states_key
         super()._program(weights)
         if self._states_key != old_key:           # new states: the loaded circuit is stale
-            self._close_session()
-            self._session_deck = None
+            self._close_loaded()
 
     def solution(self, x):
         """Node voltages of one read, from the compact nodal solve of this same array.
@@ -269,8 +273,9 @@ def array_header(backend) -> dict:
                          f"dac_bits {backend.dac_bits!r}, adc_bits {backend.adc_bits!r}"}
 
 
-def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
-               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None,
+def array_deck(backend, *, v_word=None, batch=None, stimulus=None, external=None, read=None,
+               read_only=True, tstep=None, tstop=None, header=None, klu=True,
+               include_relative_to=None,
                model_library=None, expected_currents=None) -> str:
     """An ngspice deck of a programmed Compact (or Spice) array with a stimulus.
 
@@ -283,9 +288,10 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
     if header:
         info.update(header)
     common = dict(r_word=backend.r_word, r_bit=backend.r_bit, r_driver=backend.r_driver,
-                  r_sense=backend.r_sense, v_word=v_word, batch=batch,
+                  r_sense=backend.r_sense, v_word=v_word, batch=batch, external=external,
                   stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
-                  options=TOLERANCES if batch is None else BATCH_TOLERANCES,
+                  options=TOLERANCES if batch is None and external is None
+                  else BATCH_TOLERANCES,
                   include_relative_to=include_relative_to,
                   expected_currents=expected_currents)
     if read == "linear":
