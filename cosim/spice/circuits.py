@@ -20,13 +20,15 @@ deck's: run them at the batch tolerances).
 * :class:`LoadedCircuit` -- one deck; :meth:`LoadedCircuit.sweep` returns the requested
   vectors at the K points.
 
-Bound: at most ``CircuitPool.limit`` circuits (default :data:`MAX_LOADED_CIRCUITS`) are
-loaded at once; loading one more removes the least recently swept one.  A circuit is
-removed by :meth:`LoadedCircuit.close` and, when it is garbage collected, at the pool's next
-use (a finaliser may run inside another ngspice call, so it only queues the removal).
-ngspice holds ~70 MB per loaded 64x64-cell circuit (measured with ``rusage``:
-``Current ngspice program size``), so the default bound keeps a process below ~0.6 GB of
-loaded circuits.
+Bound: at most ``CircuitPool.limit`` circuits (default :data:`MAX_LOADED_CIRCUITS`, 8) and
+at most ``CircuitPool.max_lines`` deck lines in all (default :data:`MAX_LOADED_LINES`;
+one circuit larger than that is still loaded, alone) are loaded at once; loading one more
+removes the least recently swept ones.  ngspice holds ~76 MB per loaded 64x64-cell
+circuit (12.7k deck lines; ``rusage``'s ``Current ngspice program size`` grew 222 -> 299 ->
+375 -> 451 MB with 1..4 of them), ~6 kB per deck line, so the default line budget keeps
+the loaded circuits of a process below ~0.6 GB.  A circuit is removed by
+:meth:`LoadedCircuit.close` and, when it is garbage collected, at the pool's next use (a
+finaliser may run inside another ngspice call, so it only queues the removal).
 
 Checks: a sweep's results must be finite, have K points, a sweep scale 0..K-1, and every
 point must have read every source from the feed (which refuses to serve a point >= K or an
@@ -52,10 +54,13 @@ from .ngspice import ENGINE, NgspiceEngine
 from .results import (check_analysis, check_vectors, keep_failure, log_failed,
                       positive_timeout, result_problem, strip_end)
 
-__all__ = ["CircuitPool", "LoadedCircuit", "LibraryBusy", "POOL", "MAX_LOADED_CIRCUITS"]
+__all__ = ["CircuitPool", "LoadedCircuit", "LibraryBusy", "POOL", "MAX_LOADED_CIRCUITS",
+           "MAX_LOADED_LINES"]
 
 #: circuits loaded at once per process by default (see the module docstring)
 MAX_LOADED_CIRCUITS = 8
+#: deck lines of all loaded circuits at once by default (~6 kB of ngspice memory per line)
+MAX_LOADED_LINES = 100_000
 
 _SERIAL = itertools.count(1)
 _LISTED = re.compile(r"^\s*(?:current\s+)?(\d+)\s+(.*?)\s*$", re.I)
@@ -70,11 +75,15 @@ class LibraryBusy(RuntimeError):
 class CircuitPool:
     """The circuits an engine keeps loaded (see the module docstring)."""
 
-    def __init__(self, engine: NgspiceEngine | None = None, limit: int = MAX_LOADED_CIRCUITS):
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    def __init__(self, engine: NgspiceEngine | None = None, limit: int = MAX_LOADED_CIRCUITS,
+                 max_lines: int = MAX_LOADED_LINES):
+        for name, value in (("limit", limit), ("max_lines", max_lines)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self._engine = engine or ENGINE
         self.limit = limit
+        self.max_lines = max_lines
+        self._lines: dict[str, int] = {}     # deck lines of each loaded circuit
         # tag -> weak reference (the pool must not keep a circuit alive), LRU first
         self._loaded: OrderedDict[str, weakref.ref] = OrderedDict()
         self._dead: list[str] = []       # tags of collected circuits, removed at next use
@@ -115,6 +124,7 @@ class CircuitPool:
     def _remove(self, tag: str) -> None:
         """Remove our circuit ``tag`` from ngspice (if it still lists it) and forget it."""
         ref = self._loaded.pop(tag, None)
+        self._lines.pop(tag, None)
         circuit = None if ref is None else ref()
         if circuit is not None:
             circuit._in_pool = False
@@ -137,6 +147,7 @@ class CircuitPool:
                 if circuit is not None:
                     circuit._in_pool = False
             self._loaded.clear()
+            self._lines.clear()
             self._lib = None
 
     def _discard(self, tag: str) -> None:
@@ -213,7 +224,8 @@ class CircuitPool:
                     self._release_if_empty()
 
     def _load(self, circuit: LoadedCircuit) -> None:
-        while len(self._loaded) >= self.limit:
+        while self._loaded and (len(self._loaded) >= self.limit or sum(self._lines.values())
+                                + circuit.lines > self.max_lines):
             self._remove(next(iter(self._loaded)))          # the least recently swept
         self._lib.command("destroy all")
         log = self._lib.add_circuit(circuit.text)
@@ -227,6 +239,7 @@ class CircuitPool:
             raise keep_failure(f"ngspice rejected the loaded-circuit deck: {problem}",
                                circuit.text, log, circuit.failed_dir)
         self._loaded[circuit.tag] = weakref.ref(circuit)
+        self._lines[circuit.tag] = circuit.lines
         circuit._in_pool = True
 
     def _run(self, circuit: LoadedCircuit, feed: VoltageFeed, K: int) -> dict:
@@ -294,6 +307,7 @@ class LoadedCircuit:
         # the pool's own title line names the circuit in ngspice's list (`setcirc`)
         self.tag = f"cosim-circuit-{os.getpid()}-{next(_SERIAL)}"
         self.text = f"* {self.tag}\n" + self.body
+        self.lines = self.text.count("\n")
         self._in_pool = False
 
     def __repr__(self):
