@@ -216,16 +216,17 @@ def test_the_number_of_loaded_circuits_is_bounded(monkeypatch, bound):
         s = Spice(read="nonlinear", cache=False)
         s.program(W)
         arrays.append((s, W))
-    for _ in range(2):
+    loads = POOL.loads
+    for round_ in range(2):
         for s, W in arrays:
             x = np.ones((1, W.shape[0]))
-            x[0, 1] = 0.0
+            x[0, 1 + round_] = 0.0                   # a new pattern each round: no cache hit
             ref = _compact_reads(W, x)
             np.testing.assert_allclose(s.bitline_currents(x), ref, rtol=0,
                                        atol=1e-12 * np.abs(ref).max())
             assert 1 <= len(POOL.loaded()) <= 2
-            x[0, 1] = 1.0                            # a new pattern each time: no cache hit
     assert len(POOL.loaded()) == 2
+    assert POOL.loads == loads + 6                   # round robin over 3 > 2: each reloads
 
 
 def test_a_run_that_insists_on_the_library_takes_it_and_reads_go_on():

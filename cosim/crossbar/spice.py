@@ -11,28 +11,50 @@ docs/device.md). The cheapest exact way is used for each kind of read, and measu
   timestep after that is one matrix product. This is exact: superposition holds to the
   solver's precision, which the tests check against per-pattern ``.op`` runs.
 * ``read="nonlinear"``: memtransistor cells (the read-only subcircuit: state as a
-  parameter). Many distinct input patterns in one call (all timesteps of a feed-forward
-  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with at most
-  ``SESSION_MAX_PATTERNS`` new patterns (a recurrent layer, step by step) reuses one circuit
-  loaded in ngspice's shared library: the word-line sources are altered and ``op`` rerun,
-  so the deck is parsed once per programmed array rather than once per step (one such
-  session per process: the first array that needs one while the library is free holds it;
-  other arrays' reads meanwhile run as ``.dc`` batches in a subprocess rather than
-  unloading it). Repeated patterns come from an in-memory LRU cache.
+  parameter).  Each programmed array keeps its own circuit loaded in ngspice's shared
+  library (:mod:`cosim.spice.circuits`; ngspice holds several circuits and ``setcirc``
+  switches between them), written once with EXTERNAL word-line sources whose values the
+  library asks cosim for (``ngSpice_Init_Sync``'s ``GetVSRCData`` callback): a call with K
+  new patterns -- all timesteps of a feed-forward layer, or one step of a recurrent
+  layer -- is ONE ``dc Vidx 0 K-1 1`` sweep of that loaded circuit, sweep point k fed
+  pattern k, at ``BATCH_TOLERANCES`` (each point starts from the previous one's solution).
+  No call re-parses a deck and no array evicts another's circuit (at most 8 circuits /
+  100k deck lines, ~0.6 GB, per process; the least recently read one goes first).  The
+  circuit is removed when the array is reprogrammed or garbage collected.  Without the
+  shared library (``engine="subprocess"``, or while another owner holds it) a call is one
+  ``.dc`` batch deck (B-source word lines stepping through the patterns) in ``ngspice -b``.
+  Repeated patterns come from an in-memory LRU cache.
 
-Where a read's time goes (ngspice 46 + KLU, ``rusage``; 32x64 cells, one ``op``, 2-core
-machine): parsing and subcircuit expansion ~0.25 s (once per session), then per ``op``
-~40 % device evaluation (5 Newton iterations of the B-source cells, ~4 us per cell and
-iteration), ~40 % ngspice's own per-analysis set-up (every ``op``/``run`` re-does the
-circuit set-up and a KLU re-ordering), the rest factor and solve; reading the 64 currents
-and the ``alter`` commands take < 1 ms (with the last op's plot destroyed first). In a
-``.dc`` batch a point costs only its Newton iterations (4); the ~0.7 s parse of a 64x64-cell
-batch deck is paid per call. The read cell takes the gate voltage as a parameter (``memtransistor_read_on``):
-read through V(g), every gate line couples the 2C cells of its row in the Jacobian, which
-doubled KLU's fill-in and factor time.
+Where a read's time goes (ngspice 46 + KLU, ``rusage``; 2-core machine shared with other
+jobs, load ~1.3-1.9): parsing and subcircuit expansion 0.1 s (32x20 cells), ~0.5 s
+(32x64), ~0.9 s (64x64), now paid once per programmed array (before: per ``.dc`` batch
+call, and per step for every array but the one holding the only session).  Then every
+sweep point costs its Newton iterations -- 4 at reltol 1e-11 whatever the order of the
+patterns (81 for 20 points, random or nearest-neighbour ordered) -- ~11 ms each at 32x64
+cells, ~30 ms at 64x64 (53 % device evaluation, ~4 us per B-source cell, 27 % KLU
+re-factorisation, 232k fill-in non-zeros for 8.6k equations, the rest solve and
+convergence checks); and every sweep ~40 ms on top at 32x64 (the first point starts
+cold: one more iteration; KLU re-ordering ~9 ms; ngspice's per-analysis set-up) -- a
+one-pattern read of 32x64 cells ~95 ms, of which ~57 ms Newton.  Only the sense currents
+are saved (``.save``): keeping every node vector cost ~30 ms more per sweep at 32x64.  The
+``GetVSRCData`` callbacks (one per source per iteration) cost < 1 %.  The read cell takes
+the gate voltage as a parameter (``memtransistor_read_on``): read through V(g), every gate
+line couples the 2C cells of its row in the Jacobian, which doubled KLU's fill-in and
+factor time.
+
+Measured in ``benchmarks/bench_spice.py`` part 4 (SRNN 64-32-10 on Spice arrays, nonlinear
+read, 4 samples x 20 steps, no cache, one thread): per step a fresh ``ngspice -b`` deck of
+each of the 3 arrays 1921 ms, this backend in one process 192 ms (10.0x; CPU 9.9x) at load
+1.3-1.9; the code before (one loaded session per process, other arrays' reads parsed a
+``.dc`` deck per call) 1978 vs 310 ms (6.4x; CPU 7.3x) in the same conditions.  Of the
+192 ms, the 64x64-cell input array's sweeps take ~145 (4 Newton iterations x ~30 ms per
+pattern: the floor of an exact ngspice solve; a fresh deck's parse + op costs ~10x it), the
+recurrent array ~41, the output array ~6, the network itself ~6.
 
 Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
-model library, ngspice version), so re-running the same comparison costs no ngspice call.
+model library, ngspice version; for a sweep of a loaded circuit the deck is the loaded one
+plus every swept pattern, in order, with all digits), so re-running the same comparison
+costs no ngspice call.
 Solver tolerances are tightened (reltol 1e-9, abstol 1e-18 A, vntol 1e-11 V) so that
 ngspice and the compact solve agree to ~1e-12 rather than ngspice's default 1e-3 (tighter
 settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way, 64×64).
