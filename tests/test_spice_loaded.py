@@ -249,3 +249,19 @@ def test_a_run_that_insists_on_the_library_takes_it_and_reads_go_on():
     np.testing.assert_allclose(s.bitline_currents(x), ref, rtol=0,
                                atol=1e-12 * np.abs(ref).max())
     assert _ours(s) and first.shape == (3, 8)
+
+
+def test_a_read_beyond_the_loaded_range_rewrites_the_circuit_and_agrees():
+    """The loaded deck is written for the word-line range seen so far (it picks the read
+    cell like a batch deck's extremes); a read outside it reloads a deck covering both."""
+    rng = np.random.default_rng(9)
+    W = rng.normal(size=(6, 4)) * 20
+    s = Spice(read="nonlinear", cache=False, r_word=2.0, r_bit=2.0)
+    s.program(W)
+    for x in (np.array([[1.0, 0, 1, 0, 0, 1]]), np.array([[3.0, 0, -2.0, 0, 0, 1]])):
+        ref = _compact_reads(W, x, r_word=2.0, r_bit=2.0)
+        np.testing.assert_allclose(s.bitline_currents(x), ref, rtol=0,
+                                   atol=1e-12 * np.abs(ref).max())
+        tag = s._loaded.tag
+    np.testing.assert_allclose((s._loaded.low, s._loaded.high), (-0.2, 0.3), rtol=1e-15)
+    assert POOL.loaded() == [tag]                    # the first circuit was removed

@@ -200,7 +200,8 @@ class Spice(Compact):
             key = cache.key(circuit.body + "* word-line voltages of the sweep points (V):\n"
                             + points + "\n", names, analysis=f"dc-loaded:{V.shape[0]}")
             hit = cache.get(key)
-            if hit is not None and all(np.size(hit.get(n)) == V.shape[0] for n in names):
+            if hit is not None and all(n in hit and np.size(hit[n]) == V.shape[0]
+                                       for n in names):
                 return np.stack([hit[n] for n in names], axis=1)
         circuit.timeout = self.timeout
         result = circuit.sweep(V)      # checked: finite, K points, every point fed
