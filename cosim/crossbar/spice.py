@@ -43,13 +43,17 @@ line couples the 2C cells of its row in the Jacobian, which doubled KLU's fill-i
 factor time.
 
 Measured in ``benchmarks/bench_spice.py`` part 4 (SRNN 64-32-10 on Spice arrays, nonlinear
-read, 4 samples x 20 steps, no cache, one thread): per step a fresh ``ngspice -b`` deck of
-each of the 3 arrays 1921 ms, this backend in one process 192 ms (10.0x; CPU 9.9x) at load
-1.3-1.9; the code before (one loaded session per process, other arrays' reads parsed a
-``.dc`` deck per call) 1978 vs 310 ms (6.4x; CPU 7.3x) in the same conditions.  Of the
-192 ms, the 64x64-cell input array's sweeps take ~145 (4 Newton iterations x ~30 ms per
-pattern: the floor of an exact ngspice solve; a fresh deck's parse + op costs ~10x it), the
-recurrent array ~41, the output array ~6, the network itself ~6.
+read, 4 samples x 20 steps, no cache, one thread, 2-core machine shared with other jobs):
+per step a fresh ``ngspice -b`` deck of each of the 3 arrays 1840-2120 ms, this backend in
+one process 188-207 ms: 9.4x-10.3x in six runs at load 0.2-2.7 (median 10.0x; CPU ratio
+9.4-10.1x), 14.4-14.7x with two workers at load < 1.4.  The code before (one loaded session
+per process, every other array's read a freshly parsed ``.dc`` deck) ran alternately with
+it: 7.5x and 8.8x (236 and 202 ms per step) against 9.8x and 9.4x (188 and 197 ms).  Of
+the ~195 ms, the 64x64-cell input array takes ~145 (4 Newton iterations x ~30 ms per
+pattern, plus its one parse: 11 ms per step over 80 steps), the recurrent array ~41, the
+output array ~6, the network itself ~6.  The input array's share is the floor of an exact
+ngspice solve (tolerances do not change it: 81 iterations for 20 points at reltol 1e-11,
+1e-9, and 80 at 1e-7); a fresh deck of that array costs ~9x it (parse ~0.9 s, op ~0.2 s).
 
 Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
 model library, ngspice version; for a sweep of a loaded circuit the deck is the loaded one
