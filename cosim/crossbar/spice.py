@@ -37,7 +37,8 @@ convergence checks); and every sweep ~40 ms on top at 32x64 (the first point sta
 cold: one more iteration; KLU re-ordering ~9 ms; ngspice's per-analysis set-up) -- a
 one-pattern read of 32x64 cells ~95 ms, of which ~57 ms Newton.  Only the sense currents
 are saved (``.save``): keeping every node vector cost ~30 ms more per sweep at 32x64.  The
-``GetVSRCData`` callbacks (one per source per iteration) cost < 1 %.  The read cell takes
+``GetVSRCData`` callbacks (one per source per iteration, ~5k per 20-point sweep of the
+input array) are estimated at < 1 % of it.  The read cell takes
 the gate voltage as a parameter (``memtransistor_read_on``): read through V(g), every gate
 line couples the 2C cells of its row in the Jacobian, which doubled KLU's fill-in and
 factor time.
@@ -45,7 +46,7 @@ factor time.
 Measured in ``benchmarks/bench_spice.py`` part 4 (SRNN 64-32-10 on Spice arrays, nonlinear
 read, 4 samples x 20 steps, no cache, one thread, 2-core machine shared with other jobs):
 per step a fresh ``ngspice -b`` deck of each of the 3 arrays 1840-2120 ms, this backend in
-one process 188-207 ms: 9.4x-10.3x in six runs at load 0.2-2.7 (median 10.0x; CPU ratio
+one process 188-207 ms: 9.4x-10.3x in six runs at load 0.2-2.7 (median 9.9x, >= 10x in 3; CPU ratio
 9.4-10.1x), 14.4-14.7x with two workers at load < 1.4.  The code before (one loaded session
 per process, every other array's read a freshly parsed ``.dc`` deck) ran alternately with
 it: 7.5x and 8.8x (236 and 202 ms per step) against 9.8x and 9.4x (188 and 197 ms).  Of
