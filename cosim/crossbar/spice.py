@@ -46,8 +46,8 @@ factor time.
 Measured in ``benchmarks/bench_spice.py`` part 4 (SRNN 64-32-10 on Spice arrays, nonlinear
 read, 4 samples x 20 steps, no cache, one thread, 2-core machine shared with other jobs):
 per step a fresh ``ngspice -b`` deck of each of the 3 arrays 1840-2120 ms, this backend in
-one process 188-207 ms: 9.4x-10.3x in six runs at load 0.2-2.7 (median 9.9x, >= 10x in 3; CPU ratio
-9.4-10.1x), 14.4-14.7x with two workers at load < 1.4.  The code before (one loaded session
+one process 188-207 ms: 9.4x-10.3x in six runs at load 0.2-2.7 (median 9.9x, >= 10x in 3
+of them; CPU ratio 9.4-10.1x), 14.4-14.7x with two workers at load < 1.4.  The code before (one loaded session
 per process, every other array's read a freshly parsed ``.dc`` deck) ran alternately with
 it: 7.5x and 8.8x (236 and 202 ms per step) against 9.8x and 9.4x (188 and 197 ms).  Of
 the ~195 ms, the 64x64-cell input array takes ~145 (4 Newton iterations x ~30 ms per
