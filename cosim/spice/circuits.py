@@ -87,7 +87,7 @@ class CircuitPool:
         # tag -> weak reference (the pool must not keep a circuit alive), LRU first
         self._loaded: OrderedDict[str, weakref.ref] = OrderedDict()
         self._dead: list[str] = []       # tags of collected circuits, removed at next use
-        self._dead_lock = threading.Lock()
+        self._dead_lock = threading.RLock()   # a finaliser may run while it is held
         self._busy = False
         self._lib = None
         self.loads = 0                   # decks parsed by this pool (reloads included)
