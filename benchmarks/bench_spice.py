@@ -10,12 +10,14 @@ cache hits, and identical spike rasters of a trained digits SRNN.
    (a) a fresh deck written and run with `ngspice -b` per step (the naive way, measured on
        5 steps), (b) the Spice backend, linear read (one .dc batch gives the transfer matrix,
        then a matvec per step), (c) the Spice backend, nonlinear read, all steps of a
-       feed-forward layer in one .dc analysis, (d) nonlinear read, one call per step (a
-       recurrent layer: one circuit loaded in ngspice, sources altered, op rerun), (e) the same run again on a new backend object: disk-cache hits,
+       feed-forward layer in one .dc sweep of the array's loaded circuit, (d) nonlinear
+       read, one call per step (a recurrent layer: a one-point sweep of the same loaded
+       circuit per step), (e) the same run again on a new backend object: disk-cache hits,
        counting ngspice calls.
 4. Samples over worker processes: an SRNN on Spice arrays (nonlinear read, no cache) runs
    independent samples in this process and over K workers (``map_in_processes``, one ngspice
-   per worker); cost per timestep against fresh ``ngspice -b`` decks of all its arrays.
+   per worker, each loading its own circuits); cost per timestep against fresh
+   ``ngspice -b`` decks of all its arrays: the ratio in one process and with K workers.
 3. Raster: a small digits SRNN trained with BPTT, 5 test samples × 50 steps, nonlinear read,
    1 Ω segments: spike rasters of Compact and Spice compared entry by entry.
 """
@@ -83,7 +85,7 @@ def per_step_cost(cache_dir):
 
     results = {}
     for label, read, per_step in [("(b) Spice, linear read (transfer matrix, then matvec)", "linear", False),
-                                  ("(c) Spice, nonlinear read, all steps in one .dc", "nonlinear", False),
+                                  ("(c) Spice, nonlinear read, all steps in one .dc sweep", "nonlinear", False),
                                   ("(d) Spice, nonlinear read, one call per step (loaded circuit)", "nonlinear", True)]:
         cache = SpiceCache(tempfile.mkdtemp(dir=cache_dir))
         xb = Spice(read=read, cache=cache)

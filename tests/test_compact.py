@@ -234,21 +234,20 @@ def _close_on_carrying_lines(i_test, i_ref, rtol):
     (24, 10, 0.5, 0.7, 0.1), (24, 10, 0.5, 0.7, 0.9), (9, 31, 2.0, 0.3, 0.5),
     (40, 7, 0.7, 5.0, 0.2)])
 @pytest.mark.parametrize("path", ["any", "batch"])
-def test_nonlinear_read_equals_ngspice(tmp_path, monkeypatch, rows, cols, r_word, r_bit, p,
-                                       path):
+def test_nonlinear_read_equals_ngspice(tmp_path, rows, cols, r_word, r_bit, p, path):
     """Random non-square arrays, asymmetric wires, sparse and dense patterns: the compact
     nonlinear read equals ngspice's operating point of the same deck, whichever way Spice
-    solves the patterns ("any": a loaded-circuit session when the library is free, else a
-    .dc batch; "batch": always the .dc batch, whose points start from the previous one)."""
+    solves the patterns ("any": a sweep of the array's circuit loaded in the shared library
+    when it is free, else a .dc batch deck; "batch": always the .dc batch deck, in
+    ``ngspice -b``; the points of both start from the previous one)."""
     from cosim.crossbar import Spice
-    if path == "batch":
-        monkeypatch.setattr("cosim.crossbar.spice.SESSION_MAX_PATTERNS", 0)
+    engine = "subprocess" if path == "batch" else "auto"
     rng = np.random.default_rng(rows * cols)
     W = rng.normal(size=(rows, cols))
     x = binary(rng, (6, rows), p)
     x[x.sum(axis=1) == 0, 0] = 1.0
     settings = dict(r_word=r_word, r_bit=r_bit, read="nonlinear")
-    compact, spice = Compact(**settings), Spice(cache=tmp_path, **settings)
+    compact, spice = Compact(**settings), Spice(cache=tmp_path, engine=engine, **settings)
     compact.program(W * 20)                 # strong devices: IR drops well above rounding
     spice.program(W * 20)
     _close_on_carrying_lines(compact.bitline_currents(x), spice.bitline_currents(x), 1e-11)

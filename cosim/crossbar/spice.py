@@ -11,28 +11,55 @@ docs/device.md). The cheapest exact way is used for each kind of read, and measu
   timestep after that is one matrix product. This is exact: superposition holds to the
   solver's precision, which the tests check against per-pattern ``.op`` runs.
 * ``read="nonlinear"``: memtransistor cells (the read-only subcircuit: state as a
-  parameter). Many distinct input patterns in one call (all timesteps of a feed-forward
-  layer) are solved in ONE ``.dc`` analysis that steps through them. A call with at most
-  ``SESSION_MAX_PATTERNS`` new patterns (a recurrent layer, step by step) reuses one circuit
-  loaded in ngspice's shared library: the word-line sources are altered and ``op`` rerun,
-  so the deck is parsed once per programmed array rather than once per step (one such
-  session per process: the first array that needs one while the library is free holds it;
-  other arrays' reads meanwhile run as ``.dc`` batches in a subprocess rather than
-  unloading it). Repeated patterns come from an in-memory LRU cache.
+  parameter).  Each programmed array keeps its own circuit loaded in ngspice's shared
+  library (:mod:`cosim.spice.circuits`; ngspice holds several circuits and ``setcirc``
+  switches between them), written once with EXTERNAL word-line sources whose values the
+  library asks cosim for (``ngSpice_Init_Sync``'s ``GetVSRCData`` callback): a call with K
+  new patterns -- all timesteps of a feed-forward layer, or one step of a recurrent
+  layer -- is ONE ``dc Vidx 0 K-1 1`` sweep of that loaded circuit, sweep point k fed
+  pattern k, at ``BATCH_TOLERANCES`` (each point starts from the previous one's solution).
+  No call re-parses a deck and no array evicts another's circuit (at most 8 circuits /
+  100k deck lines, ~0.6 GB, per process; the least recently read one goes first).  The
+  circuit is removed when the array is reprogrammed or garbage collected.  Without the
+  shared library (``engine="subprocess"``, or while another owner holds it) a call is one
+  ``.dc`` batch deck (B-source word lines stepping through the patterns) in ``ngspice -b``.
+  Repeated patterns come from an in-memory LRU cache.
 
-Where a read's time goes (ngspice 46 + KLU, ``rusage``; 32x64 cells, one ``op``, 2-core
-machine): parsing and subcircuit expansion ~0.25 s (once per session), then per ``op``
-~40 % device evaluation (5 Newton iterations of the B-source cells, ~4 us per cell and
-iteration), ~40 % ngspice's own per-analysis set-up (every ``op``/``run`` re-does the
-circuit set-up and a KLU re-ordering), the rest factor and solve; reading the 64 currents
-and the ``alter`` commands take < 1 ms (with the last op's plot destroyed first). In a
-``.dc`` batch a point costs only its Newton iterations (4); the ~0.7 s parse of a 64x64-cell
-batch deck is paid per call. The read cell takes the gate voltage as a parameter (``memtransistor_read_on``):
-read through V(g), every gate line couples the 2C cells of its row in the Jacobian, which
-doubled KLU's fill-in and factor time.
+Where a read's time goes (ngspice 46 + KLU, ``rusage``; 2-core machine shared with other
+jobs, load ~1.3-1.9): parsing and subcircuit expansion 0.1 s (32x20 cells), ~0.5 s
+(32x64), ~0.9 s (64x64), now paid once per programmed array (before: per ``.dc`` batch
+call, and per step for every array but the one holding the only session).  Then every
+sweep point costs its Newton iterations -- 4 at reltol 1e-11 whatever the order of the
+patterns (81 for 20 points, random or nearest-neighbour ordered) -- ~11 ms each at 32x64
+cells, ~30 ms at 64x64 (53 % device evaluation, ~4 us per B-source cell, 27 % KLU
+re-factorisation, 232k fill-in non-zeros for 8.6k equations, the rest solve and
+convergence checks); and every sweep ~40 ms on top at 32x64 (the first point starts
+cold: one more iteration; KLU re-ordering ~9 ms; ngspice's per-analysis set-up) -- a
+one-pattern read of 32x64 cells ~95 ms, of which ~57 ms Newton.  Only the sense currents
+are saved (``.save``): keeping every node vector cost ~30 ms more per sweep at 32x64.  The
+``GetVSRCData`` callbacks (one per source per iteration, ~5k per 20-point sweep of the
+input array) are estimated at < 1 % of it.  The read cell takes
+the gate voltage as a parameter (``memtransistor_read_on``): read through V(g), every gate
+line couples the 2C cells of its row in the Jacobian, which doubled KLU's fill-in and
+factor time.
+
+Measured in ``benchmarks/bench_spice.py`` part 4 (SRNN 64-32-10 on Spice arrays, nonlinear
+read, 4 samples x 20 steps, no cache, one thread, 2-core machine shared with other jobs):
+per step a fresh ``ngspice -b`` deck of each of the 3 arrays 1840-2120 ms, this backend in
+one process 188-207 ms: 9.4x-10.3x in six runs at load 0.2-2.7 (median 9.9x, >= 10x in 3
+of them; CPU ratio 9.4-10.1x), 14.4-14.7x with two workers at load < 1.4.  The code before (one loaded session
+per process, every other array's read a freshly parsed ``.dc`` deck) ran alternately with
+it: 7.5x and 8.8x (236 and 202 ms per step) against 9.8x and 9.4x (188 and 197 ms).  Of
+the ~195 ms, the 64x64-cell input array takes ~145 (4 Newton iterations x ~30 ms per
+pattern, plus its one parse: 11 ms per step over 80 steps), the recurrent array ~41, the
+output array ~6, the network itself ~6.  The input array's share is the floor of an exact
+ngspice solve (tolerances do not change it: 81 iterations for 20 points at reltol 1e-11,
+1e-9, and 80 at 1e-7); a fresh deck of that array costs ~9x it (parse ~0.9 s, op ~0.2 s).
 
 Every analysis also goes through the on-disk cache of ``cosim.spice.cache`` (key: deck,
-model library, ngspice version), so re-running the same comparison costs no ngspice call.
+model library, ngspice version; for a sweep of a loaded circuit the deck is the loaded one
+plus every swept pattern, in order, with all digits), so re-running the same comparison
+costs no ngspice call.
 Solver tolerances are tightened (reltol 1e-9, abstol 1e-18 A, vntol 1e-11 V) so that
 ngspice and the compact solve agree to ~1e-12 rather than ngspice's default 1e-3 (tighter
 settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way, 64×64).
@@ -40,13 +67,16 @@ settings cost ~40 % more time and gained nothing measurable: 3.2e-13 either way,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..spice import netlist
 from ..errors import SolverError
 from ..executors import map_in_processes   # independent reads in worker processes; its home
 from ..spice.cache import SpiceCache, cached_run_dc, cached_run_op
-from ..spice.ngspice import ENGINE, NgspiceSession, find_ngspice, shared_available
+from ..spice.circuits import LibraryBusy, LoadedCircuit
+from ..spice.ngspice import find_ngspice, shared_available
 from ..spice.results import positive_timeout
 from . import nodal
 from .compact import Compact
@@ -62,12 +92,6 @@ TOLERANCES = {"reltol": 1e-9, "abstol": 1e-18, "vntol": 1e-11}
 BATCH_TOLERANCES = dict(TOLERANCES, reltol=1e-11)
 #: largest relative difference of the source power between the nodal solve and ngspice
 POWER_RTOL = 1e-9
-#: calls with at most this many new patterns use the loaded-circuit session (if it does not
-#: displace another array's). Measured on a 32x64-cell array: an ``op`` on the loaded
-#: circuit ~0.1 s (ngspice re-does its set-up for every analysis), a ``.dc`` batch ~0.25 s
-#: to parse plus ~0.03 s per pattern, so on time alone the session wins below ~4 patterns;
-#: both stay within 1e-11 of the compact solve (a ``.dc`` batch with BATCH_TOLERANCES)
-SESSION_MAX_PATTERNS = 8
 
 
 class Spice(Compact):
@@ -87,8 +111,7 @@ class Spice(Compact):
                  adc_bits=None, adc_range="auto", adc_offset_sigma=0.0, adc_gain_sigma=0.0,
                  read_time=1e-8, adc_energy=0.0, dac_energy=0.0, adc_bipolar=False, cache=None,
                  engine="auto", timeout=600.0):
-        self._session = None         # the loaded circuit of the programmed array (or None)
-        self._session_deck = None    # its deck, written on first use
+        self._loaded = None          # the loaded circuit of the programmed array (or None)
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
                          g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
                          w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
@@ -112,19 +135,20 @@ class Spice(Compact):
         # a loaded circuit belongs to this process's ngspice: a copy (another process,
         # a pickle) loads its own when it first needs it
         state = self.__dict__.copy()
-        state["_session"] = None
+        state["_loaded"] = None
         return state
 
     # -- decks -------------------------------------------------------------------------------
     def header(self) -> dict:
         return array_header(self)
 
-    def deck(self, *, v_word=None, batch=None, stimulus=None, read_only=True, tstep=None,
-             tstop=None, header=None):
-        """The ngspice deck of this programmed array with the given stimulus."""
+    def deck(self, *, v_word=None, batch=None, stimulus=None, external=None, read_only=True,
+             tstep=None, tstop=None, header=None):
+        """The ngspice deck of this programmed array with the given stimulus (``external``:
+        (lowest, highest) V of EXTERNAL word-line sources, for a loaded circuit)."""
         return array_deck(self, v_word=v_word, batch=batch, stimulus=stimulus,
-                          read_only=read_only, tstep=tstep, tstop=tstop, header=header,
-                          klu=self.info.klu)
+                          external=external, read_only=read_only, tstep=tstep, tstop=tstop,
+                          header=header, klu=self.info.klu)
 
     def _run_batch(self, V):
         """Sense currents (K, 2C) for K word-line voltage vectors in one .dc analysis."""
@@ -148,43 +172,52 @@ class Spice(Compact):
 
     def _solve_patterns(self, V):
         self.stats["solves"] += V.shape[0]
-        if V.shape[0] <= SESSION_MAX_PATTERNS and self.engine != "subprocess" \
-                and shared_available() and (self._session_open() or ENGINE.shared_free()):
-            return np.stack([self._session_op(v) for v in V])
-        # another array's session holds the library (e.g. a recurrent layer being stepped):
-        # a batch (in a subprocess) costs less than unloading it and reloading it next step
+        if self.engine != "subprocess" and shared_available():
+            try:
+                return self._sweep_loaded(V)
+            except LibraryBusy:
+                pass      # another owner holds the library: a batch deck, in a subprocess
         return self._run_batch(V)
 
-    def _session_open(self) -> bool:
-        return self._session is not None and not self._session.closed
-
-    def _session_op(self, v_word):
-        """Sense currents of one pattern on the loaded circuit (disk cache first)."""
+    def _sweep_loaded(self, V):
+        """Sense currents (K, 2C) of K patterns: one ``dc`` sweep of this array's loaded
+        circuit (disk cache first).  The circuit is written for a range of word-line
+        voltages (it chooses the read cell, as a batch deck's extremes do) and rewritten
+        when a read leaves it."""
         cols2 = self._states.shape[1]
         names = netlist.sense_vectors(cols2)
-        if self._session_deck is None:
-            self._session_deck = self.deck(v_word=np.zeros(self._states.shape[0]))
+        low, high = min(0.0, float(V.min())), max(0.0, float(V.max()))
+        circuit = self._loaded
+        if circuit is None or not (circuit.low <= low and high <= circuit.high):
+            if circuit is not None:
+                low, high = min(low, circuit.low), max(high, circuit.high)
+                self._close_loaded()
+            circuit = LoadedCircuit(self.deck(external=(low, high)),
+                                    [f"vin{i}" for i in range(self._states.shape[0])], names,
+                                    timeout=self.timeout)
+            circuit.low, circuit.high = low, high
+            self._loaded = circuit
         cache = self._disk_cache
         key = None
         if cache:
-            pattern = " ".join(repr(float(u)) for u in v_word)
-            key = cache.key(self._session_deck + f"\n* word-line voltages: {pattern}\n", names,
-                            analysis="op-session")
+            # the analysis is the loaded deck swept through these patterns (full digits)
+            points = "\n".join("* " + " ".join(repr(float(u)) for u in v) for v in V)
+            key = cache.key(circuit.body + "* word-line voltages of the sweep points (V):\n"
+                            + points + "\n", names, analysis=f"dc-loaded:{V.shape[0]}")
             hit = cache.get(key)
-            if hit is not None:
-                return np.array([float(np.ravel(hit[n])[0]) for n in names])
-        session = self._session
-        if session is None or session.closed:
-            # one loaded circuit per process: ours yields to whoever needs ngspice next
-            session = NgspiceSession(self._session_deck, vectors=names, timeout=self.timeout,
-                                     yields=True)
-            self._session = session
-        session.set_sources({f"vin{i}": float(u) for i, u in enumerate(v_word)})
-        result = session.op()
+            if hit is not None and all(n in hit and np.size(hit[n]) == V.shape[0]
+                                       for n in names):
+                return np.stack([hit[n] for n in names], axis=1)
+        circuit.timeout = self.timeout
+        result = circuit.sweep(V)      # checked: finite, K points, every point fed
         self.stats["spice_analyses"] += 1
         if key is not None:
-            cache.put(key, result)
-        return np.array([float(np.ravel(result[n])[0]) for n in names])
+            try:
+                cache.put(key, result)
+            except OSError as exc:
+                warnings.warn(f"could not write the SPICE cache at {cache.directory}: {exc}",
+                              RuntimeWarning, stacklevel=2)
+        return np.stack([result[n] for n in names], axis=1)
 
     # -- power (EQUATIONS.md §7) -------------------------------------------------------------
     def _linear_solver(self):
@@ -233,17 +266,16 @@ class Spice(Compact):
                               f"{worst:.2e} relative (limit {POWER_RTOL:g})")
         return terms
 
-    def _close_session(self):
-        if self._session is not None:
-            self._session.close()
-        self._session = None
+    def _close_loaded(self):
+        if self._loaded is not None:
+            self._loaded.close()
+        self._loaded = None
 
     def _program(self, weights):
         old_key = self._states_key
         super()._program(weights)
         if self._states_key != old_key:           # new states: the loaded circuit is stale
-            self._close_session()
-            self._session_deck = None
+            self._close_loaded()
 
     def solution(self, x):
         """Node voltages of one read, from the compact nodal solve of this same array.
@@ -269,8 +301,9 @@ def array_header(backend) -> dict:
                          f"dac_bits {backend.dac_bits!r}, adc_bits {backend.adc_bits!r}"}
 
 
-def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, read_only=True,
-               tstep=None, tstop=None, header=None, klu=True, include_relative_to=None,
+def array_deck(backend, *, v_word=None, batch=None, stimulus=None, external=None, read=None,
+               read_only=True, tstep=None, tstop=None, header=None, klu=True,
+               include_relative_to=None,
                model_library=None, expected_currents=None) -> str:
     """An ngspice deck of a programmed Compact (or Spice) array with a stimulus.
 
@@ -283,9 +316,10 @@ def array_deck(backend, *, v_word=None, batch=None, stimulus=None, read=None, re
     if header:
         info.update(header)
     common = dict(r_word=backend.r_word, r_bit=backend.r_bit, r_driver=backend.r_driver,
-                  r_sense=backend.r_sense, v_word=v_word, batch=batch,
+                  r_sense=backend.r_sense, v_word=v_word, batch=batch, external=external,
                   stimulus=stimulus, klu=klu, header=info, tstep=tstep, tstop=tstop,
-                  options=TOLERANCES if batch is None else BATCH_TOLERANCES,
+                  options=TOLERANCES if batch is None and external is None
+                  else BATCH_TOLERANCES,
                   include_relative_to=include_relative_to,
                   expected_currents=expected_currents)
     if read == "linear":

@@ -4,7 +4,8 @@ A leaf package: it knows arrays of cells, voltages and ngspice -- nothing of net
 neurons or learning.
 
 - :mod:`cosim.spice.netlist`: :func:`crossbar_deck` (docs/array.md topology) from
-  a stimulus (:mod:`~cosim.spice.stimuli`: ``.op``, ``.tran`` PWL, ``.dc`` batch) and a cell
+  a stimulus (:mod:`~cosim.spice.stimuli`: ``.op``, ``.tran`` PWL, ``.dc`` batch, EXTERNAL
+  word lines of a loaded circuit) and a cell
   writer (resistor / memtransistor cells, the device card once per deck);
   :mod:`~cosim.spice.deck_text`: exact numbers, safe ``.include`` and comment lines.
 - :mod:`cosim.spice.safety`: :func:`check_deck_safe`, :func:`resolve_deck` (every included
@@ -14,6 +15,9 @@ neurons or learning.
   :func:`run_tran`, :func:`run_dc`, :class:`NgspiceSession` (load once, alter sources,
   rerun op), :func:`ngspice_calls`; :mod:`~cosim.spice.libngspice` (ctypes binding),
   :mod:`~cosim.spice.rawfile`, :mod:`~cosim.spice.results` (checks shared by both engines).
+- :mod:`cosim.spice.circuits`: :class:`~cosim.spice.circuits.LoadedCircuit` (a deck parsed
+  once, kept loaded beside others, swept through patterns fed to its EXTERNAL sources),
+  :data:`~cosim.spice.circuits.POOL` (the loaded circuits of the process, bounded).
 - :mod:`cosim.spice.cache`: :class:`SpiceCache`, :func:`cached_run_op`.
 """
 

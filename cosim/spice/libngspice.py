@@ -1,9 +1,17 @@
 """libngspice, the ngspice shared library, bound with :mod:`ctypes` (sharedspice.h API).
 
 Only the calls cosim needs: init with output / exit / background-thread callbacks, commands,
-loading a circuit from lines, reading vectors.  No PySpice, no environment variables.  The
-library is one global simulator per process; :class:`cosim.spice.ngspice.NgspiceEngine`
-owns it and serialises its use.
+loading a circuit from lines, reading vectors, and the values of EXTERNAL voltage sources
+(``ngSpice_Init_Sync``'s ``GetVSRCData`` callback, fed from a :class:`VoltageFeed`).  No
+PySpice, no environment variables.  The library is one global simulator per process;
+:class:`cosim.spice.ngspice.NgspiceEngine` owns it and serialises its use.
+
+EXTERNAL sources in a ``.dc`` sweep: ngspice evaluates an EXTERNAL source without a DC
+value at every load of the matrix (every Newton iteration) by calling ``GetVSRCData``
+with time 0 (a DC analysis has no time) and the source's name; the index of the sweep
+point being solved comes from ``SendData``, which ngspice calls after each accepted point
+with its index (``vecindex``), and ``SendInitData``, called when an analysis starts.  So
+point k of the sweep is fed pattern k.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SharedLibrary", "find_library"]
+__all__ = ["SharedLibrary", "VoltageFeed", "find_library"]
 
 _LIB_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libngspice.so.0",
@@ -50,6 +58,68 @@ _SendChar = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes
 _ControlledExit = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_bool, ctypes.c_bool,
                                    ctypes.c_int, ctypes.c_void_p)
 _BGThreadRunning = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_bool, ctypes.c_int, ctypes.c_void_p)
+_SendData = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                             ctypes.c_void_p)
+_SendInitData = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+_GetVSRCData = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.c_double,
+                                ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p)
+
+
+class _VecValuesAll(ctypes.Structure):
+    # sharedspice.h vecvaluesall: only the point index is read
+    _fields_ = [("veccount", ctypes.c_int), ("vecindex", ctypes.c_int),
+                ("vecsa", ctypes.c_void_p)]
+
+
+class VoltageFeed:
+    """Values of EXTERNAL word-line sources for the K points of one ``.dc`` sweep.
+
+    ``patterns`` (K, R) volts, finite; ``names`` the R source names (lower case, as
+    ngspice passes them).  Point k of the sweep gets ``patterns[k]``.  The feed never
+    hands out a value it was not given: a request for a point >= K or an unknown source
+    gets 0 V and is recorded in :attr:`problem` (the sweep is then refused, see
+    :meth:`check`); :attr:`served` counts the requests of each point.
+    """
+
+    def __init__(self, patterns, names):
+        P = np.asarray(patterns, dtype=np.float64)
+        if P.ndim != 2 or P.shape[0] < 1 or P.shape[1] != len(names):
+            raise ValueError(f"patterns must have shape (K >= 1, {len(names)}), got {P.shape}")
+        if not np.all(np.isfinite(P)):
+            raise ValueError("source values must be finite")
+        self.points = P.shape[0]
+        self._table = P.tolist()                 # plain floats: the callback is hot
+        self._column = {str(n).lower().encode("ascii"): i for i, n in enumerate(names)}
+        if len(self._column) != len(names):
+            raise ValueError("source names must be distinct")
+        self.point = 0                           # the sweep point being solved
+        self.served = [0] * self.points
+        self.problem: str | None = None
+
+    def value(self, name: bytes) -> float:
+        """The voltage of source ``name`` at the current point (0.0 and a problem if none)."""
+        k = self.point
+        col = self._column.get((name or b"").lower())
+        if col is None or not 0 <= k < self.points:
+            if self.problem is None:
+                self.problem = (f"ngspice asked for source {name!r} at sweep point {k}, but "
+                                f"the feed holds {self.points} point(s) of "
+                                f"{len(self._column)} source(s)")
+            return 0.0
+        self.served[k] += 1
+        return self._table[k][col]
+
+    def check(self, points: int) -> str | None:
+        """Why the sweep that ran ``points`` points was not fed exactly this feed (or None)."""
+        if self.problem is not None:
+            return self.problem
+        if points != self.points:
+            return f"the sweep has {points} points, the feed {self.points} patterns"
+        short = [k for k, n in enumerate(self.served) if n < len(self._column)]
+        if short:
+            return (f"sweep point(s) {short[:5]} did not read every source "
+                    f"({len(self._column)} per point)")
+        return None
 
 
 class SharedLibrary:
@@ -75,12 +145,25 @@ class SharedLibrary:
         self._out_lock = threading.Lock()
         self._bg_done = threading.Event()
         self.exited = False
+        self.feed: VoltageFeed | None = None    # values of EXTERNAL sources, or None
+        self.unfed = 0                           # EXTERNAL requests with no feed set
         # the callbacks must stay referenced as long as the library may call them
         self._callbacks = (_SendChar(self._on_output), _SendChar(self._on_status),
-                           _ControlledExit(self._on_exit), _BGThreadRunning(self._on_bg))
-        send_char, send_stat, exit_cb, bg_cb = self._callbacks
-        if lib.ngSpice_Init(send_char, send_stat, exit_cb, None, None, bg_cb, None) != 0:
+                           _ControlledExit(self._on_exit), _SendData(self._on_data),
+                           _SendInitData(self._on_init_data), _BGThreadRunning(self._on_bg),
+                           _GetVSRCData(self._on_vsrc))
+        send_char, send_stat, exit_cb, data_cb, init_cb, bg_cb, vsrc_cb = self._callbacks
+        if lib.ngSpice_Init(send_char, send_stat, exit_cb, data_cb, init_cb, bg_cb, None) != 0:
             raise OSError("ngSpice_Init failed")
+        # EXTERNAL sources need ngSpice_Init_Sync (ngspice >= 26); without it the library
+        # still runs decks, only loaded circuits are unavailable (their callers fall back)
+        self.external_sources = False
+        init_sync = getattr(lib, "ngSpice_Init_Sync", None)
+        if init_sync is not None:
+            init_sync.restype = ctypes.c_int
+            init_sync.argtypes = [_GetVSRCData, ctypes.c_void_p, ctypes.c_void_p,
+                                  ctypes.c_void_p, ctypes.c_void_p]
+            self.external_sources = init_sync(vsrc_cb, None, None, None, None) == 0
 
     # callbacks (run in ngspice's threads)
     def _on_output(self, text, ident, user):
@@ -97,6 +180,27 @@ class SharedLibrary:
 
     def _on_exit(self, status, immediate, quit_exit, ident, user):
         self.exited = True      # ngspice wants to unload: the engine stops using it
+        return 0
+
+    def _on_init_data(self, data, ident, user):
+        feed = self.feed
+        if feed is not None:               # an analysis starts: its first point is 0
+            feed.point = 0
+        return 0
+
+    def _on_data(self, data, count, ident, user):
+        feed = self.feed
+        if feed is not None and data:      # point vecindex is done: the next one follows
+            feed.point = ctypes.cast(data, ctypes.POINTER(_VecValuesAll)).contents.vecindex + 1
+        return 0
+
+    def _on_vsrc(self, value, time, name, ident, user):
+        feed = self.feed
+        if feed is None:
+            self.unfed += 1
+            value[0] = 0.0
+        else:
+            value[0] = feed.value(name)
         return 0
 
     def _on_bg(self, not_running, ident, user):
@@ -118,6 +222,11 @@ class SharedLibrary:
     def load(self, deck: str) -> str:
         """Hand the (already checked) deck to ngspice, replacing the last one; the log."""
         self.unload()
+        return self.add_circuit(deck)
+
+    def add_circuit(self, deck: str) -> str:
+        """Hand the (already checked) deck to ngspice as a new current circuit, keeping the
+        circuits loaded before (``setcirc`` switches between them); the log."""
         lines = [ln.encode("utf-8") for ln in deck.splitlines() if ln.strip()]
         arr = (ctypes.c_char_p * (len(lines) + 1))(*lines, None)
         self._lib.ngSpice_Circ(arr)

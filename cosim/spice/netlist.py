@@ -51,12 +51,13 @@ from .. import device_models
 from .._validate import as_float_array, positive
 from .deck_text import fmt, header_lines, include_line
 from .safety import check_deck_safe, resolve_deck
-from .stimuli import BatchStimulus, OpStimulus, TranStimulus, build_stimulus
+from .stimuli import BatchStimulus, ExternalStimulus, OpStimulus, TranStimulus, build_stimulus
 
 __all__ = [
     "PARAM_NAMES", "DEFAULT_PARAMS", "DEFAULT_LIBRARY", "crossbar_deck", "check_deck_safe",
     "resolve_deck", "sense_vectors", "state_vector", "fmt", "include_line", "header_lines",
-    "OpStimulus", "TranStimulus", "BatchStimulus", "ResistorCells", "MemtransistorCells",
+    "OpStimulus", "TranStimulus", "BatchStimulus", "ExternalStimulus", "ResistorCells",
+    "MemtransistorCells",
 ]
 
 #: Device parameters of the compact model: the ``[parameters]`` of the default card
@@ -334,7 +335,7 @@ def _memtransistor_cells(states, device_params, state_map, read_only, v_gate, st
 
 def crossbar_deck(*, conductances=None, states=None, device_params=None,
                   state_map: str = "linear", read_only: bool = True,
-                  v_word=None, stimulus=None, batch=None, v_gate=None,
+                  v_word=None, stimulus=None, batch=None, external=None, v_gate=None,
                   r_word: float = 0.0, r_bit: float = 0.0,
                   r_driver: float = 0.0, r_sense: float = 0.0,
                   tstep: float | None = None, tstop: float | None = None,
@@ -355,7 +356,9 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
                      ``memtransistor`` cell (state node, initial value = states).
     Analysis (exactly one of): ``v_word`` (R,) -> ``.op``; ``stimulus`` (times (T,),
       V (T, R)) -> ``.tran tstep tstop [0 tmax]`` with PWL sources (``rise_time`` ramps);
-      ``batch`` (K, R) -> one ``.dc`` stepping through the K input vectors.
+      ``batch`` (K, R) -> one ``.dc`` stepping through the K input vectors; ``external``
+      (lowest, highest) volts -> EXTERNAL word-line sources fed by the shared library's
+      caller (:class:`~cosim.spice.stimuli.ExternalStimulus`; shared library only).
     v_gate: per-row gate voltages (R,) (or (T, R) with ``stimulus``); default the device's
             v_gref. Ignored for resistor cells.
     r_word, r_bit: wire segment resistances in ohms (>= 0; 0 -> 0 V sources).
@@ -382,7 +385,7 @@ def crossbar_deck(*, conductances=None, states=None, device_params=None,
         raise ValueError(f"the array must be 2-D with at least one row and one column, "
                          f"got shape {shape}")
     R, C = shape
-    stim = build_stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time)
+    stim = build_stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time, external)
     if conductances is not None:
         if device_params:
             raise ValueError("device_params apply to memtransistor cells only")

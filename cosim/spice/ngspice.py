@@ -240,12 +240,22 @@ class NgspiceEngine:
             self._owner, self._owner_yields = owner, bool(yields)
             return lib
 
-    def release(self, owner) -> None:
-        """``owner`` gives the library back (its circuit is removed); no-op otherwise."""
+    def acquire_if_free(self, owner, yields: bool = False) -> SharedLibrary | None:
+        """:meth:`acquire` if no one else holds the library (not even a yielding holder:
+        its loaded circuit costs more to reload than the caller's fallback), else None."""
+        with self._lock:
+            if self._load_shared() is None or (self._owner is not None
+                                               and self._owner is not owner):
+                return None
+            return self.acquire(owner, yields)
+
+    def release(self, owner, unload: bool = True) -> None:
+        """``owner`` gives the library back (its current circuit is removed unless
+        ``unload=False``: an owner that removed its own circuits); no-op otherwise."""
         with self._lock:
             if self._owner is owner:
                 self._owner = None
-                if self._shared is not None and not self._shared.exited:
+                if unload and self._shared is not None and not self._shared.exited:
                     self._shared.unload()
 
     def holds(self, owner) -> bool:

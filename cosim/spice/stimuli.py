@@ -1,8 +1,10 @@
 """Stimuli of a crossbar deck: each writes its word-line sources and its analysis card.
 
 :class:`OpStimulus` (``.op``), :class:`TranStimulus` (``.tran`` with PWL sources),
-:class:`BatchStimulus` (one ``.dc`` stepping through K input vectors); :func:`build_stimulus`
-builds the one the arguments of :func:`cosim.spice.netlist.crossbar_deck` ask for.
+:class:`BatchStimulus` (one ``.dc`` stepping through K input vectors),
+:class:`ExternalStimulus` (word lines whose values the shared library's caller supplies at
+run time, for a circuit kept loaded); :func:`build_stimulus` builds the one the arguments of
+:func:`cosim.spice.netlist.crossbar_deck` ask for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from .._validate import as_float_array, positive
 from .deck_text import fmt, fmt_time
 
-__all__ = ["OpStimulus", "TranStimulus", "BatchStimulus", "build_stimulus"]
+__all__ = ["OpStimulus", "TranStimulus", "BatchStimulus", "ExternalStimulus", "build_stimulus"]
 
 
 class _Stimulus:
@@ -123,10 +125,42 @@ class BatchStimulus(_Stimulus):
         return f"dc batch of {self.V.shape[0]} input vectors; sweep point k of Vidx = vector k"
 
 
-def build_stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time):
-    """The stimulus of exactly one of ``v_word`` / ``stimulus`` / ``batch``, validated for R rows."""
-    if sum(x is not None for x in (v_word, stimulus, batch)) != 1:
-        raise ValueError("give exactly one of v_word (.op), stimulus (.tran) or batch (.dc)")
+@dataclass(frozen=True)
+class ExternalStimulus(_Stimulus):
+    """Word lines ``Vin<i> in<i> 0 external``: ngspice asks the shared library's caller for
+    their values at every load (see :mod:`cosim.spice.libngspice`), so one loaded circuit
+    is swept through any patterns without re-parsing: ``dc Vidx 0 K-1 1`` with sweep point
+    k fed pattern k.  ``V`` (2, R): the lowest and highest word-line voltage the circuit
+    will be fed (they choose the read cell, like a batch's own extremes).  Only the shared
+    library runs such a deck (``ngspice -b`` has no one to ask for the values).
+    """
+    V: np.ndarray
+    analysis = "dc"
+
+    def word_lines(self) -> list[str]:
+        return ["Vidx idx 0 DC 0", "Ridx idx 0 1"] + [
+            f"Vin{i} in{i} 0 external" for i in range(self.rows)]
+
+    def card(self) -> str:
+        return ".dc Vidx 0 0 1"      # a placeholder: each read runs its own `dc` command
+
+    def describe(self) -> str:
+        low, high = self.extremes
+        return (f"dc sweep of Vidx on a loaded circuit; word lines are EXTERNAL sources fed "
+                f"per sweep point, within [{fmt(low)}, {fmt(high)}] V")
+
+
+def build_stimulus(v_word, stimulus, batch, R, tstep, tstop, tmax, rise_time, external=None):
+    """The stimulus of exactly one of ``v_word`` / ``stimulus`` / ``batch`` / ``external``,
+    validated for R rows."""
+    if sum(x is not None for x in (v_word, stimulus, batch, external)) != 1:
+        raise ValueError("give exactly one of v_word (.op), stimulus (.tran), batch (.dc) or "
+                         "external (a loaded circuit's word-line range)")
+    if external is not None:
+        rng = as_float_array("external", external, ndim=1)
+        if rng.shape != (2,) or not rng[0] <= rng[1]:
+            raise ValueError(f"external must be (lowest, highest) word-line voltage, got {rng}")
+        return ExternalStimulus(np.repeat(rng[:, None], R, axis=1))
     if v_word is not None:
         V = as_float_array("v_word", v_word, ndim=1)
         if V.shape != (R,):
