@@ -3,6 +3,9 @@ through its patterns via EXTERNAL word-line sources, and agrees with fresh ngspi
 and with the compact solve."""
 
 import gc
+import os
+import signal
+import threading
 
 import numpy as np
 import pytest
@@ -182,6 +185,46 @@ def test_a_sweep_past_its_timeout_is_halted_and_its_circuit_removed(tmp_path):
     s.timeout = 600.0                                # reloads and reads
     np.testing.assert_allclose(s.bitline_currents(x[:2]), _compact_reads(W, x[:2]), rtol=0,
                                atol=1e-12 * np.abs(_compact_reads(W, x[:2])).max())
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_sweep_stops_ngspice_and_the_array_reads_on(tmp_path):
+    """A Ctrl-C (a real SIGINT) while ngspice sweeps: the background thread is halted before
+    the exception reaches the caller, nothing is cached, and the next read of the array
+    agrees with the compact solve.  (Before: the sweep kept running, unfed, and every later
+    read of the array failed with "ngspice no longer lists the loaded circuit".)"""
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(32, 16))
+    x = (rng.random((101, 32)) < 0.5).astype(float)
+    x[:, 0] = 1.0
+    s = Spice(read="nonlinear", cache=tmp_path / "cache")
+    s.program(W)
+    s.bitline_currents(x[:1])                        # loaded: the next call only sweeps
+    armed = threading.Event()
+
+    def interrupt(signum, frame):
+        if armed.is_set():                           # only inside the read below
+            raise _Interrupted
+    previous = signal.signal(signal.SIGINT, interrupt)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        armed.set()
+        timer.start()
+        with pytest.raises(_Interrupted):
+            s.bitline_currents(x[1:])                # ~100 points: seconds of ngspice
+    finally:
+        armed.clear()
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert not ngspice.ENGINE._shared._lib.ngSpice_running()
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1    # the first read only
+    ref = _compact_reads(W, x[1:4])
+    np.testing.assert_allclose(s.bitline_currents(x[1:4]), ref, rtol=0,
+                               atol=1e-12 * np.abs(ref).max())
 
 
 def test_reprogramming_or_collecting_an_array_removes_its_circuit():

@@ -245,19 +245,31 @@ class SharedLibrary:
         # the circuit while the thread is still unwinding crashes libngspice.  Block on the
         # callback's event (no polling: waking every 0.5 ms cost ~10 ms of CPU per 100 ms
         # op, taken from ngspice's thread on a busy machine); then wait out the unwinding.
-        done = self._bg_done.wait(timeout)
-        while done and self._lib.ngSpice_running() and time.monotonic() - t0 <= timeout:
-            time.sleep(0.0002)
+        try:
+            done = self._bg_done.wait(timeout)
+            while done and self._lib.ngSpice_running() and time.monotonic() - t0 <= timeout:
+                time.sleep(0.0002)
+        except BaseException:
+            # interrupted while waiting (KeyboardInterrupt): stop the thread before the
+            # caller goes on, else it keeps solving (EXTERNAL sources unfed) under the
+            # caller's next commands, which then act on a circuit in mid-analysis
+            self._halt()
+            raise
         if not done or self._lib.ngSpice_running():
-            log += "\n" + self.command("bg_halt")
-            self._bg_done.wait(10)
-            t1 = time.monotonic()
-            while self._lib.ngSpice_running() and time.monotonic() - t1 < 10:
-                time.sleep(0.01)
-            time.sleep(0.002)
+            log += "\n" + self._halt()
             return log + self.take_output() + f"\n*** halted after timeout={timeout} s\n", True
         time.sleep(0)  # let the thread return from the callback
         return log + "\n" + self.take_output(), False
+
+    def _halt(self) -> str:
+        """Halt the background thread and wait (up to 10 s) until it has ended; its output."""
+        out = self.command("bg_halt")
+        self._bg_done.wait(10)
+        t1 = time.monotonic()
+        while self._lib.ngSpice_running() and time.monotonic() - t1 < 10:
+            time.sleep(0.01)
+        time.sleep(0.002)               # let the thread return from its last callback
+        return out
 
     def vector(self, name: str):
         info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
