@@ -162,6 +162,18 @@ def test_source_power_of_sparse_and_dense_spike_reads_equals_the_nodal_solution(
     assert np.all(fast[:3] == 0) and fast[3] > 0
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (6, 1), (9, 2)])
+def test_source_power_of_one_row_or_few_columns_equals_the_nodal_solution(shape):
+    """The compiled marches at their smallest sizes (one word line; 2 or 4 bit lines, R > C:
+    the row march) with driver and sense resistors: the source power against the solved
+    circuit."""
+    xb, rng = programmed(shape=shape, seed=5, wires=dict(r_word=2.0, r_bit=3.0,
+                                                            r_driver=40.0, r_sense=25.0))
+    x = (rng.random((20, shape[0])) < 0.5) * rng.uniform(0.2, 1.0, (20, shape[0]))
+    np.testing.assert_allclose(xb.source_power(x), xb.power(x)["sources"], rtol=1e-12,
+                               atol=0)
+
+
 def test_power_is_quadratic_and_follows_the_dac():
     xb, rng = programmed(dac_bits=2)
     x = rng.random((5, 6))

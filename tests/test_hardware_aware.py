@@ -18,7 +18,8 @@ from cosim.network import SRNN
 from cosim.surrogate import SmoothSpike
 
 ARRAYS = [(4, 6, 10.0, 10.0), (6, 4, 10.0, 3.0), (5, 5, 0.0, 10.0), (5, 5, 10.0, 0.0),
-          (3, 7, 0.0, 0.0), (1, 3, 5.0, 5.0), (3, 1, 5.0, 5.0)]
+          (3, 7, 0.0, 0.0), (1, 3, 5.0, 5.0), (3, 1, 5.0, 5.0),
+          (1, 1, 5.0, 5.0)]
 
 
 def relative_error(got, want):
