@@ -162,6 +162,22 @@ def test_source_power_of_sparse_and_dense_spike_reads_equals_the_nodal_solution(
     assert np.all(fast[:3] == 0) and fast[3] > 0
 
 
+def test_source_power_is_exact_when_the_activity_changes_within_and_across_chunks():
+    """SourceForm picks its sparse or dense product per chunk of reads from a sample of the
+    chunk's first reads: a chunk sparse at its start and dense after it, and a chunk dense
+    at its start and sparse after it, both give the solved circuit's power."""
+    from cosim.crossbar.nodal.power import SOURCE_FORM_CHUNK, SPARSE_SAMPLE
+    xb, rng = programmed(shape=(60, 10), seed=4, wires=dict(r_word=1.0, r_bit=2.0,
+                                                              r_driver=30.0, r_sense=10.0))
+    B = SOURCE_FORM_CHUNK + 2 * SPARSE_SAMPLE + 40
+    x = (rng.random((B, 60)) < 0.01).astype(float)
+    x[SPARSE_SAMPLE:SOURCE_FORM_CHUNK] = rng.random((SOURCE_FORM_CHUNK - SPARSE_SAMPLE, 60))
+    x[SOURCE_FORM_CHUNK:SOURCE_FORM_CHUNK + SPARSE_SAMPLE] = 1.0
+    fast = xb.source_power(x)                   # all B reads, in chunks
+    some = np.r_[0:8, SPARSE_SAMPLE - 4:SPARSE_SAMPLE + 4, SOURCE_FORM_CHUNK - 4:B]
+    np.testing.assert_allclose(fast[some], xb.power(x[some])["sources"], rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 5), (6, 1), (9, 2)])
 def test_source_power_of_one_row_or_few_columns_equals_the_nodal_solution(shape):
     """The compiled marches at their smallest sizes (one word line; 2 or 4 bit lines, R > C:
