@@ -209,7 +209,7 @@ def test_an_interrupted_sweep_stops_ngspice_and_the_array_reads_on(tmp_path):
         if armed.is_set():                           # only inside the read below
             raise _Interrupted
     previous = signal.signal(signal.SIGINT, interrupt)
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer = threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGINT))
     try:
         armed.set()
         timer.start()

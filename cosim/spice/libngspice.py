@@ -239,13 +239,13 @@ class SharedLibrary:
     def background(self, command: str, timeout: float) -> tuple[str, bool]:
         """Run ``command`` in ngspice's background thread; (log, timed out)."""
         self._bg_done.clear()
-        log = self.command(f"bg_{command}")
-        t0 = time.monotonic()
         # Wait for the thread's own "ended" callback, not only ngSpice_running(): touching
         # the circuit while the thread is still unwinding crashes libngspice.  Block on the
         # callback's event (no polling: waking every 0.5 ms cost ~10 ms of CPU per 100 ms
         # op, taken from ngspice's thread on a busy machine); then wait out the unwinding.
         try:
+            log = self.command(f"bg_{command}")
+            t0 = time.monotonic()
             done = self._bg_done.wait(timeout)
             while done and self._lib.ngSpice_running() and time.monotonic() - t0 <= timeout:
                 time.sleep(0.0002)
