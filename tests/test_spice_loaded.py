@@ -227,6 +227,26 @@ def test_an_interrupted_sweep_stops_ngspice_and_the_array_reads_on(tmp_path):
                                atol=1e-12 * np.abs(ref).max())
 
 
+def test_a_circuit_ngspice_lost_is_loaded_afresh():
+    """If ngspice no longer holds an array's circuit (removed behind the pool's back, as
+    a sweep interrupted mid-analysis could leave it), the next read reloads it and agrees
+    with the compact solve (before: every later read of the array raised SpiceError)."""
+    rng = np.random.default_rng(11)
+    W = rng.normal(size=(6, 3))
+    x = (rng.random((4, 6)) < 0.5).astype(float)
+    x[:, 0] = 1.0
+    s = Spice(read="nonlinear", cache=False)
+    s.program(W)
+    s.bitline_currents(x[:1])
+    with ngspice.ENGINE._lock:
+        ngspice.ENGINE._shared.unload()              # ngspice drops the current circuit
+    loads = POOL.loads
+    ref = _compact_reads(W, x[1:])
+    np.testing.assert_allclose(s.bitline_currents(x[1:]), ref, rtol=0,
+                               atol=1e-12 * np.abs(ref).max())
+    assert POOL.loads == loads + 1 and _ours(s)
+
+
 def test_reprogramming_or_collecting_an_array_removes_its_circuit():
     rng = np.random.default_rng(4)
     s = Spice(read="nonlinear", cache=False)

@@ -113,21 +113,27 @@ class CircuitPool:
                 out[int(m.group(1))] = title
         return out
 
-    def _select(self, tag: str) -> None:
+    def _select(self, tag: str) -> bool:
+        """Make circuit ``tag`` current; False if ngspice does not list it."""
         number = next((n for n, t in self._listing().items() if t == tag), None)
         if number is None:
-            raise SpiceError(f"ngspice no longer lists the loaded circuit {tag}")
+            return False
         out = self._lib.command(f"setcirc {number}")
         if "error" in out.lower():
             raise SpiceError(f"ngspice refused `setcirc {number}`: {out.strip()}")
+        return True
 
-    def _remove(self, tag: str) -> None:
-        """Remove our circuit ``tag`` from ngspice (if it still lists it) and forget it."""
+    def _forget(self, tag: str) -> None:
+        """Drop ``tag`` from the pool's books (not from ngspice)."""
         ref = self._loaded.pop(tag, None)
         self._lines.pop(tag, None)
         circuit = None if ref is None else ref()
         if circuit is not None:
             circuit._in_pool = False
+
+    def _remove(self, tag: str) -> None:
+        """Remove our circuit ``tag`` from ngspice (if it still lists it) and forget it."""
+        self._forget(tag)
         if self._lib is None or self._lib.exited:
             return
         if tag in self._listing().values():
@@ -209,10 +215,11 @@ class CircuitPool:
             self._busy = True
             try:
                 self._purge()
-                if circuit.tag in self._loaded:
-                    self._select(circuit.tag)
+                if circuit.tag in self._loaded and self._select(circuit.tag):
                     self._loaded.move_to_end(circuit.tag)
                 else:
+                    # not loaded yet, or ngspice lost it (e.g. an interrupted sweep): afresh
+                    self._forget(circuit.tag)
                     self._load(circuit)
                 return self._run(circuit, feed, K)
             finally:
