@@ -48,6 +48,18 @@ def _compact_reads(W, x, **settings):
     return np.array(out)
 
 
+def _programmed(seed, rows, cols, reads):
+    """(Spice array programmed with random weights (rows, cols), nonlinear read, no cache,
+    its weights, ``reads`` binary inputs with the first row always driven)."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(rows, cols))
+    x = (rng.random((reads, rows)) < 0.5).astype(float)
+    x[:, 0] = 1.0
+    s = Spice(read="nonlinear", cache=False)
+    s.program(W)
+    return s, W, x
+
+
 def _ours(spice):
     return [] if spice._loaded is None else [t for t in POOL.loaded() if t == spice._loaded.tag]
 
@@ -231,12 +243,7 @@ def test_a_circuit_ngspice_lost_is_loaded_afresh():
     """If ngspice no longer holds an array's circuit (removed behind the pool's back, as
     a sweep interrupted mid-analysis could leave it), the next read reloads it and agrees
     with the compact solve (before: every later read of the array raised SpiceError)."""
-    rng = np.random.default_rng(11)
-    W = rng.normal(size=(6, 3))
-    x = (rng.random((4, 6)) < 0.5).astype(float)
-    x[:, 0] = 1.0
-    s = Spice(read="nonlinear", cache=False)
-    s.program(W)
+    s, W, x = _programmed(11, 6, 3, 4)
     s.bitline_currents(x[:1])
     with ngspice.ENGINE._lock:
         ngspice.ENGINE._shared.unload()              # ngspice drops the current circuit
@@ -293,12 +300,7 @@ def test_the_number_of_loaded_circuits_is_bounded(monkeypatch, bound):
 
 
 def test_a_run_that_insists_on_the_library_takes_it_and_reads_go_on():
-    rng = np.random.default_rng(8)
-    W = rng.normal(size=(6, 4))
-    x = (rng.random((3, 6)) < 0.5).astype(float)
-    x[:, 0] = 1.0
-    s = Spice(read="nonlinear", cache=False)
-    s.program(W)
+    s, W, x = _programmed(8, 6, 4, 3)
     first = s.bitline_currents(x)
     assert _ours(s)
     deck = crossbar_deck(conductances=np.full((2, 2), 1e-3), v_word=[0.1, 0.0])
