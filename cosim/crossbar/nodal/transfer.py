@@ -11,7 +11,6 @@ gradient reuses it.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -58,26 +57,12 @@ class Marching(NamedTuple):
         P_j^T = D_j^{-1} K_j, applied through the semiseparable T_j^{-1}[k, l] =
         a[min(k, l)] bv[max(k, l)] (two running sums down and up each bit line, ~6 R k flops
         per column, compiled) instead of a dense product with K_j (2 R^2 k): 5x faster at
-        100 x 200 cells, and as accurate (the same positive generators as :meth:`load`).
+        100 x 200 cells, and as accurate (the same positive generators as the loads of
+        :func:`_loads`).
         """
         a, bv = self.green
-        GT = np.ascontiguousarray(self.G.T)
-        if numba is None:                           # pragma: no cover - numba is a dependency
-            for j in range(W.shape[0]):
-                W[j] = (self.load(j) @ W[j]) / GT[j][:, None]
-            return W
-        _semiseparable_cells(a, bv, GT, W)
+        _semiseparable_cells(a, bv, np.ascontiguousarray(self.G.T), W)
         return W
-
-    def load(self, j: int) -> np.ndarray:
-        """K_j = D - D T_j^{-1} D (R, R) [S]: the cells and bit line j seen from its word
-        nodes (dense, symmetric; every entry a product of positive numbers)."""
-        a, bv = self.green
-        g = self.G[:, j]
-        K = np.multiply.outer(-g * a[j], g * bv[j])       # K[k, l] for k < l
-        np.copyto(K, K.T, where=_lower(K.shape[0]))
-        K.flat[::K.shape[0] + 1] += g
-        return K
 
 
 def _semiseparable_cells(a, bv, GT, W):
@@ -101,10 +86,6 @@ def _semiseparable_cells(a, bv, GT, W):
                 x = W[j, i, q]
                 W[j, i, q] = x - low[i, q] - g * s[q]
                 s[q] += f * x
-
-
-if numba is not None:
-    _semiseparable_cells = numba.njit(cache=True, nogil=True)(_semiseparable_cells)
 
 
 def _sweep_column(Q, previous, product, c, U, M_column, W, first, with_cells):
@@ -146,8 +127,9 @@ def subtract_and_carry(X, B, nxt, carry):
 
 def _loads(a, bv, g, Q_next, gw_next, g_diag, Z, S):
     """Z = K + gw_next Q_next and S = Z + g_diag I in place (R, R), K = D - D T^{-1} D the
-    load of one column (:meth:`Marching.load`: K[k, l] = -g_k a_min g_l bv_max off the
-    diagonal, g_k (1 - g_k a_k bv_k) on it, written as g_k - g_k^2 a_k bv_k)."""
+    load of one column: the cells and bit line seen from its word nodes (dense, symmetric),
+    K[k, l] = -g_k a_min g_l bv_max off the diagonal, g_k (1 - g_k a_k bv_k) on it, written
+    as g_k - g_k^2 a_k bv_k: every entry from products of positive numbers."""
     R = g.shape[0]
     for k in range(R):
         gk = g[k]
@@ -164,19 +146,12 @@ def _loads(a, bv, g, Q_next, gw_next, g_diag, Z, S):
             S[k, m] = value + g_diag if m == k else value
 
 
-if numba is not None:
+if numba is not None:             # without numba the same loops run as (slow) Python
+    _semiseparable_cells = numba.njit(cache=True, nogil=True)(_semiseparable_cells)
     _loads = numba.njit(cache=True, nogil=True)(_loads)
     _sweep_column = numba.njit(cache=True, nogil=True)(_sweep_column)
     outer_plus = numba.njit(cache=True, nogil=True)(outer_plus)
     subtract_and_carry = numba.njit(cache=True, nogil=True)(subtract_and_carry)
-
-
-@functools.lru_cache(maxsize=8)
-def _lower(n: int) -> np.ndarray:
-    """Strictly lower triangle mask (n, n) (read-only, cached)."""
-    mask = np.tril(np.ones((n, n), dtype=bool), -1)
-    mask.setflags(write=False)
-    return mask
 
 
 def _bit_line_green(GT: np.ndarray, gb: float):
@@ -404,8 +379,8 @@ def _march_rows(K, f, alpha, gb, g_last):
     return Y
 
 
-_march_rows_compiled = (None if numba is None
-                        else numba.njit(cache=True, nogil=True)(_march_rows))
+if numba is not None:
+    _march_rows = numba.njit(cache=True, nogil=True)(_march_rows)
 
 
 def source_admittance_by_rows(G, gw, gb):
@@ -435,9 +410,8 @@ def source_admittance_by_rows(G, gw, gb):
     idx = np.arange(C)
     # K_jj = G_j - G_j² W^{-1}_jj = G_j (1 - G_j W^{-1}_jj): W^{-1}_jj < 1/G_j, no sign change
     K[:, idx, idx] = G * (1.0 - G * inverse[:, idx, idx])
-    march_rows = _march_rows if numba is None else _march_rows_compiled
     try:
-        Y = march_rows(K, f, alpha, float(gb), float(end_conductance(gb)))
+        Y = _march_rows(K, f, alpha, float(gb), float(end_conductance(gb)))
     except np.linalg.LinAlgError:                # a block is not positive definite
         return None
     Y = 0.5 * (Y + Y.T)
