@@ -132,31 +132,24 @@ class SourceForm:
         # undriven read gives 0 W exactly (L^T 0 = 0).  Rows never driven in the batch are
         # not dropped: with the trained demo network (78 of 100 neurons fire on the digits
         # test set) gathering the other columns cost as much as the smaller product saved
-        R = V.shape[1] if V.ndim == 2 else 0
         for k0 in range(0, V.shape[0], SOURCE_FORM_CHUNK):
             # a C-ordered (B, R) block is an F-ordered (R, B) one: the BLAS call copies it
             chunk = np.ascontiguousarray(V[k0:k0 + SOURCE_FORM_CHUNK], dtype=float)
             target = out[k0:k0 + chunk.shape[0]]
             if self._L is None:
                 target[:] = quadratic_form(chunk, self.Y)
-            elif _sparse_rows is not None and _sparse_enough(chunk[:SPARSE_SAMPLE], R):
-                _sparse_rows(self._L_rows, chunk, target)
+            elif _sparse_rows is not None and _sparse_enough(chunk[:SPARSE_SAMPLE]):
+                _sparse_rows(self._L, chunk, target)    # L is C-ordered: row i contiguous
             else:
                 W = blas.dtrmm(1.0, self._L, chunk.T, side=0, lower=1, trans_a=1)   # L^T V^T
                 target[:] = np.einsum("ib,ib->b", W, W)
         return out
 
-    @property
-    def _L_rows(self):
-        """L in C order (row i = the entries L[i, :i+1] a driven row i adds to L^T V)."""
-        if getattr(self, "_rows", None) is None:
-            self._rows = np.ascontiguousarray(self._L)
-        return self._rows
 
-
-def _sparse_enough(sample: np.ndarray, R: int) -> bool:
+def _sparse_enough(sample: np.ndarray) -> bool:
     """Whether reads like ``sample`` (k, R) drive few enough rows for :func:`_sparse_rows`
     (the crossover of ``SPARSE_FORM_DENSITY``)."""
+    R = sample.shape[1]
     return np.count_nonzero(sample) < (SPARSE_FORM_DENSITY - 2.0 / max(R, 1)) * sample.size
 
 
