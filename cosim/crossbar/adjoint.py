@@ -55,9 +55,10 @@ the two terms of (2): P_lᵀ W_l = Δv, and P_lᵀ Λ_l plus the output-coupling
 periphery enters only through g_w,end and T_l, so (3) holds with r_driver, r_sense > 0. Δv
 does not depend on L: the forward sweep of a programmed array computes it once
 (``Marching.cells``) and every gradient of that programming reuses it; the adjoint then
-costs two R × R products per column (≈ 4 R³ flops), one batched tridiagonal solve of the bit
-lines for P_lᵀ Λ_l = Λ_l - T_l⁻¹ D_l Λ_l (O(R² N), :meth:`Marching.cell_voltages`) and
-8 R² N bytes (ρ, then Λ in its place). Without kept blocks (arrays above ``transfer.MARCH_KEEP``) the marching is redone here.
+costs two R × R products per column (≈ 4 R³ flops), one pass down and up each bit line for
+P_lᵀ Λ_l = Λ_l - T_l⁻¹ D_l Λ_l (T_l⁻¹ semiseparable: O(R² N),
+:meth:`Marching.cell_voltages`) and 8 R² N bytes (ρ, then Λ in its place). Without kept
+blocks (arrays above ``transfer.MARCH_KEEP``) the marching is redone here.
 Exact to rounding (no iteration, no truncation); the finite-difference tests in
 tests/test_hardware_aware.py check it against the nodal solver's transfer matrix.
 
