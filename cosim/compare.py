@@ -187,7 +187,7 @@ def _energy(nets, runs, x):
             continue
         # samples: spice runs fewer samples than compact, so the means are over other inputs
         out[name] = dict(report.summary(), samples=int(rec.z.shape[0]),
-                         per_step_J=report.per_step.mean(axis=0).tolist())
+                         per_step_J=report.per_step.tolist())
     return out
 
 

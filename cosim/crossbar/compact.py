@@ -412,6 +412,20 @@ class Compact(CompactGradients, Crossbar):
         caller: the hot path of :mod:`cosim.energy`, which evaluates all reads of a run."""
         return self._power(x, ("sources",))["sources"]
 
+    def read_source_power_sums(self, sets, value, mask=None):
+        """Summed P_src (W) of groups of spike reads, each driving its rows at the one input
+        ``value`` (a finite float validated by the caller), given as bit sets ``sets``
+        (G, W, R) uint64 (:meth:`.nodal.power.SourceForm.set_sums`, ``mask`` likewise):
+        (G,), or None without a quadratic source form (a nonlinear read, a shorted line).
+        Equal to the sum of :meth:`read_source_power` over each group's reads."""
+        if self.read != "linear":
+            return None
+        form = self._source_form()
+        if form is None:
+            return None
+        level = float(_periphery.dac(np.array([value]), self.dac_bits, self.x_max)[0])
+        return (self.v_read * level) ** 2 * form.set_sums(sets, mask)
+
     def _batched_dict(self, method, x):
         """:meth:`_batched` for a method returning a dict of (B,) arrays."""
         flat, lead = self._flat_inputs(x)
