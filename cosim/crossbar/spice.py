@@ -112,6 +112,7 @@ class Spice(Compact):
                  read_time=1e-8, adc_energy=0.0, dac_energy=0.0, adc_bipolar=False, cache=None,
                  engine="auto", timeout=600.0):
         self._loaded = None          # the loaded circuit of the programmed array (or None)
+        self._loaded_range = (0.0, 0.0)   # the word-line voltages (V) it was written for
         super().__init__(device=device, r_word=r_word, r_bit=r_bit, v_read=v_read,
                          g_range=g_range, levels=levels, seed=seed, read=read, v_gate=v_gate,
                          w_max=w_max, program_sigma=program_sigma, stuck_on_rate=stuck_on_rate,
@@ -188,15 +189,15 @@ class Spice(Compact):
         names = netlist.sense_vectors(cols2)
         low, high = min(0.0, float(V.min())), max(0.0, float(V.max()))
         circuit = self._loaded
-        if circuit is None or not (circuit.low <= low and high <= circuit.high):
+        covered_low, covered_high = self._loaded_range
+        if circuit is None or not (covered_low <= low and high <= covered_high):
             if circuit is not None:
-                low, high = min(low, circuit.low), max(high, circuit.high)
+                low, high = min(low, covered_low), max(high, covered_high)
                 self._close_loaded()
             circuit = LoadedCircuit(self.deck(external=(low, high)),
                                     [f"vin{i}" for i in range(self._states.shape[0])], names,
                                     timeout=self.timeout)
-            circuit.low, circuit.high = low, high
-            self._loaded = circuit
+            self._loaded, self._loaded_range = circuit, (low, high)
         cache = self._disk_cache
         key = None
         if cache:
