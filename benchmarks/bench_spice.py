@@ -124,6 +124,33 @@ def _cpu(children=False):
     return out
 
 
+def ngspice_accounting(deck):
+    """ngspice's own accounting (``.options acct``) of one fresh ``ngspice -b`` run of a
+    deck: {name: value} of its timing lines (seconds) and its Newton iteration count."""
+    import re
+    import subprocess
+
+    from cosim.spice import ngspice
+    from cosim.spice.results import strip_end
+    from cosim.spice.safety import resolve_deck
+
+    text = strip_end(resolve_deck(deck)) + "\n.options acct\n.end\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "deck.cir")
+        with open(path, "w") as fh:
+            fh.write(text)
+        out = subprocess.run([ngspice.find_ngspice().executable, "-b", path], cwd=tmp,
+                             capture_output=True, text=True, timeout=600).stdout
+    found = {}
+    for key in ("Subckt and Param expansion time", "Netlist parsing time", "Total iterations",
+                "Total analysis time (seconds)", "Matrix load time", "Matrix reorder time",
+                "Matrix factor time", "Matrix solve time", "Total elapsed time (seconds)"):
+        m = re.search(re.escape(key) + r"\s*=\s*([0-9.eE+-]+)", out)
+        if m:
+            found[key] = float(m.group(1))
+    return found
+
+
 def pool(cache_dir, workers=2, samples=4, steps=20, naive_steps=3):
     """Independent samples of a Spice-backed SRNN over worker processes (one ngspice each).
 
@@ -181,6 +208,26 @@ def pool(cache_dir, workers=2, samples=4, steps=20, naive_steps=3):
     there = (time.perf_counter() - t0) / (samples * steps)
     print(f"   {workers} worker processes:     {there * 1e3:8.1f} ms per step ({naive / there:5.1f}x "
           f"faster than fresh decks; {here / there:.2f}x the single process, start-up included)")
+    # where a nonlinear read's time goes inside ngspice: its own accounting of one fresh
+    # run of the largest array's deck (one operating point)
+    name, matrix, delay, rows, cols, backend = max(arrays, key=lambda a: a[5].states.size)
+    n = rows.stop - rows.start
+    deck = array_deck(backend, v_word=backend.v_read * x[0, 0, :n])
+    acct = ngspice_accounting(deck)
+    iterations = acct.get("Total iterations", float("nan"))
+    load = acct.get("Matrix load time", float("nan"))
+    print(f"   ngspice's accounting of one fresh run of the {name!r} deck "
+          f"({backend.states.shape[0]} x {backend.states.shape[1]} cells): elapsed "
+          f"{acct.get('Total elapsed time (seconds)', float('nan')) * 1e3:.0f} ms, of which "
+          f"subcircuit/parameter expansion "
+          f"{acct.get('Subckt and Param expansion time', float('nan')) * 1e3:.0f} ms and the "
+          f"operating point {acct.get('Total analysis time (seconds)', float('nan')) * 1e3:.0f}"
+          f" ms: {iterations:.0f} Newton iterations, per iteration {load / iterations * 1e3:.1f}"
+          f" ms loading the cells' B-sources "
+          f"({load / iterations / backend.states.size * 1e6:.2f} us per cell), "
+          f"{acct.get('Matrix factor time', float('nan')) / iterations * 1e3:.1f} ms factor, "
+          f"{acct.get('Matrix solve time', float('nan')) / iterations * 1e3:.2f} ms solve; "
+          f"reorder {acct.get('Matrix reorder time', float('nan')) * 1e3:.0f} ms once")
     print(f"   load average at the end {os.getloadavg()[0]:.2f}")
 
 
