@@ -64,7 +64,8 @@ class EnergyReport:
 
     @classmethod
     def concatenate(cls, reports) -> "EnergyReport":
-        """One report of several runs' samples, in order."""
+        """One report of several runs' samples, in order (runs of the same steps; per_step
+        the mean over all their samples)."""
         reports = list(reports)
         cat = (lambda key: {name: np.concatenate([getattr(r, key)[name] for r in reports])
                             for name in getattr(reports[0], key)})
