@@ -192,11 +192,11 @@ def _steps_mask(steps: int, stop: int) -> np.ndarray:
     return mask
 
 
-def _source_power_sums(backend, reads: _Reads, inputs, shift):
-    """(per sample (B,), per step (T,)) sums of the source power (W) of an array's reads,
-    delayed by ``shift`` steps: from the bit sets when the reads are spikes and the backend
-    has a quadratic source form, else read by read (only the driven reads when most drive
-    nothing)."""
+def _source_power_sums(backend, reads: _Reads, source, rows, shift):
+    """(per sample (B,), per step (T,)) sums of the source power (W) of an array's reads of
+    rows ``rows`` of ``source`` (B, T, n), delayed by ``shift`` steps: from the bit sets when
+    the reads are spikes and the backend has a quadratic source form, else read by read
+    (only the driven reads when most drive nothing)."""
     batch, steps = reads.driven.shape
     stop = max(steps - shift, 0)                     # source steps read within the run
     per_step = np.zeros(steps)
@@ -206,6 +206,8 @@ def _source_power_sums(backend, reads: _Reads, inputs, shift):
         if per_sample is not None:
             per_step[shift:] = sums(reads.step_sets[:stop], reads.value)
             return per_sample, per_step
+    # x was validated by run() and z is its spikes: the unchecked reads (a view untiled)
+    inputs = source[..., rows].reshape(batch * steps, -1)
     flat_read = reads.driven.reshape(-1) > 0         # undelayed reads
     power = np.zeros(batch * steps)
     n_driven = int(np.count_nonzero(flat_read))
@@ -245,28 +247,26 @@ def inference_energy(net, x, record) -> EnergyReport:
         key = (id(source), rows.start, rows.stop)
         if key not in packed:
             packed[key] = _reads(source, rows)
-        # x was validated by run() and z is its spikes: the unchecked reads (a view untiled)
-        inputs = source[..., rows].reshape(batch * steps, -1)
-        power_per_sample, power_per_step = _source_power_sums(backend, packed[key], inputs,
-                                                              shift)
+        power_per_sample, power_per_step = _source_power_sums(backend, packed[key], source,
+                                                              rows, shift)
         active = _shift(packed[key].driven, shift)                   # (B, T) driven rows
         read = active > 0
         n_cols = cols.stop - cols.start
-        energy = power_per_sample * backend.read_time
-        energy_per_step = power_per_step * backend.read_time
         conversions = backend.physical_columns * n_cols
-        if backend.adc_energy:
-            energy = energy + backend.adc_energy * conversions * read.sum(axis=1)
-            energy_per_step = energy_per_step + backend.adc_energy * conversions \
-                * read.sum(axis=0)
-        if backend.dac_energy:
-            energy = energy + backend.dac_energy * active.sum(axis=1)
-            energy_per_step = energy_per_step + backend.dac_energy * active.sum(axis=0)
-        step_total += energy_per_step
-        per_array[name] = energy
         reads[name] = read.sum(axis=1)
         adc[name] = reads[name] * conversions
         dac[name] = active.sum(axis=1)
+        energy = power_per_sample * backend.read_time
+        energy_per_step = power_per_step * backend.read_time
+        if backend.adc_energy:
+            energy = energy + backend.adc_energy * adc[name]
+            energy_per_step = energy_per_step + backend.adc_energy * conversions \
+                * read.sum(axis=0)
+        if backend.dac_energy:
+            energy = energy + backend.dac_energy * dac[name]
+            energy_per_step = energy_per_step + backend.dac_energy * active.sum(axis=0)
+        step_total += energy_per_step
+        per_array[name] = energy
         sops += dac[name] * n_cols
     return EnergyReport(total=sum(per_array.values(), np.zeros(batch)), per_array=per_array,
                         per_step=step_total / batch, sops=sops, reads=reads,
