@@ -301,6 +301,26 @@ def test_energy_in_batches_equals_one_run():
     np.testing.assert_array_equal(report.sops, one.sops)
 
 
+def test_source_form_set_sums_refuses_sets_and_masks_of_the_wrong_shape():
+    """The compiled popcount loop reads sets and mask unchecked: bad shapes and types are
+    refused at the public method, naming the argument."""
+    from cosim.crossbar.nodal.power import SourceForm
+
+    form = SourceForm(np.eye(3))
+    good = np.zeros((2, 1, 3), np.uint64)
+    with pytest.raises(ValueError, match="sets must be"):
+        form.set_sums(np.zeros((2, 3), np.uint64))
+    with pytest.raises(ValueError, match="sets must be"):
+        form.set_sums(good.astype(float))
+    with pytest.raises(ValueError, match="sets have 4 rows"):
+        form.set_sums(np.zeros((2, 1, 4), np.uint64))
+    with pytest.raises(ValueError, match="mask must be"):
+        form.set_sums(good, np.zeros(2, np.uint64))
+    with pytest.raises(ValueError, match="mask must be"):
+        form.set_sums(good, np.zeros(1, np.int64))
+    assert np.all(form.set_sums(good) == 0)
+
+
 def test_energy_needs_physical_arrays():
     net = SRNN(4, 3, 2, seed=0)
     with pytest.raises(TypeError, match="energy needs physical arrays"):

@@ -160,15 +160,23 @@ class SourceForm:
         the popcount of (set_i & set_j & mask), the rows no read of the group drives left
         out.  Times V² it is the summed source power of reads that drive their rows at V.
         """
+        sets = np.asarray(sets)
+        if sets.ndim != 3 or sets.dtype != np.uint64:
+            raise ValueError(f"sets must be a (groups, words, rows) uint64 array, got "
+                             f"{sets.dtype} of shape {sets.shape}")
         G, W, R = sets.shape
         if R != self.Y.shape[0]:
             raise ValueError(f"sets have {R} rows, the source admittance {self.Y.shape[0]}")
         if mask is None:
             mask = np.full(W, np.iinfo(np.uint64).max, dtype=np.uint64)
+        mask = np.asarray(mask)
+        if mask.shape != (W,) or mask.dtype != np.uint64:
+            raise ValueError(f"mask must be a ({W},) uint64 array (one word per word of the "
+                             f"sets), got {mask.dtype} of shape {mask.shape}")
         out = np.empty(G)
-        _set_pair_sums(np.ascontiguousarray(self.Y, dtype=float),
-                       np.ascontiguousarray(sets, dtype=np.uint64),
-                       np.ascontiguousarray(mask, dtype=np.uint64), out)
+        # the compiled loop does not check its indices: the shapes were checked above
+        _set_pair_sums(np.ascontiguousarray(self.Y, dtype=float), np.ascontiguousarray(sets),
+                       np.ascontiguousarray(mask), out)
         return out
 
 
