@@ -377,6 +377,66 @@ def test_transfer_matrix_falls_back_when_blocks_fail(monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("R,C,r_word,r_bit,r_driver,r_sense",
+                         [(6, 14, 1.0, 1.0, 0.0, 0.0), (14, 6, 10.0, 10.0, 0.0, 0.0),
+                          (12, 31, 0.5, 7.0, 0.0, 0.0), (31, 12, 7.0, 0.5, 0.0, 0.0),
+                          (9, 20, 2.0, 3.0, 50.0, 20.0), (1, 9, 1.0, 1.0, 0.0, 0.0),
+                          (9, 1, 1.0, 1.0, 0.0, 0.0)])
+def test_streamed_transfer_matrix_equals_the_circuit(monkeypatch, R, C, r_word, r_bit,
+                                                     r_driver, r_sense):
+    """Arrays whose marching blocks exceed the memory budget stream the march (forced here
+    with a zero budget: real ones are hundreds of rows): the transfer matrix still equals
+    the solved circuit, with the periphery, and the source admittance the source currents."""
+    from cosim.crossbar.nodal import linear
+    monkeypatch.setattr(linear, "BLOCK_MEM", 0)
+    G, _ = random_case(R, C, 15, g=(1e-7, 1e-4))
+    periphery = dict(r_driver=r_driver, r_sense=r_sense)
+    arr = nodal.LinearArray(G, r_word, r_bit, **periphery)
+    M = arr.transfer_matrix()
+    V = np.random.default_rng(4).uniform(0.0, 0.2, size=(5, R))
+    sol = nodal.LinearArray(G, r_word, r_bit, **periphery).solve(V, method="direct")
+    assert rel_err(V @ M, sol.currents) <= 1e-12
+    if r_driver == r_sense == 0.0:
+        assert rel_err(V @ M, np.stack([dense_reference(G, v, r_word, r_bit)[0]
+                                        for v in V])) <= 1e-12
+    Y = arr.source_admittance()
+    if R > C:                   # a readout's admittance needs its own march, over budget
+        assert Y is None
+    else:
+        drawn = (V - sol.word_voltages[:, :, 0]) / (r_word + r_driver)   # first segments
+        assert rel_err(V @ Y, drawn) <= 1e-11
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps > 1e-18, reason="needs 80-bit long double")
+@pytest.mark.parametrize("R,C", [(6, 14), (14, 6)])
+def test_streamed_transfer_matrix_near_exact(monkeypatch, R, C):
+    from cosim.crossbar.nodal import linear
+    monkeypatch.setattr(linear, "BLOCK_MEM", 0)
+    G, _ = random_case(R, C, 13, g=(1e-7, 1e-5))
+    assert rel_err(nodal.LinearArray(G, 1.0, 1.0).transfer_matrix(),
+                   _refined_transfer(G, 1.0)) <= 1e-14
+
+
+def test_streamed_transfer_matrix_is_checked_on_a_probe(monkeypatch):
+    """A streamed matrix that disagrees with an independently solved probe is refused (here
+    one entry is off by 1e-9 of the largest): the factorisation gives the matrix instead."""
+    from cosim.crossbar.nodal import linear, transfer
+    monkeypatch.setattr(linear, "BLOCK_MEM", 0)
+    real = transfer.transfer_streamed
+    calls = []
+
+    def off(*args):
+        M, Y = real(*args)
+        calls.append(1)
+        M = M.copy()
+        M[2, 3] += 1e-9 * np.abs(M).max()
+        return M, Y
+    monkeypatch.setattr(linear, "transfer_streamed", off)
+    G, _ = random_case(12, 20, 16, g=(1e-6, 1e-4))
+    M = nodal.LinearArray(G, 2.0, 3.0).transfer_matrix()
+    assert calls and rel_err(M, _direct_transfer(G, 2.0, 3.0)) <= 1e-12
+
+
 @pytest.mark.parametrize("g,r", [((5.0, 10.0), 1e3), ((1e-7, 1e-5), 1.0), ((1e-3, 1e-2), 50.0)])
 def test_transfer_matrix_block_contract(g, r):
     """The block method returns None or an accurate matrix (never a wrong one), and the

@@ -32,11 +32,12 @@ from .kcl import (NodalSolution, absolute_balance, batch_max, bit_lines, check_G
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
 from .transfer import (BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, source_admittance,
-                       source_admittance_by_rows, transfer_blocks)
+                       source_admittance_by_rows, transfer_blocks, transfer_streamed)
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
 _SOLVE_CHUNK = 32         # right-hand sides per SuperLU solve call
+STREAM_CHECK = 10.0       # a streamed transfer matrix vs its probe (_streamed_transfer)
 
 
 class LinearArray:
@@ -209,9 +210,12 @@ class LinearArray:
         resistive it is built by column marching with dense min(R, C)-sized blocks
         (:func:`~cosim.crossbar.nodal.transfer.transfer_blocks`; for R > C on the mirrored
         array, below; the terminal segments swap with the families), verified on a probe
-        input, and otherwise (or when min(R, C) > ``BLOCK_MAX`` or the m^2 n stored block
-        entries (8 bytes each) would exceed ``BLOCK_MEM``) from the cached factorisation
-        (min(R, C) solves, by reciprocity).
+        input.  When its m^2 n blocks (8 bytes each, m = min(R, C), n = max(R, C)) would
+        exceed ``BLOCK_MEM``, the same march streams them
+        (:func:`~cosim.crossbar.nodal.transfer.transfer_streamed`: 24 m n bytes, checked
+        on a probe solved by CG, :meth:`_streamed_transfer`).  Otherwise (m >
+        ``BLOCK_MAX``, or if the march or a check fails) it comes from the cached
+        factorisation (m solves, by reciprocity).
 
         Mirror: relabelling word line i as bit line R-1-i and bit line j as word line C-1-j
         maps the array (G, r_word, r_bit) onto (G[::-1, ::-1].T, r_bit, r_word) with the same
@@ -251,6 +255,8 @@ class LinearArray:
                     if blocks is not None:
                         Mt, self._marching = blocks if keep else (blocks, None)
                         M = Mt[::-1, ::-1].T
+            elif m <= BLOCK_MAX:                    # the blocks do not fit: stream them
+                M = self._streamed_transfer()
         if M is None:
             n, N = 2 * R * C, R * C
             M = np.empty((R, C))
@@ -273,6 +279,34 @@ class LinearArray:
         self._M = M
         return M
 
+
+    def _streamed_transfer(self):
+        """M by :func:`~cosim.crossbar.nodal.transfer.transfer_streamed` (on the mirror when
+        R > C), checked on a probe input solved independently (line-preconditioned CG, or
+        the factorisation if CG does not converge): ``v @ M`` must equal its currents within
+        ``STREAM_CHECK`` times max(tol, the probe's residual floor) of the largest current.
+        None if the march fails or the check does."""
+        R, C = self.shape
+        if R <= C:
+            out = transfer_streamed(self.G, self.gw, self.gb)
+            if out is None:
+                return None
+            M, Y = out
+        else:
+            out = transfer_streamed(np.ascontiguousarray(self.G[::-1, ::-1].T), self.gb,
+                                    self.gw)
+            if out is None:
+                return None
+            M, Y = np.ascontiguousarray(out[0][::-1, ::-1].T), None    # Y: of the mirror
+        v = np.random.default_rng(0x5EED).uniform(-1.0, 1.0, R)
+        probe = self.solve(v)
+        scale = np.abs(probe.currents).max()
+        bound = STREAM_CHECK * max(self.tol, probe.residual_floor) * scale
+        if not np.abs(v @ M - probe.currents).max() <= bound:
+            return None
+        if Y is not None:
+            self._Y = Y
+        return M
 
     @property
     def marching(self):

@@ -23,8 +23,9 @@ except ImportError:                         # pragma: no cover
 
 from .kcl import absolute_balance, bit_lines, end_conductance, within
 
-BLOCK_MAX = 320          # largest dense block (min(R, C)) of the column-marching method
-BLOCK_MEM = 2 ** 28      # bytes of stored blocks Q_j (8 m^2 n) allowed for that method
+BLOCK_MAX = 1024         # largest dense block (min(R, C)) of the column-marching method
+BLOCK_MEM = 2 ** 28      # bytes of stored blocks Q_j (8 m^2 n) allowed; larger arrays stream
+                         # (transfer_streamed: 24 m n bytes)
 MARCH_KEEP = 2 ** 26     # bytes of kept blocks Q_j and cell voltages (16 m^2 n) per array
 
 
@@ -186,6 +187,35 @@ def _bit_line_green(GT: np.ndarray, gb: float):
     return 1.0 / P, diag * P, t
 
 
+def _march_down(green, GT, gw, j_hi, j_lo, q_next, store) -> bool:
+    """Q_j for j = j_hi, j_hi - 1, ..., j_lo (the backward sweep of :func:`transfer_blocks`),
+    each handed to ``store(j, Q_j)``, which returns the array it keeps (read as Q_{j+1} by
+    the next column); ``q_next`` is Q_{j_hi+1} (not read at the open end, j_hi = C - 1).
+    False if a block is not positive definite or not finite."""
+    a, bv, _ = green
+    C, R = GT.shape
+    potrf, trsm = lapack.dpotrf, blas.dtrsm
+    Z, S = np.empty((R, R)), np.empty((R, R))
+    for j in range(j_hi, j_lo - 1, -1):
+        # Z_j = K_j + g_w Q_{j+1} (K_{C-1} at the open end) and S_j = g_w I + Z_j (g_w,end for
+        # the first segment: with r_driver), built in one pass
+        open_end = j == C - 1
+        _loads(a[j], bv[j], GT[j], Z if open_end else q_next, 0.0 if open_end else float(gw),
+               float(gw if j else end_conductance(gw)), Z, S)
+        c, info = potrf(S, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            return False
+        # Q_j = S_j^{-1} Z_j = (Z_j^T S_j^{-1})^T with S_j = U^T U: two triangular solves
+        # from the right on the Fortran view Z_j^T (no copy; ~1.5x faster than from the
+        # left at these sizes); its transpose is Q_j in C order
+        q = trsm(1.0, c, Z.T, side=1, lower=0)
+        q = trsm(1.0, c, q, side=1, lower=0, trans_a=1, overwrite_b=1)
+        if not np.isfinite(q.sum()):                     # a NaN or an infinity anywhere
+            return False
+        q_next = store(j, q.T)
+    return True
+
+
 def march(G: np.ndarray, gw: float, gb: float) -> Marching | None:
     """The backward sweep of :func:`transfer_blocks` (blocks Q_j, outputs c_j) for an R x C
     array with R <= C and both lines resistive, or None if a block is not positive definite
@@ -196,27 +226,64 @@ def march(G: np.ndarray, gw: float, gb: float) -> Marching | None:
     if green is None:
         return None
     a, bv, t = green
-    marching = Marching(G, gw, gb, np.empty((C, R, R)), GT * t, t, (a, bv))
-    Q = marching.Q
-    potrf, trsm = lapack.dpotrf, blas.dtrsm
-    Z, S = np.empty((R, R)), np.empty((R, R))
-    for j in range(C - 1, -1, -1):
-        # Z_j = K_j + g_w Q_{j+1} (K_{C-1} at the open end) and S_j = g_w I + Z_j (g_w,end for
-        # the first segment: with r_driver), built in one pass
-        _loads(a[j], bv[j], GT[j], Q[j + 1] if j < C - 1 else Q[j], float(gw) if j < C - 1
-               else 0.0, float(gw if j else end_conductance(gw)), Z, S)
-        c, info = potrf(S, lower=0, clean=0, overwrite_a=1)
-        if info != 0:
-            return None
-        # Q_j = S_j^{-1} Z_j = (Z_j^T S_j^{-1})^T with S_j = U^T U: two triangular solves
-        # from the right on the Fortran view Z_j^T (no copy; ~1.5x faster than from the
-        # left at these sizes); its transpose is Q_j in C order
-        q = trsm(1.0, c, Z.T, side=1, lower=0)
-        q = trsm(1.0, c, q, side=1, lower=0, trans_a=1, overwrite_b=1)
-        if not np.isfinite(q.sum()):                     # a NaN or an infinity anywhere
-            return None
-        Q[j] = q.T
-    return marching
+    Q = np.empty((C, R, R))
+
+    def store(j, q):
+        Q[j] = q
+        return Q[j]
+
+    if not _march_down(green, GT, gw, C - 1, 0, None, store):
+        return None
+    return Marching(G, gw, gb, Q, GT * t, t, (a, bv))
+
+
+def transfer_streamed(G: np.ndarray, gw: float, gb: float):
+    """(M (R, C) [A/V], Y (R, R) [S]) of :func:`transfer_blocks` without storing its blocks
+    (arrays whose blocks do not fit in ``BLOCK_MEM``), or None if the march fails.  Not
+    verified here: the caller checks M on a probe solved another way.
+
+    The outputs of columns k >= j are affine in the inputs V and the drops u_{j-1} of the
+    column before: I_k = A_j[k] V + B_j[k] u_{j-1}.  With u_j = Q_j V + (I - Q_j) u_{j-1}
+    and I_j = c_j . (V - u_j) (:func:`transfer_blocks`), every column of the backward march
+    adds one row and updates the rows after it:
+
+        A_j[j] = c_j - Q_j^T c_j,  B_j[j] = -A_j[j]
+        A_j[k] = A_{j+1}[k] + P[k],  B_j[k] = B_{j+1}[k] - P[k],  P = B_{j+1} Q_j  (k > j)
+
+    and u_{-1} = 0 gives M = A_0^T.  The march's own order, so each Q_j is used as soon as
+    it is formed: memory 16 R C bytes besides two blocks, ~R^2 C^2 flops for the products
+    (the stored-block sweep: 2 R^3 C, plus the 8 R^2 C bytes of the blocks).
+    """
+    R, C = G.shape
+    GT = np.ascontiguousarray(G.T)
+    green = _bit_line_green(GT, gb)
+    if green is None:
+        return None
+    cvec = GT * green[2]                                  # c_j (C, R)
+    A = np.empty((C, R))                                  # rows j.. hold A_j
+    B = np.empty((C, R))
+    product = np.empty((C, R))
+    Y = np.empty((R, R))
+
+    def store(j, q):                                      # q = Q_j
+        if j + 1 < C:
+            P = product[j + 1:]
+            np.matmul(B[j + 1:], q, out=P)
+            A[j + 1:] += P
+            B[j + 1:] -= P
+        A[j] = cvec[j] - cvec[j] @ q
+        B[j] = -A[j]
+        if j == 0:
+            Y[:] = end_conductance(gw) * q
+        return q
+
+    if not _march_down(green, GT, gw, C - 1, 0, None, store):
+        return None
+    M = np.ascontiguousarray(A.T)
+    Y = 0.5 * (Y + Y.T)
+    if not (np.all(np.isfinite(M)) and np.all(np.isfinite(Y))):
+        return None
+    return M, Y
 
 
 def source_admittance(G: np.ndarray, gw: float, gb: float):
@@ -293,7 +360,8 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
     With ``with_admittance`` also returns Y, the source admittance of
     :func:`source_admittance` (free: Q_0 is one of the blocks), and with ``with_marching``
     the :class:`Marching` with the cell voltages kept (16 R^2 C bytes):
-    ``M``, ``(M, Y)``, ``(M, marching)`` or ``(M, Y, marching)``.
+    ``M``, ``(M, Y)``, ``(M, marching)`` or ``(M, Y, marching)``.  Arrays whose blocks
+    do not fit in memory: :func:`transfer_streamed`.
     """
     R, C = G.shape
     marched = march(G, gw, gb)
