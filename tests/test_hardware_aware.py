@@ -372,3 +372,13 @@ def test_nonlinear_vjp_with_a_dac_reuses_the_reads_and_linearises_at_their_level
     want_x, want_W = levels.vjp(on_grid, g)
     assert relative_error(grad_x, want_x) <= 1e-12
     assert relative_error(grad_W, want_W) <= 1e-12
+
+
+def test_adjoint_of_an_array_too_large_for_memory_is_refused_before_work():
+    """The adjoint of a 2000 x 4000-cell array would hold ~0.5 TB of marching blocks and
+    cell voltages: one MemoryLimitError naming it, before any block is formed."""
+    from cosim.crossbar import adjoint
+    from cosim.errors import MemoryLimitError
+    G = np.full((2000, 4000), 1e-6)
+    with pytest.raises(MemoryLimitError, match="adjoint of a 2000 x 4000-cell array"):
+        adjoint.transfer_gradient(G, 1.0, 1.0, np.ones_like(G))

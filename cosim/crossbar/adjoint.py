@@ -185,6 +185,14 @@ def transfer_gradient(G, r_word, r_bit, grad_transfer, *, r_driver=0.0, r_sense=
         same = marching is not None and all(
             float(a) == float(b) and kcl.end_conductance(a) == kcl.end_conductance(b)
             for a, b in ((marching.gw, gw), (marching.gb, gb))) and np.array_equal(marching.G, G)
+        # what this call allocates: the adjoint sources (then Λ), 8 R² N bytes, and unless
+        # the caller's marching has them the blocks Q_l (8 R² N) and the cell voltages
+        # (16 R² N); refused before allocating if that cannot fit
+        blocks = R * R * N
+        held = 8.0 * blocks + (0.0 if same else 8.0 * blocks) + (
+            16.0 * blocks if not same or marching.cells is None else 0.0)
+        check.fits_in_memory(f"the adjoint of a {min(R, N)} x {max(R, N)}-cell array", held,
+                             hint="train on smaller (tiled) arrays")
         if not same:                                      # not this array's marching
             marching = _transfer.march(G, gw, gb)
             if marching is None:
