@@ -114,6 +114,10 @@ class Crossbar:
         return self.weights
 
     # -- gradients ---------------------------------------------------------------------------
+    def expect_gradients(self) -> None:
+        """Announce that gradients of the coming reads will be asked (training): a backend
+        may then keep what its backward pass reuses from the forward one.  Default: nothing."""
+
     def linear_map(self) -> np.ndarray | None:
         """(R, C) matrix M the backward pass multiplies by: forward(x) = x @ M for a linear read.
 

@@ -35,6 +35,13 @@ _VJP_CHUNK_CELLS = 2 ** 21     # reads x cells whose node voltages a nonlinear v
 class CompactGradients:
     """Gradients of a Compact array's read (mixed into ``Compact``; see the module docstring)."""
 
+    def expect_gradients(self):
+        """From now on keep what the adjoint reuses: the linear read's column marching (from
+        the next transfer matrix built) and the nonlinear reads' converged node voltages.
+        Without it the first gradient sets the same flag, after the first forward pass kept
+        nothing: that batch's reads were solved again (nonlinear) or marched again (linear)."""
+        self._for_gradients = True
+
     def linear_map(self):
         """The weight map M (IR drop included) for read="linear"; None for the nonlinear read.
 

@@ -146,6 +146,9 @@ class BPTT:
         self.truncate = truncate
 
     def gradients(self, net, x, labels):
+        backends = getattr(net, "backends", None)
+        for backend in (backends() if backends else {}).values():
+            backend.expect_gradients()               # the backward pass follows this run
         record = net._run(x, trace=True)
         loss, grads = self.backward(net, record, labels)
         return loss, grads, record
