@@ -251,7 +251,7 @@ def transfer_streamed(G: np.ndarray, gw: float, gb: float):
         A_j[k] = A_{j+1}[k] + P[k],  B_j[k] = B_{j+1}[k] - P[k],  P = B_{j+1} Q_j  (k > j)
 
     and u_{-1} = 0 gives M = A_0^T.  The march's own order, so each Q_j is used as soon as
-    it is formed: memory 16 R C bytes besides two blocks, ~R^2 C^2 flops for the products
+    it is formed: memory 24 R C bytes besides two blocks, ~R^2 C^2 flops for the products
     (the stored-block sweep: 2 R^3 C, plus the 8 R^2 C bytes of the blocks).
     """
     R, C = G.shape
