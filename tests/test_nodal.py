@@ -380,8 +380,8 @@ def test_transfer_matrix_falls_back_when_blocks_fail(monkeypatch):
 @pytest.mark.parametrize("R,C,r_word,r_bit,r_driver,r_sense",
                          [(6, 14, 1.0, 1.0, 0.0, 0.0), (14, 6, 10.0, 10.0, 0.0, 0.0),
                           (12, 31, 0.5, 7.0, 0.0, 0.0), (31, 12, 7.0, 0.5, 0.0, 0.0),
-                          (9, 20, 2.0, 3.0, 50.0, 20.0), (1, 9, 1.0, 1.0, 0.0, 0.0),
-                          (9, 1, 1.0, 1.0, 0.0, 0.0)])
+                          (9, 20, 2.0, 3.0, 50.0, 20.0), (1, 6, 1.0, 1.0, 0.0, 0.0),
+                          (6, 1, 1.0, 1.0, 0.0, 0.0)])
 def test_streamed_transfer_matrix_equals_the_circuit(monkeypatch, R, C, r_word, r_bit,
                                                      r_driver, r_sense):
     """Arrays whose marching blocks exceed the memory budget stream the march (forced here

@@ -38,6 +38,7 @@ _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
 _CG_MAX_ITER = 500
 _SOLVE_CHUNK = 32         # right-hand sides per SuperLU solve call
 STREAM_CHECK = 10.0       # a streamed transfer matrix vs its probe (_streamed_transfer)
+STREAM_ASPECT = 8         # longest array (max/min side) whose transfer matrix is streamed
 
 
 class LinearArray:
@@ -255,7 +256,9 @@ class LinearArray:
                     if blocks is not None:
                         Mt, self._marching = blocks if keep else (blocks, None)
                         M = Mt[::-1, ::-1].T
-            elif m <= BLOCK_MAX:                    # the blocks do not fit: stream them
+            elif m <= BLOCK_MAX and nb <= STREAM_ASPECT * m:
+                # the blocks do not fit: stream them (its products, ~m^2 n^2 flops, grow
+                # past the march's 2.3 m^3 n for very long arrays: those factorise)
                 M = self._streamed_transfer()
         if M is None:
             n, N = 2 * R * C, R * C
