@@ -31,7 +31,7 @@ from .kcl import (NodalSolution, absolute_balance, batch_max, bit_lines, check_G
                   end_conductance, relative, rounding_floor, segment_conductance, within,
                   word_lines)
 from .sparse import factorise, nodal_matrix, ordering
-from .transfer import (BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, source_admittance,
+from .transfer import (BLOCK_MAX, BLOCK_MEM, MARCH_KEEP, probe_input, source_admittance,
                        source_admittance_by_rows, transfer_blocks, transfer_streamed)
 
 _CG_TOL_FACTOR = 0.1      # CG stops at tol * this, then verifies against tol
@@ -282,7 +282,6 @@ class LinearArray:
         self._M = M
         return M
 
-
     def _streamed_transfer(self):
         """M by :func:`~cosim.crossbar.nodal.transfer.transfer_streamed` (on the mirror when
         R > C), checked on a probe input solved independently (line-preconditioned CG, or
@@ -290,18 +289,15 @@ class LinearArray:
         ``STREAM_CHECK`` times max(tol, the probe's residual floor) of the largest current.
         None if the march fails or the check does."""
         R, C = self.shape
-        if R <= C:
-            out = transfer_streamed(self.G, self.gw, self.gb)
-            if out is None:
-                return None
-            M, Y = out
-        else:
-            out = transfer_streamed(np.ascontiguousarray(self.G[::-1, ::-1].T), self.gb,
-                                    self.gw)
-            if out is None:
-                return None
-            M, Y = np.ascontiguousarray(out[0][::-1, ::-1].T), None    # Y: of the mirror
-        v = np.random.default_rng(0x5EED).uniform(-1.0, 1.0, R)
+        mirror = R > C                          # see transfer_matrix
+        out = (transfer_streamed(np.ascontiguousarray(self.G[::-1, ::-1].T), self.gb, self.gw)
+               if mirror else transfer_streamed(self.G, self.gw, self.gb))
+        if out is None:
+            return None
+        M, Y = out
+        if mirror:                              # the mirror's Y admits its sense side
+            M, Y = np.ascontiguousarray(M[::-1, ::-1].T), None
+        v = probe_input(R)
         probe = self.solve(v)
         scale = np.abs(probe.currents).max()
         bound = STREAM_CHECK * max(self.tol, probe.residual_floor) * scale

@@ -187,6 +187,11 @@ def _bit_line_green(GT: np.ndarray, gb: float):
     return 1.0 / P, diag * P, t
 
 
+def probe_input(R: int) -> np.ndarray:
+    """The fixed input (R,) [V] on which a transfer matrix is verified (seeded, both signs)."""
+    return np.random.default_rng(0x5EED).uniform(-1.0, 1.0, R)
+
+
 def _march_down(green, GT, gw, j_hi, j_lo, q_next, store) -> bool:
     """Q_j for j = j_hi, j_hi - 1, ..., j_lo (the backward sweep of :func:`transfer_blocks`),
     each handed to ``store(j, Q_j)``, which returns the array it keeps (read as Q_{j+1} by
@@ -367,8 +372,7 @@ def transfer_blocks(G: np.ndarray, gw: float, gb: float, tol: float,
     marched = march(G, gw, gb)
     if marched is None:
         return None
-    rng = np.random.default_rng(0x5EED)
-    v = rng.uniform(-1.0, 1.0, R)
+    v = probe_input(R)
     M, u, cells = forward_sweep(marched, v, with_marching)
     if with_marching:
         marched = marched._replace(cells=cells)
