@@ -203,11 +203,13 @@ class _Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_sweep_stops_ngspice_and_the_array_reads_on(tmp_path):
+def test_an_interrupted_sweep_stops_ngspice_and_the_array_reads_on(tmp_path, monkeypatch):
     """A Ctrl-C (a real SIGINT) while ngspice sweeps: the background thread is halted before
     the exception reaches the caller, nothing is cached, and the next read of the array
     agrees with the compact solve.  (Before: the sweep kept running, unfed, and every later
-    read of the array failed with "ngspice no longer lists the loaded circuit".)"""
+    read of the array failed with "ngspice no longer lists the loaded circuit".)  The
+    signal is sent from the feed once the sweep has reached point 5 of 100, so it lands
+    mid-sweep on a machine of any speed."""
     rng = np.random.default_rng(3)
     W = rng.normal(size=(32, 16))
     x = (rng.random((101, 32)) < 0.5).astype(float)
@@ -220,18 +222,24 @@ def test_an_interrupted_sweep_stops_ngspice_and_the_array_reads_on(tmp_path):
     def interrupt(signum, frame):
         if armed.is_set():                           # only inside the read below
             raise _Interrupted
+    sent = threading.Event()
+    value = VoltageFeed.value
+
+    def value_then_interrupt(feed, name):
+        if armed.is_set() and feed.point >= 5 and not sent.is_set():
+            sent.set()
+            os.kill(os.getpid(), signal.SIGINT)      # handled by the main thread, waiting
+        return value(feed, name)
+    monkeypatch.setattr(VoltageFeed, "value", value_then_interrupt)
     previous = signal.signal(signal.SIGINT, interrupt)
-    timer = threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGINT))
     try:
         armed.set()
-        timer.start()
         with pytest.raises(_Interrupted):
-            s.bitline_currents(x[1:])                # ~100 points: seconds of ngspice
+            s.bitline_currents(x[1:])                # 100 points
     finally:
         armed.clear()
-        timer.cancel()
-        timer.join()
         signal.signal(signal.SIGINT, previous)
+    assert sent.is_set()
     assert not ngspice.ENGINE._shared._lib.ngSpice_running()
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1    # the first read only
     ref = _compact_reads(W, x[1:4])
