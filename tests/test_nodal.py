@@ -785,6 +785,78 @@ def test_fused_kernel_equals_numpy_lines(R, C, r_word, r_bit, p, r_driver, r_sen
     assert rel_err(warm.currents, ref.currents) <= 1e-14
 
 
+@pytest.mark.skipif(np.finfo(np.longdouble).eps > 1e-18, reason="needs 80-bit long double")
+def test_fused_device_currents_to_rounding_in_and_out_of_the_small_signal_region():
+    """Near 0 V the kernel evaluates a cell by Taylor series instead of exp / log1p / tanh:
+    the device currents agree with the closed form in long double to a few ulps inside
+    that region, at its edges and just outside it, for gate drives from deep off to far
+    on."""
+    from cosim.crossbar.nodal import fused
+    R, C = 12, 40
+    cell = memtransistor_array_cell((R, C), 21)
+    a, c, s_g, v_sat = cell.fused_form
+    a = np.broadcast_to(a, (R, C))
+    # gate overdrives x0 = c / s_g from deep off to far on, one per column
+    c = np.broadcast_to(s_g * np.linspace(-35.0, 35.0, C), (R, C))
+    cell.fused_form = (a, c, s_g, v_sat)
+    prepared = fused.prepare(cell, (R, C))
+    rng = np.random.default_rng(22)
+    edge_sum, edge_diff = fused.SERIES_SUM * s_g, fused.SERIES_DIFF * v_sat
+    n = 8
+    scale = np.ones((n, R, C))
+    scale[:, ::3] = 1.0 - 1e-9                   # rows on the edge of the region
+    scale[:, 1::3] = rng.uniform(0.0, 1.0, (n, (R + 1) // 3, C))
+    scale[:, 2::3] = 1.001                       # rows just outside it (direct evaluation)
+    signs = rng.choice([-1.0, 1.0], (2, n, R, C))
+    total = signs[0] * scale * edge_sum
+    diff = signs[1] * scale * edge_diff
+    vw, vb = 0.5 * (total + diff), 0.5 * (total - diff)
+    V = rng.uniform(-0.01, 0.01, (n, R))
+    u = V[:, :, None] - vw
+    i_dev, di_dw, di_db = fused.device_currents(prepared, V, u, vb, partials=True)
+    # the reference at the node voltages the kernel forms in doubles, v_w = V - u
+    L = np.longdouble
+    w_l, b_l = (V[:, :, None] - u).astype(L), vb.astype(L)
+    x = (c.astype(L) - (w_l + b_l) / 2) / L(s_g)
+    sp = np.log1p(np.exp(-np.abs(x))) + np.maximum(x, L(0))
+    t = np.tanh((w_l - b_l) / L(v_sat))
+    want = a.astype(L) * sp * L(v_sat) * t
+    # partials: the gate term (through x) and the channel term (through tanh)
+    gate = a.astype(L) * L(v_sat) * t / (1 + np.exp(-x)) * (-0.5 / L(s_g))
+    chan = a.astype(L) * sp * (1 - t * t)
+    eps = np.finfo(float).eps
+    for got, ref, size in ((i_dev, want, np.abs(want)), (di_dw, gate + chan, np.abs(chan)),
+                           (di_db, gate - chan, np.abs(chan))):
+        err = np.abs(got.astype(L) - ref) / size
+        assert float(err[:, 0::3].max()) <= 4 * eps         # series, at the region's edge
+        assert float(err[:, 1::3].max()) <= 4 * eps         # series, inside
+        # outside: directly; it rounds x = (c - (v_w + v_b)/2) / s_g, ~|x0| ulps of sp
+        assert float(err.max()) <= 64 * eps
+
+
+def test_fused_kernel_small_signal_reads_equal_numpy_lines():
+    """Reads whose every cell is in the small-signal region (millivolt inputs, one row
+    undriven), and reads that mix such rows with driven ones, equal the numpy line method
+    (direct exp / log1p / tanh) to 1e-14, with their adjoints."""
+    from cosim.crossbar.adjoint import nonlinear_vjp_batch
+    R, C = 19, 33
+    cell = memtransistor_array_cell((R, C), 31)
+    rng = np.random.default_rng(32)
+    V = np.concatenate([2e-3 * binary_patterns(rng, 3, R, 0.8),
+                        0.1 * binary_patterns(rng, 3, R, 0.1)])
+    fast = nodal.solve_nonlinear(cell, V, 1.3, 0.6, (R, C), method="fused")
+    ref = nodal.solve_nonlinear(cell, V, 1.3, 0.6, (R, C), method="lines")
+    assert fast.method == "newton-fused"
+    for k in range(V.shape[0]):
+        assert rel_err(fast.currents[k], ref.currents[k]) <= 1e-14
+    g = rng.standard_normal((V.shape[0], C))
+    plain = lambda v_w, v_b: cell(v_w, v_b)              # noqa: E731 (hides the fused form)
+    got = nonlinear_vjp_batch(cell, V, fast.word_drops, fast.bit_voltages, 1.3, 0.6, g)
+    want = nonlinear_vjp_batch(plain, V, fast.word_drops, fast.bit_voltages, 1.3, 0.6, g)
+    for a_, b_ in zip(got, want):              # the sparse LU's rounding at millivolts
+        assert rel_err(a_, b_) <= 1e-11
+
+
 def test_fused_kernel_hands_what_it_cannot_step_to_the_reference():
     """Saturated devices (V_DS >> v_sat) have di/dv_w < 0: the line factorisation cannot
     take them, the kernel marks those patterns failed and the numpy path (lines, then the
