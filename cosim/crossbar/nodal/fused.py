@@ -107,9 +107,10 @@ SERIES_SUM = 0.025
 SERIES_DIFF = 0.01
 
 
-def softplus_series(x0, s_g):
-    """Taylor coefficients p_n, n = 0..7 (..., 8), of sp(x0 - sigma / (2 s_g)) in powers of
-    sigma = v_w + v_b (V^-n): p_n = sp^(n)(x0) (-1 / (2 s_g))^n / n!.
+def softplus_series(x0):
+    """Taylor coefficients p_n = sp^(n)(x0) / n!, n = 0..7 (..., 8), of the softplus at x0:
+    sp(x0 + delta) = sum p_n delta^n (|delta| <= SERIES_SUM / 2 in the kernel; no power of
+    1 / s_g is folded in, so no coefficient can overflow).
 
     sp^(n) is the (n-1)-th derivative of the logistic f = 1 / (1 + e^-x) for n >= 1, written
     in s = f(x0), q = 1 - s (each from e^-|x0|: no cancellation), w = s q and d = q - s:
@@ -123,30 +124,29 @@ def softplus_series(x0, s_g):
     derivatives = (np.log1p(e) + np.maximum(x0, 0.0), s, w, w * d, w * (1.0 - 6.0 * w),
                    w * d * (1.0 - 12.0 * w), w * (1.0 - 30.0 * w + 120.0 * w * w),
                    w * d * (1.0 - 60.0 * w + 360.0 * w * w))
-    h = -0.5 / float(s_g)
     return np.ascontiguousarray(np.stack(
-        [f * (h ** n / math.factorial(n)) for n, f in enumerate(derivatives)], axis=-1))
+        [f / math.factorial(n) for n, f in enumerate(derivatives)], axis=-1))
 
 
 @_jit
-def _device_small(vw, vb, a, poly, i, j, v_sat, inv_vsat):
+def _device_small(vw, vb, a, poly, i, j, inv_sg, inv_vsat, gate_k, v_sat):
     """:func:`_device` in the small-signal region from the series poly[i, j] (8,) of the
     cell (:func:`softplus_series`): the same (i, di/dv_w, di/dv_b) to rounding, without exp,
     log1p or tanh (~3x cheaper).  Indexed, not sliced: a view per cell costs more than
     the series."""
-    sigma = vw + vb
+    delta = (vw + vb) * -0.5 * inv_sg          # x - x0
     y = (vw - vb) * inv_vsat
     sp = poly[i, j, 7]
-    dsp = 7.0 * sp                             # d sp / d sigma
+    sig = 7.0 * sp                             # d sp / dx
     for n in range(6, 0, -1):
         p = poly[i, j, n]
-        sp = p + sigma * sp
-        dsp = n * p + sigma * dsp
-    sp = poly[i, j, 0] + sigma * sp
+        sp = p + delta * sp
+        sig = n * p + delta * sig
+    sp = poly[i, j, 0] + delta * sp
     y2 = y * y
     t = y * (1.0 + y2 * (-1.0 / 3.0 + y2 * (2.0 / 15.0 - y2 * (17.0 / 315.0))))
     af = sp * a
-    gate = dsp * (a * v_sat) * t               # sp depends on v_w and v_b through sigma
+    gate = sig * (gate_k * a) * t              # as in _device
     chan = (1.0 - t * t) * af
     return t * af * v_sat, gate + chan, gate - chan
 
@@ -212,7 +212,8 @@ def _evaluate(Vk, u, b, amp, off, poly, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, 
         for j in range(C):
             if small:
                 cell, Dw[i, j], Db[i, j] = _device_small(vi - u[i, j], b[i, j], amp[i, j],
-                                                         poly, i, j, v_sat, inv_vsat)
+                                                         poly, i, j, inv_sg, inv_vsat,
+                                                         gate_k, v_sat)
             else:
                 cell, Dw[i, j], Db[i, j] = _device(vi - u[i, j], b[i, j], amp[i, j],
                                                    off[i, j], inv_sg, inv_vsat, gate_k, v_sat)
@@ -672,7 +673,8 @@ def _cells(Vk, u, b, amp, off, poly, s_g, v_sat, i_dev, Dw, Db):
         for j in range(C):
             if small:
                 i_dev[i, j], Dw[i, j], Db[i, j] = _device_small(
-                    Vk[i] - u[i, j], b[i, j], amp[i, j], poly, i, j, v_sat, inv_vsat)
+                    Vk[i] - u[i, j], b[i, j], amp[i, j], poly, i, j, inv_sg, inv_vsat, gate_k,
+                    v_sat)
             else:
                 i_dev[i, j], Dw[i, j], Db[i, j] = _device(
                     Vk[i] - u[i, j], b[i, j], amp[i, j], off[i, j], inv_sg, inv_vsat, gate_k,
@@ -725,7 +727,7 @@ class Prepared:
         self.amp = np.ascontiguousarray(np.broadcast_to(amp, (R, C)), dtype=float)
         self.off = np.ascontiguousarray(np.broadcast_to(off, (R, C)), dtype=float)
         self.s_g, self.v_sat = float(s_g), float(v_sat)
-        self.poly = softplus_series(self.off / self.s_g, self.s_g)    # (R, C, 8)
+        self.poly = softplus_series(self.off / self.s_g)    # (R, C, 8)
         self.levels = None if levels is None else np.ascontiguousarray(levels, dtype=float)
         self.table = np.zeros((0 if levels is None else self.levels.size, 3, R, C))
         if levels is not None:
