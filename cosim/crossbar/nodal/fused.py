@@ -717,17 +717,22 @@ def adjoint_batch(prepared, V, u, b, gw, gb, c):
 
 
 class Prepared:
-    """The arrays of one cell and one call: the fused form as contiguous (R, C) arrays and,
-    for a start at the ideal point with few input levels (sorted, (L,)), the cell values
-    there, (L, 3, R, C)."""
+    """The arrays of one cell and one call: the fused form as contiguous (R, C) arrays, the
+    softplus series of every cell (R, C, 8) and, for a start at the ideal point with few
+    input levels (sorted, (L,)), the cell values there, (L, 3, R, C).  ``like``: a Prepared
+    of the same cell and shape whose form and series are shared (not recomputed or copied)."""
 
-    def __init__(self, form, shape, levels=None):
-        amp, off, s_g, v_sat = form
+    def __init__(self, form, shape, levels=None, like=None):
         R, C = shape
-        self.amp = np.ascontiguousarray(np.broadcast_to(amp, (R, C)), dtype=float)
-        self.off = np.ascontiguousarray(np.broadcast_to(off, (R, C)), dtype=float)
-        self.s_g, self.v_sat = float(s_g), float(v_sat)
-        self.poly = softplus_series(self.off / self.s_g)    # (R, C, 8)
+        if like is not None:
+            self.amp, self.off, self.poly = like.amp, like.off, like.poly
+            self.s_g, self.v_sat = like.s_g, like.v_sat
+        else:
+            amp, off, s_g, v_sat = form
+            self.amp = np.ascontiguousarray(np.broadcast_to(amp, (R, C)), dtype=float)
+            self.off = np.ascontiguousarray(np.broadcast_to(off, (R, C)), dtype=float)
+            self.s_g, self.v_sat = float(s_g), float(v_sat)
+            self.poly = softplus_series(self.off / self.s_g)    # (R, C, 8)
         self.levels = None if levels is None else np.ascontiguousarray(levels, dtype=float)
         self.table = np.zeros((0 if levels is None else self.levels.size, 3, R, C))
         if levels is not None:
@@ -748,7 +753,8 @@ def prepare(cell, shape, levels=None) -> Prepared:
     if key not in kept:
         if len(kept) >= 8:
             kept.clear()
-        kept[key] = Prepared(cell.fused_form, shape, levels)
+        like = next((p for k, p in kept.items() if k[0] == key[0]), None)
+        kept[key] = Prepared(cell.fused_form, shape, levels, like)
     return kept[key]
 
 
