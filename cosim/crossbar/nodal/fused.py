@@ -152,10 +152,12 @@ def _device_small(vw, vb, a, poly, i, j, inv_sg, inv_vsat, gate_k, v_sat):
 
 
 @_jit
-def _row_small(vi, u, b, i, small_sum, small_diff):
+def _row_small(vi, u, b, i, s_g, v_sat):
     """Whether every cell of row i is in the small-signal region at (u, b): the row is
     then evaluated by the series, else directly (one decision per row keeps the branch out
     of the cell loop; a NaN voltage: directly)."""
+    small_sum = SERIES_SUM * s_g
+    small_diff = SERIES_DIFF * v_sat
     for j in range(u.shape[1]):
         vw = vi - u[i, j]
         vb = b[i, j]
@@ -196,8 +198,6 @@ def _evaluate(Vk, u, b, amp, off, poly, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, 
     inv_sg = 1.0 / s_g
     inv_vsat = 1.0 / v_sat
     gate_k = -0.5 * v_sat / s_g
-    small_sum = SERIES_SUM * s_g            # the small-signal region (_row_small)
-    small_diff = SERIES_DIFF * v_sat
     dev = 0.0
     smax = 0.0
     fmax = 0.0
@@ -208,7 +208,9 @@ def _evaluate(Vk, u, b, amp, off, poly, s_g, v_sat, gw, gw_end, gb, gb_end, Dw, 
             for j in range(C):
                 u[i, j] = u0[i, j] + alpha * du[i, j]
                 b[i, j] = b0[i, j] + alpha * db[i, j]
-        small = _row_small(vi, u, b, i, small_sum, small_diff)
+        small = _row_small(vi, u, b, i, s_g, v_sat)
+        # the two branches are written out in both callers (here and _cells): behind a
+        # shared helper numba compiles the loop 1.5-1.8x slower
         for j in range(C):
             if small:
                 cell, Dw[i, j], Db[i, j] = _device_small(vi - u[i, j], b[i, j], amp[i, j],
@@ -666,11 +668,9 @@ def _cells(Vk, u, b, amp, off, poly, s_g, v_sat, i_dev, Dw, Db):
     inv_sg = 1.0 / s_g
     inv_vsat = 1.0 / v_sat
     gate_k = -0.5 * v_sat / s_g
-    small_sum = SERIES_SUM * s_g            # the small-signal region (_row_small)
-    small_diff = SERIES_DIFF * v_sat
     for i in range(R):
-        small = _row_small(Vk[i], u, b, i, small_sum, small_diff)
-        for j in range(C):
+        small = _row_small(Vk[i], u, b, i, s_g, v_sat)
+        for j in range(C):                  # (the branches of _evaluate: see there)
             if small:
                 i_dev[i, j], Dw[i, j], Db[i, j] = _device_small(
                     Vk[i] - u[i, j], b[i, j], amp[i, j], poly, i, j, inv_sg, inv_vsat, gate_k,
@@ -683,15 +683,21 @@ def _cells(Vk, u, b, amp, off, poly, s_g, v_sat, i_dev, Dw, Db):
 
 @_jit
 def _currents_all(V, u, b, amp, off, poly, s_g, v_sat, i_dev, Dw, Db):
+    """Cells of every read; the partials go to Dw[k], Db[k], or to one scratch pair
+    (Dw, Db of length 1) when the caller wants the currents only."""
+    last = Dw.shape[0] - 1
     for k in range(V.shape[0]):
-        _cells(V[k], u[k], b[k], amp, off, poly, s_g, v_sat, i_dev[k], Dw[k], Db[k])
+        _cells(V[k], u[k], b[k], amp, off, poly, s_g, v_sat, i_dev[k], Dw[min(k, last)],
+               Db[min(k, last)])
 
 
 def device_currents(prepared, V, u, b, partials: bool = False):
     """Device currents (n, R, C) (A) of the reads V (n, R) at drops u, bit voltages b, as
     the kernel evaluates them; with ``partials`` also (di/dv_w, di/dv_b) (n, R, C) (S)."""
     shape = np.shape(u)
-    i_dev, Dw, Db = np.empty(shape), np.empty(shape), np.empty(shape)
+    i_dev = np.empty(shape)
+    kept = shape if partials else (1,) + tuple(shape[1:])     # else one scratch pair
+    Dw, Db = np.empty(kept), np.empty(kept)
     _currents_all(np.ascontiguousarray(V, dtype=float), np.ascontiguousarray(u, dtype=float),
                   np.ascontiguousarray(b, dtype=float), prepared.amp, prepared.off,
                   prepared.poly, prepared.s_g, prepared.v_sat, i_dev, Dw, Db)
