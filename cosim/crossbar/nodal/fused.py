@@ -115,17 +115,32 @@ def softplus_series(x0):
     sp^(n) is the (n-1)-th derivative of the logistic f = 1 / (1 + e^-x) for n >= 1, written
     in s = f(x0), q = 1 - s (each from e^-|x0|: no cancellation), w = s q and d = q - s:
     f' = w, f'' = w d, f''' = w (1 - 6 w), f'''' = w d (1 - 12 w), f^(5) = w (1 - 30 w +
-    120 w^2), f^(6) = w d (1 - 60 w + 360 w^2)."""
-    x0 = np.asarray(x0, dtype=float)
-    e = np.exp(-np.abs(x0))
-    s = np.where(x0 >= 0, 1.0, e) / (1.0 + e)
-    q = np.where(x0 >= 0, e, 1.0) / (1.0 + e)
-    w, d = s * q, q - s
-    derivatives = (np.log1p(e) + np.maximum(x0, 0.0), s, w, w * d, w * (1.0 - 6.0 * w),
-                   w * d * (1.0 - 12.0 * w), w * (1.0 - 30.0 * w + 120.0 * w * w),
-                   w * d * (1.0 - 60.0 * w + 360.0 * w * w))
-    return np.ascontiguousarray(np.stack(
-        [f / math.factorial(n) for n, f in enumerate(derivatives)], axis=-1))
+    120 w^2), f^(6) = w d (1 - 60 w + 360 w^2).  Evaluated with the libm exp / log1p of
+    :func:`_device` (compiled), not numpy's: numpy's SIMD versions (e.g. on AVX-512) may be
+    several ulp off, and p_0 is the current of a cell at 0 V to that accuracy."""
+    shape = np.shape(x0)
+    out = np.empty(shape + (8,))
+    _softplus_series(np.ascontiguousarray(x0, dtype=float).reshape(-1), out.reshape(-1, 8))
+    return out
+
+
+@_jit
+def _softplus_series(x0, out):
+    for k in range(x0.size):
+        x = x0[k]
+        e = math.exp(-abs(x))
+        s = (1.0 if x >= 0 else e) / (1.0 + e)
+        q = (e if x >= 0 else 1.0) / (1.0 + e)
+        w = s * q
+        d = q - s
+        out[k, 0] = math.log1p(e) + max(x, 0.0)
+        out[k, 1] = s
+        out[k, 2] = w / 2.0
+        out[k, 3] = w * d / 6.0
+        out[k, 4] = w * (1.0 - 6.0 * w) / 24.0
+        out[k, 5] = w * d * (1.0 - 12.0 * w) / 120.0
+        out[k, 6] = w * (1.0 - 30.0 * w + 120.0 * w * w) / 720.0
+        out[k, 7] = w * d * (1.0 - 60.0 * w + 360.0 * w * w) / 5040.0
 
 
 @_jit
