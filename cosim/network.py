@@ -244,36 +244,55 @@ class SRNN:
         The backward passes multiply by M where the forward pass multiplied by it: for an ideal
         array the weight slice, for a linear-read Compact array its IR-drop weight map (so the
         gradient through time and into earlier layers sees the wires). M is None for a read
-        that is nonlinear in its input; then :meth:`array_input_gradient` is used.
+        that is nonlinear in its input; then :meth:`array_vjp` is used.
         """
         return {key: [(d, self._backends[(key, d)].linear_map()) for d, _ in self._slices(key)]
                 for key in ("in", "rec", "out")}
 
-    def array_input_gradient(self, key, delay, x, grad_current) -> np.ndarray:
-        """∂L/∂x (N, n) of the reads x (N, n) of array (key, delay), given ∂L/∂(its output)."""
-        return self._backends[(key, delay)].vjp(x, grad_current, weights=False)[0]
+    def array_vjp(self, key, delay, x, grad_current):
+        """(∂L/∂x (N, n), this array's share of ∂L/∂W[key]) of the reads x (N, n) of array
+        (key, delay), given ∂L/∂(its output) (N, m): both from one adjoint solve per read.
 
-    def weight_gradients(self, key, inputs, grad_current) -> np.ndarray:
+        For an array read nonlinearly in its input that solve is most of the backward pass;
+        a backward pass that needs ∂L/∂x anyway collects the shares and hands them to
+        :meth:`weight_gradients` (``shares``), instead of solving every read again there.
+        The shares of several calls add up (the weight gradient is a sum over reads).
+        """
+        grad_x, grad = self._backends[(key, delay)].vjp(x, grad_current)
+        return grad_x, self._slice_share(key, delay, grad)
+
+    def _slice_share(self, key, delay, grad):
+        """A slice holds only the weights of its delay."""
+        if key != "out" and self.n_delay > 1:
+            return np.where(self._delays[key] == delay, grad, 0.0)
+        return grad
+
+    def weight_gradients(self, key, inputs, grad_current, shares=None) -> np.ndarray:
         """∂L/∂W[key] (the stored weights) from what each of its arrays read.
 
         ``inputs(d)`` is the (B, T, n) array of inputs the array of delay slice d read at the
         steps whose output is ``grad_current`` (B, T, m) = ∂L/∂(summed output). Each array
         turns this into ∂L/∂(its weights) (``Crossbar.map_gradient`` for a linear read of
         ``xᵀ ∂L/∂out``, ``Crossbar.vjp`` otherwise: exact through the IR drop for Compact); a
-        slice holds only the weights of its delay, and W_rec keeps its mask.
+        slice holds only the weights of its delay, and W_rec keeps its mask.  ``shares``
+        {delay: gradient}: slices whose share the caller already summed from
+        :meth:`array_vjp` over exactly these (input, gradient) pairs (reads of an all-zero
+        input may be left out: their share is zero); they are not read again.
         """
         flat_grad = grad_current.reshape(-1, grad_current.shape[-1])
+        shares = shares or {}
         total = None
         for d, _ in self._slices(key):
-            backend = self._backends[(key, d)]
-            x = inputs(d)
-            flat_x = x.reshape(-1, x.shape[-1])
-            if backend.linear_map() is not None:
-                grad = backend.map_gradient(flat_x.T @ flat_grad)
+            if d in shares:
+                grad = shares[d]
             else:
-                grad = backend.vjp(flat_x, flat_grad)[1]
-            if key != "out" and self.n_delay > 1:
-                grad = np.where(self._delays[key] == d, grad, 0.0)
+                backend = self._backends[(key, d)]
+                x = inputs(d)
+                flat_x = x.reshape(-1, x.shape[-1])
+                if backend.linear_map() is not None:
+                    grad = self._slice_share(key, d, backend.map_gradient(flat_x.T @ flat_grad))
+                else:
+                    grad = self._slice_share(key, d, backend.vjp(flat_x, flat_grad)[1])
             total = grad if total is None else total + grad
         return total * self.rec_mask if key == "rec" else total
 

@@ -276,13 +276,15 @@ def test_bp_through_ir_drop_is_bptt_truncated():
         np.testing.assert_allclose(bp[key], truncated[key], rtol=1e-10, atol=1e-14)
 
 
-def test_bptt_through_nonlinear_read_matches_finite_differences():
-    """Nonlinear read: implicit-function adjoint of every Newton solve (a sample of entries)."""
+@pytest.mark.parametrize("extra", [{}, {"n_delay": 2}])
+def test_bptt_through_nonlinear_read_matches_finite_differences(extra):
+    """Nonlinear read: implicit-function adjoint of every Newton solve (a sample of entries);
+    with delays, each recurrent slice's share collected step by step in the backward loop."""
     rng = np.random.default_rng(1)
     x = rng.random((1, 5, 4))
     y = np.array([2])
     rule = BPTT(reset_grad=True)
-    net = smooth_network(Compact(r_word=300.0, r_bit=300.0, read="nonlinear"))
+    net = smooth_network(Compact(r_word=300.0, r_bit=300.0, read="nonlinear"), **extra)
     _, grads, _ = rule.gradients(net, x, y)
     for key, shape in (("in", (4, 5)), ("rec", (5, 5)), ("out", (5, 3))):
         entries = [tuple(int(v) for v in np.unravel_index(k, shape))
@@ -407,3 +409,23 @@ def test_training_solves_each_nonlinear_read_once():
     Model(trained, rule="bptt", lr=1e-3, batch_size=6, seed=0).train(x, y, epochs=1,
                                                                         progress=False)
     assert solves(inference) > 0 and solves(trained) == solves(inference)
+
+
+
+def test_training_differentiates_each_nonlinear_read_once():
+    """The backward pass needs ∂L/∂z of the recurrent and readout arrays and ∂L/∂W of every
+    array: both come from one adjoint solve per read (``SRNN.array_vjp``), so one gradient
+    differentiates each read once (before: every read of the recurrent and readout arrays
+    twice).  Slice d of W_rec reads z_0 .. z_{T-1-d} for the steps d .. T-1."""
+    from cosim.crossbar import Compact
+    rng = np.random.default_rng(8)
+    batch, steps = 3, 6
+    x = (rng.random((batch, steps, 4)) < 0.6).astype(float)
+    y = rng.integers(0, 3, batch)
+    net = smooth_network(Compact(r_word=2.0, r_bit=2.0, read="nonlinear", cache_size=0),
+                         n_delay=2)
+    _, _, record = BPTT().gradients(net, x, y)
+    assert record.z.any()
+    reads = {("in", 1): batch * steps, ("in", 2): batch * steps, ("out", 1): batch * steps,
+             ("rec", 1): batch * (steps - 1), ("rec", 2): batch * (steps - 2)}
+    assert {k: b.stats["adjoints"] for k, b in net.backends().items()} == reads

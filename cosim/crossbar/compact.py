@@ -207,7 +207,8 @@ class Compact(CompactGradients, Crossbar):
         self._voltages = {}                # pattern -> converged (drops, bit voltages)
         self._voltage_calls = deque()      # (bytes, patterns, drops) of each solve, oldest first
         self._voltage_bytes = 0
-        self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0}
+        # solves: nonlinear reads solved; adjoints: nonlinear reads differentiated (vjp)
+        self.stats = {"solves": 0, "cache_hits": 0, "factorisations": 0, "adjoints": 0}
 
     # -- programming -------------------------------------------------------------------------
     def _program(self, weights):

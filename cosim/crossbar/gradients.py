@@ -141,6 +141,7 @@ class CompactGradients:
                 b[driven] = bits[where.ravel()]
             grad_V, grad_di, i = adjoint.nonlinear_vjp_batch(cell, Vc, u, b, self.r_word,
                                                              self.r_bit, cot[part])
+            self.stats["adjoints"] += Vc.shape[0]
             grad_x[part] = self.v_read * grad_V
             if weights:
                 grad_g += np.einsum("kij,kij->ij", grad_di, i) / self._g

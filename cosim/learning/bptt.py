@@ -29,9 +29,12 @@ M of a linear-read Compact array, the weights of an ideal one), and each array t
 ∂L/∂M = Σ_t x_tᵀ δI_t into the gradient of its stored weights (``SRNN.weight_gradients``:
 the adjoint of the nodal solve and the mapping, ``cosim.crossbar.adjoint``). For a read
 that is nonlinear in its input the products become the array's vector-Jacobian products at
-every step. With those, e_t and ∂L/∂W above are the exact gradient of the forward pass on
-the arrays (quantisation, variability and faults passed straight through); other backends
-fall back to the straight-through estimator through their effective weights.
+every step (``SRNN.array_vjp``): one adjoint solve per read gives both its ∂L/∂x and its
+share of ∂L/∂W, so the recurrent and readout arrays, whose ∂L/∂z the loop needs, are not
+differentiated a second time for their weights. With those, e_t and ∂L/∂W above are the
+exact gradient of the forward pass on the arrays (quantisation, variability and faults
+passed straight through); other backends fall back to the straight-through estimator
+through their effective weights.
 """
 
 from __future__ import annotations
@@ -92,14 +95,15 @@ def readout_backward(net, record, dlogits, maps=None):
     g_total = lfilter([1.0], [1.0, -net.kappa], g_direct[:, ::-1], axis=1)[:, ::-1]
     du = (1.0 - net.kappa) * g_total
     z = record.z
-    d_out = net.weight_gradients("out", lambda d: z, du)
     d_bias = du.sum(axis=(0, 1))
     (_, out_map), = (maps or net.backward_maps())["out"]
     if out_map is not None:
+        d_out = net.weight_gradients("out", lambda d: z, du)
         dz = du @ out_map.T.astype(du.dtype, copy=False)
     else:
-        dz = net.array_input_gradient("out", 1, z.reshape(-1, z.shape[2]),
-                                      du.reshape(-1, du.shape[2]))
+        # read nonlinearly: ∂L/∂z and ∂L/∂W_out from the same adjoint solve of every read
+        dz, d_out = net.array_vjp("out", 1, z.reshape(-1, z.shape[2]),
+                                  du.reshape(-1, du.shape[2]))
         dz = dz.reshape(z.shape).astype(du.dtype, copy=False)
     return d_out, d_bias, dz
 
@@ -111,10 +115,12 @@ def _neuron_coefficients(net):
     return alpha, gain, rho, beta
 
 
-def input_gradients(net, x, d_current, z):
-    """∂L/∂W_in and ∂L/∂W_rec from δI (B, T, n_rec), each delay slice through its own array."""
+def input_gradients(net, x, d_current, z, rec_shares=None):
+    """∂L/∂W_in and ∂L/∂W_rec from δI (B, T, n_rec), each delay slice through its own
+    array; ``rec_shares`` {delay: ∂L/∂W_rec share}: the recurrent slices the backward loop
+    already differentiated (``SRNN.array_vjp``)."""
     d_in = net.weight_gradients("in", lambda d: _shift(x, d - 1), d_current)
-    d_rec = net.weight_gradients("rec", lambda d: _shift(z, d), d_current)
+    d_rec = net.weight_gradients("rec", lambda d: _shift(z, d), d_current, shares=rec_shares)
     return d_in, d_rec
 
 
@@ -217,6 +223,7 @@ class BPTT:
         need_dv = reset_t is not None or direct_t is not None
 
         d_vpre = np.empty((steps, batch, n), z.dtype)   # every step is written before read
+        rec_shares = {}                                 # delay -> ∂L/∂W_rec share (rec_vjp)
         db = np.zeros((batch, n), z.dtype)              # δb_{t+1}
         for t in range(steps - 1, -1, -1):
             e = e_readout[t]
@@ -225,8 +232,12 @@ class BPTT:
                     e = e + d_vpre[t + d] @ w_g
             for d in rec_vjp:
                 if t + d < steps:
-                    e = e + net.array_input_gradient("rec", d, z_tm[t], gain * d_vpre[t + d]
-                                                     ).astype(z.dtype, copy=False)
+                    # the read of z_t by slice d feeds δI_{t+d}: its adjoint gives e_t and
+                    # this read's share of ∂L/∂W_rec (the pair (z_t, δI_{t+d}) of
+                    # input_gradients), so no read is solved twice
+                    grad_z, share = net.array_vjp("rec", d, z_tm[t], gain * d_vpre[t + d])
+                    e = e + grad_z.astype(z.dtype, copy=False)
+                    rec_shares[d] = share if d not in rec_shares else rec_shares[d] + share
             if adaptive:
                 e = e + one_minus_rho * db
             dv = None
@@ -246,5 +257,5 @@ class BPTT:
                     da += dv * direct_t[t]
                 db = beta * da + rho * db
         d_current = gain * np.moveaxis(d_vpre, 0, 1)
-        d_in, d_rec = input_gradients(net, record.x, d_current, z)
+        d_in, d_rec = input_gradients(net, record.x, d_current, z, rec_shares)
         return loss, {"in": d_in, "rec": d_rec, "out": d_out, "bias_out": d_bias}
