@@ -290,9 +290,10 @@ class SRNN:
                 x = inputs(d)
                 flat_x = x.reshape(-1, x.shape[-1])
                 if backend.linear_map() is not None:
-                    grad = self._slice_share(key, d, backend.map_gradient(flat_x.T @ flat_grad))
+                    grad = backend.map_gradient(flat_x.T @ flat_grad)
                 else:
-                    grad = self._slice_share(key, d, backend.vjp(flat_x, flat_grad)[1])
+                    grad = backend.vjp(flat_x, flat_grad)[1]
+                grad = self._slice_share(key, d, grad)
             total = grad if total is None else total + grad
         return total * self.rec_mask if key == "rec" else total
 

@@ -411,13 +411,11 @@ def test_training_solves_each_nonlinear_read_once():
     assert solves(inference) > 0 and solves(trained) == solves(inference)
 
 
-
 def test_training_differentiates_each_nonlinear_read_once():
     """The backward pass needs ∂L/∂z of the recurrent and readout arrays and ∂L/∂W of every
     array: both come from one adjoint solve per read (``SRNN.array_vjp``), so one gradient
     differentiates each read once (before: every read of the recurrent and readout arrays
     twice).  Slice d of W_rec reads z_0 .. z_{T-1-d} for the steps d .. T-1."""
-    from cosim.crossbar import Compact
     rng = np.random.default_rng(8)
     batch, steps = 3, 6
     x = (rng.random((batch, steps, 4)) < 0.6).astype(float)
